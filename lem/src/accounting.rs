@@ -1,0 +1,360 @@
+//! Pure accounting of one device over one window: energy (counter or integration),
+//! power/memory/temperature statistics and throttle time. No I/O, no clocks: everything it
+//! needs is passed in, so it is tested against exact truths.
+
+use crate::baseline::BaselineMethod;
+use crate::device::{DeviceInfo, Reading, ThrottleReasons, Violations};
+use crate::report::{
+    DeviceEnergy, DeviceReport, DeviceThrottle, EnergyMethod, MemoryStats, PowerStats,
+    TemperatureStats, ThrottleEvent, ThrottleSource, UtilisationStats,
+};
+use crate::sampler::Sample;
+
+/// A window counts as below the counter's resolution when shorter than this many updates.
+pub const MIN_COUNTER_UPDATES: f64 = 3.0;
+
+/// Everything known about one device over one window.
+#[derive(Debug)]
+pub(crate) struct DeviceWindow<'a> {
+    pub info: &'a DeviceInfo,
+    pub t0: f64,
+    pub t1: f64,
+    pub e0: Option<f64>,
+    pub e1: Option<f64>,
+    pub temp0: Option<f64>,
+    pub violations: Option<(Violations, Violations)>,
+    /// This device's samples, in time order; may start with one from before `t0`.
+    pub samples: &'a [Sample],
+    /// Readings taken at the window's two ends (devices without a counter).
+    pub edges: Option<(Reading, Reading)>,
+    pub baseline_w: Option<f64>,
+    pub baseline_method: BaselineMethod,
+}
+
+/// Integrate the piecewise-linear power curve through `points` (time-sorted `(t_s, W)`),
+/// held constant before the first and after the last point, over `[t0, t1]`. `None` without
+/// points.
+pub fn integrate(points: &[(f64, f64)], t0: f64, t1: f64) -> Option<f64> {
+    let first = points.first()?;
+    let last = points.last()?;
+    if t1 <= t0 {
+        return Some(0.0);
+    }
+    let mut total = 0.0;
+    // held before the first point
+    if t0 < first.0 {
+        total += first.1 * (first.0.min(t1) - t0);
+    }
+    for w in points.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let lo = a.0.max(t0);
+        let hi = b.0.min(t1);
+        if hi <= lo || b.0 <= a.0 {
+            continue;
+        }
+        let at = |t: f64| a.1 + (b.1 - a.1) * (t - a.0) / (b.0 - a.0);
+        total += (at(lo) + at(hi)) / 2.0 * (hi - lo);
+    }
+    // held after the last point
+    if t1 > last.0 {
+        total += last.1 * (t1 - last.0.max(t0));
+    }
+    Some(total)
+}
+
+/// Throttle time and events from sampled reasons, each held until the next sample.
+pub(crate) fn throttle_from_samples(
+    device: u32,
+    samples: &[(f64, ThrottleReasons)],
+    t0: f64,
+    t1: f64,
+) -> (f64, f64, f64, ThrottleReasons, Vec<ThrottleEvent>) {
+    let (mut any, mut thermal, mut power) = (0.0, 0.0, 0.0);
+    let mut seen = ThrottleReasons::NONE;
+    let mut events: Vec<ThrottleEvent> = Vec::new();
+    for (i, (t, r)) in samples.iter().enumerate() {
+        let start = t.max(t0);
+        let end = samples.get(i + 1).map_or(t1, |n| n.0).min(t1);
+        if end <= start {
+            continue;
+        }
+        let r = r.throttling_only();
+        if r.is_empty() {
+            continue;
+        }
+        let dt = end - start;
+        any += dt;
+        if r.is_thermal() {
+            thermal += dt;
+        }
+        if r.is_power() {
+            power += dt;
+        }
+        seen = seen.union(r);
+        let (s_rel, e_rel) = (start - t0, end - t0);
+        match events.last_mut() {
+            Some(ev) if (ev.end_s - s_rel).abs() < 1e-12 => {
+                ev.end_s = e_rel;
+                ev.reasons = ev.reasons.union(r);
+            }
+            _ => events.push(ThrottleEvent {
+                device,
+                start_s: s_rel,
+                end_s: e_rel,
+                reasons: r,
+            }),
+        }
+    }
+    (any, thermal, power, seen, events)
+}
+
+fn max_opt(it: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    it.flatten().filter(|v| v.is_finite()).reduce(f64::max)
+}
+
+/// Account one device over one window: its report, its throttle events and warnings.
+pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>, Vec<String>) {
+    let info = w.info;
+    let dev = format!("device {} ({})", info.index, info.name);
+    let duration = (w.t1 - w.t0).max(0.0);
+    let mut warnings = Vec::new();
+    let inside: Vec<&Sample> = w.samples.iter().filter(|s| s.t_s >= w.t0).collect();
+
+    let mut points: Vec<(f64, f64)> = Vec::with_capacity(w.samples.len() + 2);
+    if let Some((r0, _)) = &w.edges {
+        if let Some(p) = r0.power_w {
+            points.push((w.t0, p));
+        }
+    }
+    points.extend(
+        w.samples
+            .iter()
+            .filter(|s| s.t_s > w.t0 || w.edges.is_none())
+            .filter_map(|s| s.reading.power_w.map(|p| (s.t_s, p))),
+    );
+    if let Some((_, r1)) = &w.edges {
+        if let Some(p) = r1.power_w {
+            points.push((w.t1, p));
+        }
+    }
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let integrated = integrate(&points, w.t0, w.t1);
+
+    let counter = match (w.e0, w.e1) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let limit_s = MIN_COUNTER_UPDATES * info.counter_update_s;
+    let mut below = false;
+    let (raw, method) = match counter {
+        Some(d) if d < 0.0 => {
+            warnings.push(format!(
+                "{dev}: energy counter went backwards by {:.3} J (reset or driver reload); used integrated power samples for this window",
+                -d
+            ));
+            (
+                integrated,
+                integrated.map(|_| EnergyMethod::PowerIntegration),
+            )
+        }
+        Some(d) if d == 0.0 && duration > 0.0 && info.counter_update_s > 0.0 => {
+            below = true;
+            warnings.push(format!(
+                "{dev}: below_resolution: the {:.1} ms window saw no energy-counter update (updates every ~{:.0} ms); used integrated power instead of reporting zero",
+                duration * 1e3,
+                info.counter_update_s * 1e3
+            ));
+            (
+                integrated,
+                integrated.map(|_| EnergyMethod::PowerIntegration),
+            )
+        }
+        Some(d) => {
+            if duration < limit_s {
+                below = true;
+                warnings.push(format!(
+                    "{dev}: below_resolution: the {:.1} ms window spans fewer than {MIN_COUNTER_UPDATES} energy-counter updates (~{:.0} ms each); the energy is coarse: measure longer windows or more iterations per window",
+                    duration * 1e3,
+                    info.counter_update_s * 1e3
+                ));
+            }
+            (Some(d), Some(EnergyMethod::EnergyCounter))
+        }
+        None => (
+            integrated,
+            integrated.map(|_| EnergyMethod::PowerIntegration),
+        ),
+    };
+    if raw.is_none() {
+        warnings.push(format!(
+            "{dev}: energy could not be measured (no energy counter and no power samples in the window)"
+        ));
+    }
+    if method == Some(EnergyMethod::PowerIntegration)
+        && info.power_source == crate::device::PowerSource::Averaged
+    {
+        warnings.push(format!(
+            "{dev}: integrated power readings that the driver averages over 1 s; short windows are smoothed"
+        ));
+    }
+    let adjusted = match (raw, w.baseline_w) {
+        (Some(r), Some(b)) => {
+            let a = r - b * duration;
+            if a < 0.0 {
+                warnings.push(format!(
+                    "{dev}: adjusted energy floored at 0 J: the window drew less ({r:.3} J) than the idle baseline predicts ({:.3} J)",
+                    b * duration
+                ));
+            }
+            Some(a.max(0.0))
+        }
+        _ => None,
+    };
+    if info.mig {
+        warnings.push(format!(
+            "{dev}: MIG mode: NVML reports the whole GPU's energy, not this slice's"
+        ));
+    }
+
+    let edge_iter = w.edges.iter().flat_map(|(a, b)| [*a, *b]);
+    let readings: Vec<Reading> = inside.iter().map(|s| s.reading).chain(edge_iter).collect();
+    let held = w
+        .samples
+        .first()
+        .filter(|s| s.t_s < w.t0)
+        .map(|s| s.reading);
+    let peak_power =
+        max_opt(readings.iter().map(|r| r.power_w)).or_else(|| held.and_then(|r| r.power_w));
+    let peak_mem = max_opt(readings.iter().map(|r| r.memory_used_mb))
+        .or_else(|| held.and_then(|r| r.memory_used_mb));
+    let max_temp = max_opt(
+        readings
+            .iter()
+            .map(|r| r.temperature_c)
+            .chain(std::iter::once(w.temp0)),
+    );
+    let utils: Vec<f64> = inside
+        .iter()
+        .filter_map(|s| s.reading.utilisation_pct)
+        .collect();
+    let mean_util = (!utils.is_empty()).then(|| utils.iter().sum::<f64>() / utils.len() as f64);
+
+    let reasons: Vec<(f64, ThrottleReasons)> = w
+        .samples
+        .iter()
+        .filter_map(|s| s.reading.throttle.map(|r| (s.t_s, r)))
+        .collect();
+    let (mut any, mut thermal, mut power, seen, events) =
+        throttle_from_samples(info.index, &reasons, w.t0, w.t1);
+    let mut source = ThrottleSource::Samples;
+    if let Some((v0, v1)) = w.violations {
+        let s = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9;
+        thermal = s(v0.thermal_ns, v1.thermal_ns).min(duration);
+        power = s(v0.power_ns, v1.power_ns).min(duration);
+        any = any.max(thermal).max(power).min(duration);
+        source = ThrottleSource::ViolationCounters;
+    }
+    let detected = any > 0.0 || !seen.is_empty();
+    if detected {
+        warnings.push(format!(
+            "{dev}: throttled for {any:.2} s of {duration:.2} s (thermal {thermal:.2} s, power {power:.2} s; {seen}): energy and speed reflect a throttled device"
+        ));
+    }
+
+    let report = DeviceReport {
+        index: info.index,
+        uuid: info.uuid.clone(),
+        name: info.name.clone(),
+        kind: info.kind,
+        simulated: info.simulated,
+        mig: info.mig,
+        energy: DeviceEnergy {
+            raw_j: raw,
+            adjusted_j: adjusted,
+            baseline_power_w: w.baseline_w,
+            baseline_method: w.baseline_method,
+            method,
+            below_resolution: below,
+        },
+        power: PowerStats {
+            mean_w: raw.filter(|_| duration > 0.0).map(|r| r / duration),
+            peak_w: peak_power,
+            source: info.power_source,
+        },
+        temperature: TemperatureStats {
+            start_c: w.temp0,
+            max_c: max_temp,
+        },
+        memory: MemoryStats {
+            peak_used_mb: peak_mem,
+            total_mb: info.memory_total_mb,
+        },
+        utilisation: UtilisationStats {
+            mean_pct: mean_util,
+        },
+        throttle: DeviceThrottle {
+            detected,
+            throttle_duration_s: any,
+            thermal_duration_s: thermal,
+            power_duration_s: power,
+            duration_source: source,
+            reasons: seen,
+        },
+    };
+    (report, events, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integrates_constant_and_linear_exactly() {
+        let pts = [(0.0, 100.0), (1.0, 100.0), (2.0, 100.0)];
+        assert!((integrate(&pts, 0.0, 2.0).unwrap() - 200.0).abs() < 1e-9);
+        let ramp = [(0.0, 0.0), (2.0, 200.0)];
+        assert!((integrate(&ramp, 0.0, 2.0).unwrap() - 200.0).abs() < 1e-9);
+        assert!((integrate(&ramp, 1.0, 2.0).unwrap() - 150.0).abs() < 1e-9);
+        // held beyond the ends
+        assert!((integrate(&[(1.0, 50.0)], 0.0, 3.0).unwrap() - 150.0).abs() < 1e-9);
+        assert!(integrate(&[], 0.0, 1.0).is_none());
+        assert_eq!(integrate(&pts, 1.0, 1.0), Some(0.0));
+    }
+
+    #[test]
+    fn integration_of_a_sampled_step_trace_is_within_3_percent() {
+        // truth: 60 W until 1.03 s, 300 W until 2.47 s, then 280 W; window [0.5, 3.0]
+        let p = |t: f64| {
+            if t < 1.03 {
+                60.0
+            } else if t < 2.47 {
+                300.0
+            } else {
+                280.0
+            }
+        };
+        let truth = 60.0 * 0.53 + 300.0 * 1.44 + 280.0 * 0.53;
+        let pts: Vec<(f64, f64)> = (0..40)
+            .map(|i| 0.017 + 0.1 * f64::from(i))
+            .map(|t| (t, p(t)))
+            .collect();
+        let got = integrate(&pts, 0.5, 3.0).unwrap();
+        assert!((got - truth).abs() / truth < 0.03, "{got} vs {truth}");
+    }
+
+    #[test]
+    fn throttle_time_is_held_until_the_next_sample_and_merged_into_events() {
+        let th = ThrottleReasons::HW_THERMAL;
+        let pc = ThrottleReasons::SW_POWER_CAP;
+        let none = ThrottleReasons::GPU_IDLE;
+        let s = [(0.9, th), (1.0, th), (1.1, pc), (1.2, none), (1.3, th)];
+        let (any, thermal, power, seen, ev) = throttle_from_samples(0, &s, 1.0, 1.35);
+        assert!((any - 0.25).abs() < 1e-9, "{any}");
+        assert!((thermal - 0.15).abs() < 1e-9);
+        assert!((power - 0.1).abs() < 1e-9);
+        assert!(seen.is_thermal() && seen.is_power());
+        assert_eq!(ev.len(), 2);
+        assert!((ev[0].start_s - 0.0).abs() < 1e-9 && (ev[0].end_s - 0.2).abs() < 1e-9);
+        assert!((ev[1].start_s - 0.3).abs() < 1e-9 && (ev[1].end_s - 0.35).abs() < 1e-9);
+    }
+}

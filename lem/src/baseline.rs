@@ -1,0 +1,703 @@
+//! The idle baseline: the power each device draws doing nothing, measured with the device
+//! idle, cached per device UUID, and subtracted per device over each window's own duration.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::device::SharedDevice;
+use crate::error::{Error, Result};
+use crate::output::write_atomic;
+use crate::timefmt::rfc3339;
+
+/// Default baseline duration.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(30);
+/// Default time a cached baseline stays valid.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// Utilisation (%) above which a baseline counts as taken on a busy device.
+pub const BUSY_UTILISATION_PCT: f64 = 1.0;
+/// Power coefficient of variation above which a baseline counts as unsteady.
+pub const BUSY_POWER_CV: f64 = 0.10;
+
+const CACHE_FORMAT: u32 = 1;
+
+/// Whether and how to establish the baseline (`LEM_BASELINE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BaselineMode {
+    /// Use a valid cached baseline, else measure one (`auto`).
+    #[default]
+    Auto,
+    /// No baseline: results carry raw energy only (`off`).
+    Off,
+    /// Always measure afresh and refresh the cache (`force`).
+    Force,
+}
+
+impl BaselineMode {
+    /// Parse `auto` | `off` | `force`; `field` names the source in errors.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming `field`.
+    pub fn parse_for(field: &str, s: &str) -> Result<Self> {
+        match s.trim() {
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            "force" => Ok(Self::Force),
+            other => Err(Error::config(
+                field,
+                format!("`{other}` is not one of auto, off, force"),
+            )),
+        }
+    }
+}
+
+/// How a baseline was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineMethod {
+    /// Measured by this process.
+    Fresh,
+    /// Read from the cache.
+    Cached,
+    /// Turned off by configuration.
+    #[default]
+    Disabled,
+    /// Could not be measured.
+    Unavailable,
+}
+
+/// Baseline settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselineConfig {
+    /// Auto, off or force.
+    pub mode: BaselineMode,
+    /// How long to measure.
+    pub duration: Duration,
+    /// Sampling interval while measuring.
+    pub interval: Duration,
+    /// How long a cached baseline stays valid.
+    pub ttl: Duration,
+    /// Fail (instead of warning) when the baseline cannot be established.
+    pub required: bool,
+    /// Cache directory; `None` uses [`default_cache_dir`].
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        Self {
+            mode: BaselineMode::Auto,
+            duration: DEFAULT_DURATION,
+            interval: crate::sampler::DEFAULT_INTERVAL,
+            ttl: DEFAULT_TTL,
+            required: false,
+            cache_dir: None,
+        }
+    }
+}
+
+/// One device's baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// Device UUID.
+    pub uuid: String,
+    /// Idle power in W; `None` when disabled or unavailable.
+    pub power_w: Option<f64>,
+    /// How it was obtained.
+    pub method: BaselineMethod,
+    /// When it was measured (Unix s).
+    pub timestamp_unix_s: Option<f64>,
+    /// When it was measured, RFC 3339.
+    pub timestamp: Option<String>,
+    /// Age of the cached value at use, s; `None` when fresh.
+    pub cache_age_s: Option<f64>,
+    /// Measurement length, s.
+    pub duration_s: Option<f64>,
+    /// Power samples taken.
+    pub sample_count: u64,
+    /// Coefficient of variation of the power samples.
+    pub power_cv: Option<f64>,
+    /// Mean utilisation during the measurement, %.
+    pub mean_utilisation_pct: Option<f64>,
+    /// The device was not idle (utilisation or unsteady power): treat with care.
+    pub busy: bool,
+}
+
+impl Baseline {
+    fn without(uuid: &str, method: BaselineMethod) -> Self {
+        Self {
+            uuid: uuid.to_string(),
+            power_w: None,
+            method,
+            timestamp_unix_s: None,
+            timestamp: None,
+            cache_age_s: None,
+            duration_s: None,
+            sample_count: 0,
+            power_cv: None,
+            mean_utilisation_pct: None,
+            busy: false,
+        }
+    }
+}
+
+/// What the cache file of one device holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheEntry {
+    /// Cache format version.
+    pub lem_baseline: u32,
+    /// Device UUID (the file is ignored if it does not match).
+    pub uuid: String,
+    /// Device name.
+    pub device_name: String,
+    /// Idle power, W.
+    pub power_w: f64,
+    /// When measured, Unix s.
+    pub timestamp_unix_s: f64,
+    /// When measured, RFC 3339.
+    pub timestamp: String,
+    /// Measurement length, s.
+    pub duration_s: f64,
+    /// Power samples taken.
+    pub sample_count: u64,
+    /// Coefficient of variation of the samples.
+    pub power_cv: Option<f64>,
+    /// Mean utilisation, %.
+    pub mean_utilisation_pct: Option<f64>,
+    /// Simulated device.
+    pub simulated: bool,
+}
+
+/// The baseline of every device and the warnings raised establishing them.
+#[derive(Debug, Clone, Default)]
+pub struct BaselineOutcome {
+    /// One per device, in device order.
+    pub baselines: Vec<Baseline>,
+    /// Things to tell the user.
+    pub warnings: Vec<String>,
+}
+
+/// `LEM_CACHE_DIR`, else `$XDG_CACHE_HOME/lem`, else `~/.cache/lem`, else a per-user folder
+/// in the temp directory.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("LEM_CACHE_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d).join("lem");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".cache").join("lem");
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+    std::env::temp_dir().join(format!("lem-{user}"))
+}
+
+/// The cache file of the device with `uuid`.
+pub fn cache_path(dir: &Path, uuid: &str) -> PathBuf {
+    let safe: String = uuid
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join(format!("baseline-{safe}.json"))
+}
+
+/// Read one cache file. `Ok(None)` when there is none; `Err(warning)` when it is corrupted
+/// or belongs to another device.
+pub fn read_cache(path: &Path, uuid: &str) -> std::result::Result<Option<CacheEntry>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("ignoring baseline cache {}: {e}", path.display())),
+    };
+    let entry: CacheEntry = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "ignoring corrupted baseline cache {} ({e}); measuring again",
+            path.display()
+        )
+    })?;
+    if entry.uuid != uuid || entry.lem_baseline != CACHE_FORMAT {
+        return Err(format!(
+            "ignoring baseline cache {}: it belongs to {} (format {}), not {uuid}; measuring again",
+            path.display(),
+            entry.uuid,
+            entry.lem_baseline
+        ));
+    }
+    if !(entry.power_w.is_finite() && entry.power_w >= 0.0 && entry.timestamp_unix_s.is_finite()) {
+        return Err(format!(
+            "ignoring corrupted baseline cache {}: invalid values; measuring again",
+            path.display()
+        ));
+    }
+    Ok(Some(entry))
+}
+
+/// Create the cache directory, private to the user.
+fn ensure_private_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+    }
+}
+
+/// Write one cache entry atomically (temp file + rename: racing writers never leave a
+/// half-written file, the last rename wins).
+///
+/// # Errors
+/// [`Error::Io`] naming the directory or file.
+pub fn write_cache(dir: &Path, entry: &CacheEntry) -> Result<PathBuf> {
+    ensure_private_dir(dir)?;
+    let path = cache_path(dir, &entry.uuid);
+    let json = serde_json::to_vec_pretty(entry)?;
+    write_atomic(&path, &json)?;
+    Ok(path)
+}
+
+/// Every cache file in `dir`, parsed (errors as text).
+pub fn list_cache(dir: &Path) -> Vec<(PathBuf, std::result::Result<CacheEntry, String>)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, std::result::Result<CacheEntry, String>)> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("baseline-") && n.ends_with(".json"))
+        })
+        .map(|p| {
+            let r = std::fs::read_to_string(&p)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str::<CacheEntry>(&t).map_err(|e| e.to_string()));
+            (p, r)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Delete every cache file in `dir`; returns how many were removed.
+///
+/// # Errors
+/// [`Error::Io`] naming the file that could not be removed.
+pub fn clear_cache(dir: &Path) -> Result<usize> {
+    let mut n = 0;
+    for (p, _) in list_cache(dir) {
+        std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A fresh idle measurement of one device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    /// Mean idle power (counter delta / duration where there is a counter), W.
+    pub power_w: Option<f64>,
+    /// Power samples taken.
+    pub sample_count: u64,
+    /// Coefficient of variation of the power samples.
+    pub power_cv: Option<f64>,
+    /// Mean utilisation, %.
+    pub mean_utilisation_pct: Option<f64>,
+    /// Actual measurement length, s.
+    pub duration_s: f64,
+}
+
+/// Measure the idle power of several devices at once for `duration`, reading them every
+/// `interval` on `clock`. `progress` is called with the fraction done after each round.
+pub fn measure(
+    devices: &[SharedDevice],
+    clock: &Arc<dyn Clock>,
+    duration: Duration,
+    interval: Duration,
+    progress: &mut dyn FnMut(f64),
+) -> Vec<Measured> {
+    let n = devices.len();
+    let e0: Vec<Option<f64>> = devices.iter().map(|d| d.energy_j().ok()).collect();
+    let t0 = clock.now();
+    let mut powers: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n];
+    let mut utils: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let rounds = (duration.as_secs_f64() / interval.as_secs_f64())
+        .ceil()
+        .max(1.0) as u64;
+    for round in 0..rounds {
+        for (i, d) in devices.iter().enumerate() {
+            if let Ok(r) = d.read() {
+                let t = clock.now().as_secs_f64();
+                if let Some(p) = r.power_w {
+                    powers[i].push((t, p));
+                }
+                if let Some(u) = r.utilisation_pct {
+                    utils[i].push(u);
+                }
+            }
+        }
+        let target = t0 + duration.mul_f64((round + 1) as f64 / rounds as f64);
+        let now = clock.now();
+        if target > now {
+            clock.sleep(target - now);
+        }
+        progress((round + 1) as f64 / rounds as f64);
+    }
+    let elapsed = (clock.now() - t0).as_secs_f64();
+    let e1: Vec<Option<f64>> = devices.iter().map(|d| d.energy_j().ok()).collect();
+    (0..n)
+        .map(|i| {
+            let ps: Vec<f64> = powers[i].iter().map(|(_, p)| *p).collect();
+            let stats = crate::stats::Summary::of(&ps);
+            let counter = match (e0[i], e1[i]) {
+                (Some(a), Some(b)) if b > a && elapsed > 0.0 => Some((b - a) / elapsed),
+                _ => None,
+            };
+            Measured {
+                power_w: counter.or(stats.as_ref().map(|s| s.mean)),
+                sample_count: ps.len() as u64,
+                power_cv: stats.as_ref().and_then(|s| s.cv),
+                mean_utilisation_pct: crate::stats::Summary::of(&utils[i]).map(|s| s.mean),
+                duration_s: elapsed,
+            }
+        })
+        .collect()
+}
+
+/// Establish the baseline of every device according to `cfg`: from the cache where valid,
+/// else measured (all devices needing it at once) and cached. `now_unix_s` is the wall-clock
+/// time used for cache ages.
+///
+/// # Errors
+/// [`Error::BaselineRequired`] when `cfg.required` and some device has no baseline.
+pub fn establish(
+    devices: &[SharedDevice],
+    clock: &Arc<dyn Clock>,
+    cfg: &BaselineConfig,
+    now_unix_s: f64,
+    progress: &mut dyn FnMut(f64),
+) -> Result<BaselineOutcome> {
+    let mut out = BaselineOutcome::default();
+    if cfg.mode == BaselineMode::Off {
+        out.baselines = devices
+            .iter()
+            .map(|d| Baseline::without(&d.info().uuid, BaselineMethod::Disabled))
+            .collect();
+        if cfg.required {
+            return Err(Error::BaselineRequired(
+                "the baseline is turned off (LEM_BASELINE=off / --no-baseline)".into(),
+            ));
+        }
+        return Ok(out);
+    }
+    let dir = cfg.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let mut slots: Vec<Option<Baseline>> = vec![None; devices.len()];
+    if cfg.mode == BaselineMode::Auto {
+        for (i, d) in devices.iter().enumerate() {
+            let uuid = &d.info().uuid;
+            match read_cache(&cache_path(&dir, uuid), uuid) {
+                Ok(Some(e)) => {
+                    let age = now_unix_s - e.timestamp_unix_s;
+                    if age >= 0.0 && age <= cfg.ttl.as_secs_f64() {
+                        slots[i] = Some(Baseline {
+                            uuid: uuid.clone(),
+                            power_w: Some(e.power_w),
+                            method: BaselineMethod::Cached,
+                            timestamp_unix_s: Some(e.timestamp_unix_s),
+                            timestamp: Some(e.timestamp),
+                            cache_age_s: Some(age),
+                            duration_s: Some(e.duration_s),
+                            sample_count: e.sample_count,
+                            power_cv: e.power_cv,
+                            mean_utilisation_pct: e.mean_utilisation_pct,
+                            busy: false,
+                        });
+                    }
+                }
+                Ok(None) => {}
+                Err(w) => out.warnings.push(w),
+            }
+        }
+    }
+    let todo: Vec<usize> = (0..devices.len()).filter(|i| slots[*i].is_none()).collect();
+    if !todo.is_empty() {
+        let devs: Vec<SharedDevice> = todo.iter().map(|i| devices[*i].clone()).collect();
+        let measured = measure(&devs, clock, cfg.duration, cfg.interval, progress);
+        for (k, m) in todo.iter().zip(measured) {
+            let d = &devices[*k];
+            let info = d.info();
+            let Some(power_w) = m.power_w else {
+                out.warnings.push(format!(
+                    "device {} ({}): the idle baseline could not be measured (no energy counter or power reading); results carry raw energy only",
+                    info.index, info.name
+                ));
+                slots[*k] = Some(Baseline::without(&info.uuid, BaselineMethod::Unavailable));
+                continue;
+            };
+            let busy_util = m
+                .mean_utilisation_pct
+                .is_some_and(|u| u > BUSY_UTILISATION_PCT);
+            let busy_cv = m.power_cv.is_some_and(|c| c > BUSY_POWER_CV);
+            let busy = busy_util || busy_cv;
+            if busy {
+                out.warnings.push(format!(
+                    "device {} ({}): baseline taken while the device was not idle (mean utilisation {:.1} %, power CV {:.3}); adjusted energy is suspect and this baseline is not cached",
+                    info.index,
+                    info.name,
+                    m.mean_utilisation_pct.unwrap_or(0.0),
+                    m.power_cv.unwrap_or(0.0)
+                ));
+            } else {
+                let entry = CacheEntry {
+                    lem_baseline: CACHE_FORMAT,
+                    uuid: info.uuid.clone(),
+                    device_name: info.name.clone(),
+                    power_w,
+                    timestamp_unix_s: now_unix_s,
+                    timestamp: rfc3339(now_unix_s),
+                    duration_s: m.duration_s,
+                    sample_count: m.sample_count,
+                    power_cv: m.power_cv,
+                    mean_utilisation_pct: m.mean_utilisation_pct,
+                    simulated: info.simulated,
+                };
+                if let Err(e) = write_cache(&dir, &entry) {
+                    out.warnings.push(format!("baseline not cached: {e}"));
+                }
+            }
+            slots[*k] = Some(Baseline {
+                uuid: info.uuid.clone(),
+                power_w: Some(power_w),
+                method: BaselineMethod::Fresh,
+                timestamp_unix_s: Some(now_unix_s),
+                timestamp: Some(rfc3339(now_unix_s)),
+                cache_age_s: None,
+                duration_s: Some(m.duration_s),
+                sample_count: m.sample_count,
+                power_cv: m.power_cv,
+                mean_utilisation_pct: m.mean_utilisation_pct,
+                busy,
+            });
+        }
+    }
+    out.baselines = slots
+        .into_iter()
+        .zip(devices)
+        .map(|(b, d)| {
+            b.unwrap_or_else(|| Baseline::without(&d.info().uuid, BaselineMethod::Unavailable))
+        })
+        .collect();
+    if cfg.required {
+        if let Some(b) = out.baselines.iter().find(|b| b.power_w.is_none()) {
+            return Err(Error::BaselineRequired(format!(
+                "device {} has no idle baseline",
+                b.uuid
+            )));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::device::{Scenario, SimDevice};
+
+    fn sim(json: &str, clock: &Arc<dyn Clock>) -> Vec<SharedDevice> {
+        let s = Scenario::from_json(json, Path::new("t.json")).unwrap();
+        SimDevice::open_all(&s, clock.clone(), 0)
+            .into_iter()
+            .map(|d| Arc::new(d) as SharedDevice)
+            .collect()
+    }
+
+    fn cfg(dir: &Path, mode: BaselineMode) -> BaselineConfig {
+        BaselineConfig {
+            mode,
+            duration: Duration::from_secs(5),
+            cache_dir: Some(dir.to_path_buf()),
+            ..BaselineConfig::default()
+        }
+    }
+
+    #[test]
+    fn fresh_then_cached_then_forced_then_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+        let devs = sim(r#"{"idle_w": 61.5}"#, &clock);
+        let mut noop = |_f: f64| {};
+        let c = cfg(dir.path(), BaselineMode::Auto);
+
+        let a = establish(&devs, &clock, &c, 1000.0, &mut noop).unwrap();
+        assert_eq!(a.baselines[0].method, BaselineMethod::Fresh);
+        assert!((a.baselines[0].power_w.unwrap() - 61.5).abs() < 1e-9);
+        assert!(
+            (clock.now().as_secs_f64() - 5.0).abs() < 1e-6,
+            "measured for 5 s"
+        );
+        assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+
+        let b = establish(&devs, &clock, &c, 1100.0, &mut noop).unwrap();
+        assert_eq!(b.baselines[0].method, BaselineMethod::Cached);
+        assert!((b.baselines[0].cache_age_s.unwrap() - 100.0).abs() < 1e-9);
+        assert!((b.baselines[0].power_w.unwrap() - 61.5).abs() < 1e-9);
+
+        let f = establish(
+            &devs,
+            &clock,
+            &cfg(dir.path(), BaselineMode::Force),
+            1200.0,
+            &mut noop,
+        )
+        .unwrap();
+        assert_eq!(f.baselines[0].method, BaselineMethod::Fresh);
+
+        // the forced run refreshed the cache: 1200 + 3600 is still valid, 1200 + 3601 is not
+        let ok = establish(&devs, &clock, &c, 4800.0, &mut noop).unwrap();
+        assert_eq!(ok.baselines[0].method, BaselineMethod::Cached);
+        let expired = establish(&devs, &clock, &c, 4801.0 + 3600.0, &mut noop).unwrap();
+        assert_eq!(expired.baselines[0].method, BaselineMethod::Fresh);
+    }
+
+    #[test]
+    fn corrupted_and_foreign_cache_files_are_ignored_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+        let devs = sim(r#"{"idle_w": 40}"#, &clock);
+        let uuid = devs[0].info().uuid.clone();
+        let path = cache_path(dir.path(), &uuid);
+        std::fs::write(&path, "{ not json").unwrap();
+        let mut noop = |_f: f64| {};
+        let c = cfg(dir.path(), BaselineMode::Auto);
+        let a = establish(&devs, &clock, &c, 10.0, &mut noop).unwrap();
+        assert_eq!(a.baselines[0].method, BaselineMethod::Fresh);
+        assert!(a.warnings[0].contains("corrupted"), "{:?}", a.warnings);
+        // the re-measurement replaced the corrupted file
+        assert!(read_cache(&path, &uuid).unwrap().is_some());
+
+        let mut foreign = read_cache(&path, &uuid).unwrap().unwrap();
+        foreign.uuid = "GPU-other".into();
+        std::fs::write(&path, serde_json::to_string(&foreign).unwrap()).unwrap();
+        let b = establish(&devs, &clock, &c, 20.0, &mut noop).unwrap();
+        assert_eq!(b.baselines[0].method, BaselineMethod::Fresh);
+        assert!(
+            b.warnings[0].contains("belongs to GPU-other"),
+            "{:?}",
+            b.warnings
+        );
+    }
+
+    #[test]
+    fn off_required_and_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+        let devs = sim(r#"{"idle_w": 40}"#, &clock);
+        let mut noop = |_f: f64| {};
+        let off = establish(
+            &devs,
+            &clock,
+            &cfg(dir.path(), BaselineMode::Off),
+            0.0,
+            &mut noop,
+        )
+        .unwrap();
+        assert_eq!(off.baselines[0].method, BaselineMethod::Disabled);
+        assert!(off.baselines[0].power_w.is_none());
+        let mut req = cfg(dir.path(), BaselineMode::Off);
+        req.required = true;
+        assert!(matches!(
+            establish(&devs, &clock, &req, 0.0, &mut noop),
+            Err(Error::BaselineRequired(_))
+        ));
+
+        // a device that is working during the baseline is flagged and not cached
+        let busy = sim(
+            r#"{"idle_w": 40, "segments": [{"start_s": 0, "end_s": 100, "power_w": 250}]}"#,
+            &clock,
+        );
+        let b = establish(
+            &busy,
+            &clock,
+            &cfg(dir.path(), BaselineMode::Force),
+            0.0,
+            &mut noop,
+        )
+        .unwrap();
+        assert!(b.baselines[0].busy);
+        assert!(
+            b.warnings.iter().any(|w| w.contains("not idle")),
+            "{:?}",
+            b.warnings
+        );
+        let uuid = &busy[0].info().uuid;
+        assert!(read_cache(&cache_path(dir.path(), uuid), uuid)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn counterless_baseline_uses_power_samples_and_progress_reaches_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+        let devs = sim(r#"{"idle_w": 33, "energy_counter": false}"#, &clock);
+        let mut last = 0.0;
+        let mut prog = |f: f64| last = f;
+        let b = establish(
+            &devs,
+            &clock,
+            &cfg(dir.path(), BaselineMode::Auto),
+            0.0,
+            &mut prog,
+        )
+        .unwrap();
+        assert!((b.baselines[0].power_w.unwrap() - 33.0).abs() < 1e-9);
+        assert_eq!(b.baselines[0].sample_count, 50);
+        assert!((last - 1.0).abs() < 1e-12);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn cache_dir_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("a/lem");
+        let entry = CacheEntry {
+            lem_baseline: CACHE_FORMAT,
+            uuid: "GPU-x/y".into(),
+            device_name: "x".into(),
+            power_w: 1.0,
+            timestamp_unix_s: 0.0,
+            timestamp: rfc3339(0.0),
+            duration_s: 1.0,
+            sample_count: 1,
+            power_cv: None,
+            mean_utilisation_pct: None,
+            simulated: true,
+        };
+        let p = write_cache(&sub, &entry).unwrap();
+        assert_eq!(p.file_name().unwrap(), "baseline-GPU-x_y.json");
+        let mode = std::fs::metadata(&sub).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert_eq!(list_cache(&sub).len(), 1);
+        assert_eq!(clear_cache(&sub).unwrap(), 1);
+        assert!(list_cache(&sub).is_empty());
+    }
+}

@@ -1,0 +1,567 @@
+//! A simulated GPU driven by a scenario file: an exact, deterministic power trace.
+//!
+//! The energy counter is the exact integral of the trace since the device was opened, so
+//! tests can compare lem's numbers with the truth. Every output marks it `simulated`.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{
+    DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, ThrottleReasons, Violations,
+};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+
+/// A simulated device scenario (the JSON scenario file format).
+///
+/// Only `idle_w` is required. Times are seconds since the device was opened; outside every
+/// segment the device draws `idle_w`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Device name; default "Simulated GPU".
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Number of identical devices; default 1.
+    #[serde(default = "default_count")]
+    pub count: u32,
+    /// Idle power in W.
+    pub idle_w: f64,
+    /// Power limit in W.
+    #[serde(default)]
+    pub power_limit_w: Option<f64>,
+    /// Total memory in MB.
+    #[serde(default)]
+    pub memory_total_mb: Option<f64>,
+    /// Whether the device has an energy counter (false forces power integration); default true.
+    #[serde(default = "default_true")]
+    pub energy_counter: bool,
+    /// How often the counter updates, in ms (0, the default: continuously). Real NVML counters
+    /// step about every 100 ms; set this to see lem flag windows below resolution.
+    #[serde(default)]
+    pub counter_update_ms: f64,
+    /// Times (s) at which the energy counter resets to zero, as after a driver reload.
+    #[serde(default)]
+    pub counter_resets_s: Vec<f64>,
+    /// Whether the device keeps violation counters (exact throttle time); default false.
+    #[serde(default)]
+    pub violation_counters: bool,
+    /// Temperature when idle in °C; default 35.
+    #[serde(default = "default_idle_temp")]
+    pub idle_temperature_c: f64,
+    /// Memory in use when idle in MB; default 512.
+    #[serde(default = "default_idle_mem")]
+    pub idle_memory_used_mb: f64,
+    /// The power trace.
+    #[serde(default)]
+    pub segments: Vec<Segment>,
+}
+
+/// One constant-power stretch of a scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    /// Start, seconds since open.
+    pub start_s: f64,
+    /// End, seconds since open (exclusive).
+    pub end_s: f64,
+    /// Power in W.
+    pub power_w: f64,
+    /// Throttle reasons active during the segment, NVML names in snake_case.
+    #[serde(default)]
+    pub throttle: Vec<String>,
+    /// Temperature in °C; default: idle temperature + 0.08 °C per W above idle.
+    #[serde(default)]
+    pub temperature_c: Option<f64>,
+    /// Memory in use in MB; default: the idle memory.
+    #[serde(default)]
+    pub memory_used_mb: Option<f64>,
+    /// Utilisation in percent; default 100 when above idle power, else 0.
+    #[serde(default)]
+    pub utilisation_pct: Option<f64>,
+}
+
+fn default_name() -> String {
+    "Simulated GPU".to_string()
+}
+fn default_count() -> u32 {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+fn default_idle_temp() -> f64 {
+    35.0
+}
+fn default_idle_mem() -> f64 {
+    512.0
+}
+
+/// A segment with its throttle names resolved.
+#[derive(Debug, Clone)]
+struct Seg {
+    start: f64,
+    end: f64,
+    power: f64,
+    throttle: ThrottleReasons,
+    temperature: f64,
+    memory: f64,
+    util: f64,
+}
+
+impl Scenario {
+    /// Read and validate a scenario file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read, [`Error::Scenario`] naming the file and the
+    /// problem when it is not a valid scenario.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json(&text, path)
+    }
+
+    /// Parse and validate scenario JSON; `path` is only used in error messages.
+    ///
+    /// # Errors
+    /// [`Error::Scenario`] naming `path` and the problem.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let bad = |reason: String| Error::Scenario {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let s: Scenario = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        s.validate().map_err(bad)?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let nonneg = |v: f64, what: &str| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{what} must be a finite number >= 0, got {v}"))
+            }
+        };
+        nonneg(self.idle_w, "idle_w")?;
+        if self.count == 0 || self.count > 64 {
+            return Err(format!(
+                "count must be between 1 and 64, got {}",
+                self.count
+            ));
+        }
+        if let Some(p) = self.power_limit_w {
+            if !(p.is_finite() && p > 0.0) {
+                return Err(format!("power_limit_w must be > 0, got {p}"));
+            }
+        }
+        if let Some(m) = self.memory_total_mb {
+            if !(m.is_finite() && m > 0.0) {
+                return Err(format!("memory_total_mb must be > 0, got {m}"));
+            }
+        }
+        nonneg(self.counter_update_ms, "counter_update_ms")?;
+        nonneg(self.idle_memory_used_mb, "idle_memory_used_mb")?;
+        if !self.idle_temperature_c.is_finite() {
+            return Err("idle_temperature_c must be finite".into());
+        }
+        for r in &self.counter_resets_s {
+            nonneg(*r, "counter_resets_s entry")?;
+        }
+        for (i, seg) in self.segments.iter().enumerate() {
+            let at = format!("segments[{i}]");
+            nonneg(seg.start_s, &format!("{at}.start_s"))?;
+            if !seg.end_s.is_finite() || seg.end_s <= seg.start_s {
+                return Err(format!(
+                    "{at} is reversed or empty: end_s ({}) must be after start_s ({})",
+                    seg.end_s, seg.start_s
+                ));
+            }
+            if !(seg.power_w.is_finite() && seg.power_w >= 0.0) {
+                return Err(format!("{at}.power_w must be >= 0, got {}", seg.power_w));
+            }
+            for name in &seg.throttle {
+                if ThrottleReasons::from_name(name).is_none() {
+                    let valid: Vec<&str> = crate::throttle_reasons::REASONS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect();
+                    return Err(format!(
+                        "{at}: unknown throttle reason `{name}` (valid: {})",
+                        valid.join(", ")
+                    ));
+                }
+            }
+            if let Some(u) = seg.utilisation_pct {
+                if !(0.0..=100.0).contains(&u) {
+                    return Err(format!(
+                        "{at}.utilisation_pct must be within 0..=100, got {u}"
+                    ));
+                }
+            }
+            if let Some(m) = seg.memory_used_mb {
+                nonneg(m, &format!("{at}.memory_used_mb"))?;
+            }
+        }
+        let mut order: Vec<&Segment> = self.segments.iter().collect();
+        order.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+        for w in order.windows(2) {
+            if w[1].start_s < w[0].end_s {
+                return Err(format!(
+                    "segments overlap: [{}, {}) and [{}, {})",
+                    w[0].start_s, w[0].end_s, w[1].start_s, w[1].end_s
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A stable fingerprint of the scenario (FNV-1a of its canonical JSON), used in UUIDs.
+    fn fingerprint(&self) -> u64 {
+        let text = serde_json::to_string(self).unwrap_or_default();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    }
+
+    fn resolved(&self) -> Vec<Seg> {
+        let mut segs: Vec<Seg> = self
+            .segments
+            .iter()
+            .map(|s| {
+                let throttle = s
+                    .throttle
+                    .iter()
+                    .filter_map(|n| ThrottleReasons::from_name(n))
+                    .fold(ThrottleReasons::NONE, ThrottleReasons::union);
+                Seg {
+                    start: s.start_s,
+                    end: s.end_s,
+                    power: s.power_w,
+                    throttle,
+                    temperature: s.temperature_c.unwrap_or(
+                        self.idle_temperature_c + 0.08 * (s.power_w - self.idle_w).max(0.0),
+                    ),
+                    memory: s.memory_used_mb.unwrap_or(self.idle_memory_used_mb),
+                    util: s.utilisation_pct.unwrap_or(if s.power_w > self.idle_w {
+                        100.0
+                    } else {
+                        0.0
+                    }),
+                }
+            })
+            .collect();
+        segs.sort_by(|a, b| a.start.total_cmp(&b.start));
+        segs
+    }
+}
+
+/// One simulated GPU.
+#[derive(Debug)]
+pub struct SimDevice {
+    info: DeviceInfo,
+    scenario: Scenario,
+    segs: Vec<Seg>,
+    resets: Vec<f64>,
+    clock: Arc<dyn Clock>,
+    opened_at_s: f64,
+}
+
+impl SimDevice {
+    /// Open every device of a scenario (`count` of them) on `clock`, numbering them from
+    /// `first_index`.
+    pub fn open_all(
+        scenario: &Scenario,
+        clock: Arc<dyn Clock>,
+        first_index: u32,
+    ) -> Vec<SimDevice> {
+        let fp = scenario.fingerprint();
+        (0..scenario.count)
+            .map(|i| SimDevice::open(scenario, fp, i, first_index + i, clock.clone()))
+            .collect()
+    }
+
+    fn open(scenario: &Scenario, fp: u64, i: u32, index: u32, clock: Arc<dyn Clock>) -> Self {
+        let mut resets = scenario.counter_resets_s.clone();
+        resets.sort_by(f64::total_cmp);
+        let info = DeviceInfo {
+            index,
+            kind: DeviceKind::SimulatedGpu,
+            name: scenario.name.clone(),
+            uuid: format!("SIM-{fp:016x}-{i}"),
+            nvml_index: None,
+            pci_bus_id: None,
+            compute_capability: None,
+            memory_total_mb: scenario.memory_total_mb,
+            power_limit_w: scenario.power_limit_w,
+            mig: false,
+            simulated: true,
+            energy_counter: scenario.energy_counter,
+            counter_update_s: scenario.counter_update_ms / 1000.0,
+            power_source: PowerSource::Simulated,
+        };
+        let opened_at_s = clock.now().as_secs_f64();
+        Self {
+            info,
+            scenario: scenario.clone(),
+            segs: scenario.resolved(),
+            resets,
+            clock,
+            opened_at_s,
+        }
+    }
+
+    /// Seconds since this device was opened.
+    pub fn elapsed_s(&self) -> f64 {
+        (self.clock.now().as_secs_f64() - self.opened_at_s).max(0.0)
+    }
+
+    fn segment_at(&self, t: f64) -> Option<&Seg> {
+        let i = self.segs.partition_point(|s| s.start <= t);
+        i.checked_sub(1)
+            .map(|j| &self.segs[j])
+            .filter(|s| t < s.end)
+    }
+
+    /// The exact power of the trace at `t` seconds since open.
+    pub fn power_at(&self, t: f64) -> f64 {
+        self.segment_at(t).map_or(self.scenario.idle_w, |s| s.power)
+    }
+
+    /// The exact energy of the trace over `[0, t]` in J.
+    pub fn energy_until(&self, t: f64) -> f64 {
+        let t = t.max(0.0);
+        let extra: f64 = self
+            .segs
+            .iter()
+            .map(|s| {
+                let overlap = (s.end.min(t) - s.start).max(0.0);
+                (s.power - self.scenario.idle_w) * overlap
+            })
+            .sum();
+        self.scenario.idle_w * t + extra
+    }
+
+    /// Exact time in `[0, t]` during which `pred` holds for the segment's reasons, in s.
+    fn time_where(&self, t: f64, pred: impl Fn(ThrottleReasons) -> bool) -> f64 {
+        self.segs
+            .iter()
+            .filter(|s| pred(s.throttle))
+            .map(|s| (s.end.min(t) - s.start).max(0.0))
+            .sum()
+    }
+
+    /// The counter value at `t`: quantised to the update period, restarted at each reset.
+    fn counter_at(&self, t: f64) -> f64 {
+        let period = self.info.counter_update_s;
+        let tq = if period > 0.0 {
+            (t / period).floor() * period
+        } else {
+            t
+        };
+        let origin = self
+            .resets
+            .iter()
+            .copied()
+            .filter(|r| *r <= tq)
+            .fold(0.0_f64, f64::max);
+        self.energy_until(tq) - self.energy_until(origin)
+    }
+}
+
+impl EnergySource for SimDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn energy_j(&self) -> Result<f64> {
+        if !self.scenario.energy_counter {
+            return Err(Error::NotSupported {
+                device: format!("{} (simulated)", self.info.name),
+                what: "energy counter".into(),
+            });
+        }
+        Ok(self.counter_at(self.elapsed_s()))
+    }
+
+    fn read(&self) -> Result<Reading> {
+        let t = self.elapsed_s();
+        let seg = self.segment_at(t);
+        Ok(Reading {
+            power_w: Some(seg.map_or(self.scenario.idle_w, |s| s.power)),
+            memory_used_mb: Some(seg.map_or(self.scenario.idle_memory_used_mb, |s| s.memory)),
+            utilisation_pct: Some(seg.map_or(0.0, |s| s.util)),
+            temperature_c: Some(seg.map_or(self.scenario.idle_temperature_c, |s| s.temperature)),
+            throttle: Some(seg.map_or(ThrottleReasons::GPU_IDLE, |s| s.throttle)),
+        })
+    }
+
+    fn temperature_c(&self) -> Option<f64> {
+        let t = self.elapsed_s();
+        Some(
+            self.segment_at(t)
+                .map_or(self.scenario.idle_temperature_c, |s| s.temperature),
+        )
+    }
+
+    fn violations(&self) -> Option<Violations> {
+        if !self.scenario.violation_counters {
+            return None;
+        }
+        let t = self.elapsed_s();
+        let ns = |s: f64| (s * 1e9).round() as u64;
+        Some(Violations {
+            power_ns: ns(self.time_where(t, ThrottleReasons::is_power)),
+            thermal_ns: ns(self.time_where(t, ThrottleReasons::is_thermal)),
+        })
+    }
+
+    fn driver_version(&self) -> Option<String> {
+        Some("simulated".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn parse(json: &str) -> Result<Scenario> {
+        Scenario::from_json(json, Path::new("s.json"))
+    }
+
+    fn err(json: &str) -> String {
+        match parse(json) {
+            Ok(_) => panic!("scenario should be rejected: {json}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const EXAMPLE: &str = r#"{
+      "name": "Sim H100", "count": 1, "idle_w": 60.0, "power_limit_w": 700.0,
+      "memory_total_mb": 81559, "energy_counter": true,
+      "segments": [
+        {"start_s": 1.0, "end_s": 2.0, "power_w": 300.0},
+        {"start_s": 2.0, "end_s": 2.5, "power_w": 280.0, "throttle": ["hw_thermal_slowdown"]},
+        {"start_s": 2.5, "end_s": 60.0, "power_w": 300.0}
+      ]}"#;
+
+    #[test]
+    fn defaults_apply_when_only_idle_is_given() {
+        let s = parse(r#"{"idle_w": 42}"#).unwrap();
+        assert_eq!(s.name, "Simulated GPU");
+        assert_eq!(s.count, 1);
+        assert!(s.energy_counter);
+        assert!(s.segments.is_empty());
+    }
+
+    #[test]
+    fn energy_is_the_exact_integral() {
+        let clock = Arc::new(ManualClock::new());
+        let s = parse(EXAMPLE).unwrap();
+        let devs = SimDevice::open_all(&s, clock.clone(), 0);
+        let d = &devs[0];
+        assert!(d.info().simulated);
+        clock.advance_s(3.0);
+        // 1 s idle at 60 + 1 s at 300 + 0.5 s at 280 + 0.5 s at 300
+        let truth = 60.0 + 300.0 + 140.0 + 150.0;
+        assert!((d.energy_j().unwrap() - truth).abs() < 1e-9);
+        assert_eq!(d.power_at(0.5), 60.0);
+        assert_eq!(d.power_at(2.2), 280.0);
+        assert_eq!(d.power_at(100.0), 60.0);
+        let r = d.read().unwrap();
+        assert_eq!(r.power_w, Some(300.0));
+        assert_eq!(r.utilisation_pct, Some(100.0));
+    }
+
+    #[test]
+    fn counter_quantises_and_resets() {
+        let clock = Arc::new(ManualClock::new());
+        let s = parse(r#"{"idle_w": 100, "counter_update_ms": 100, "counter_resets_s": [5.0]}"#)
+            .unwrap();
+        let d = &SimDevice::open_all(&s, clock.clone(), 0)[0];
+        clock.advance_s(1.05);
+        assert!((d.energy_j().unwrap() - 100.0).abs() < 1e-9);
+        clock.advance_s(4.0); // t = 5.05 → reset at 5.0, quantised to 5.0
+        assert!(d.energy_j().unwrap().abs() < 1e-9);
+        clock.advance_s(1.0);
+        assert!((d.energy_j().unwrap() - 100.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn counterless_device_says_not_supported() {
+        let clock = Arc::new(ManualClock::new());
+        let s = parse(r#"{"idle_w": 10, "energy_counter": false}"#).unwrap();
+        let d = &SimDevice::open_all(&s, clock, 0)[0];
+        assert!(matches!(d.energy_j(), Err(Error::NotSupported { .. })));
+    }
+
+    #[test]
+    fn violation_counters_are_exact() {
+        let clock = Arc::new(ManualClock::new());
+        let s = parse(
+            r#"{"idle_w": 10, "violation_counters": true, "segments": [
+            {"start_s": 1, "end_s": 1.5, "power_w": 50, "throttle": ["sw_thermal_slowdown"]},
+            {"start_s": 2, "end_s": 2.25, "power_w": 50, "throttle": ["sw_power_cap"]}]}"#,
+        )
+        .unwrap();
+        let d = &SimDevice::open_all(&s, clock.clone(), 0)[0];
+        clock.advance_s(10.0);
+        let v = d.violations().unwrap();
+        assert_eq!(v.thermal_ns, 500_000_000);
+        assert_eq!(v.power_ns, 250_000_000);
+    }
+
+    #[test]
+    fn identical_devices_get_distinct_stable_uuids() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+        let s = parse(r#"{"idle_w": 10, "count": 3}"#).unwrap();
+        let a = SimDevice::open_all(&s, clock.clone(), 0);
+        let b = SimDevice::open_all(&s, clock, 0);
+        assert_eq!(a.len(), 3);
+        assert_ne!(a[0].info().uuid, a[1].info().uuid);
+        assert_eq!(a[2].info().uuid, b[2].info().uuid);
+        assert_eq!(a[2].info().index, 2);
+    }
+
+    #[test]
+    fn every_validation_error_names_the_file_and_problem() {
+        let cases = [
+            (r#"{"idle_w": 10, "bogus": 1}"#, "unknown field `bogus`"),
+            (r#"{"name": "x"}"#, "missing field `idle_w`"),
+            (r#"{"idle_w": -1}"#, "idle_w must be"),
+            (r#"{"idle_w": 10, "count": 0}"#, "count must be"),
+            (
+                r#"{"idle_w": 10, "segments": [{"start_s": 2, "end_s": 1, "power_w": 5}]}"#,
+                "reversed",
+            ),
+            (
+                r#"{"idle_w": 10, "segments": [{"start_s": 0, "end_s": 2, "power_w": 5},
+                   {"start_s": 1, "end_s": 3, "power_w": 5}]}"#,
+                "overlap",
+            ),
+            (
+                r#"{"idle_w": 10, "segments": [{"start_s": 0, "end_s": 2, "power_w": -5}]}"#,
+                "power_w must be >= 0",
+            ),
+            (
+                r#"{"idle_w": 10, "segments": [{"start_s": 0, "end_s": 2, "power_w": 5, "throttle": ["too_hot"]}]}"#,
+                "unknown throttle reason `too_hot`",
+            ),
+            (
+                r#"{"idle_w": 10, "segments": [{"start_s": 0, "end_s": 2, "power_w": 5, "colour": 1}]}"#,
+                "unknown field `colour`",
+            ),
+            ("not json", "expected"),
+        ];
+        for (json, want) in cases {
+            let e = err(json);
+            assert!(e.starts_with("s.json: invalid scenario:"), "{e}");
+            assert!(e.contains(want), "{e} should mention {want}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+}

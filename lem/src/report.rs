@@ -1,0 +1,241 @@
+//! The results schema (version 3): what a scope reports and what result files hold.
+//!
+//! Every number carries its unit in its name. Values lem could not measure are `null`,
+//! never zero. Readers ignore unknown fields, so files from any 3.x lem can be read.
+
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::BaselineMethod;
+use crate::device::{DeviceKind, PowerSource, ThrottleReasons};
+
+/// The schema version written into every result; readers accept any "3.x".
+pub const SCHEMA_VERSION: &str = "3.0";
+
+/// How a device's (or the total's) raw energy was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnergyMethod {
+    /// The device's cumulative energy counter, read at both ends of the window.
+    EnergyCounter,
+    /// Trapezoid integration of the sampled power.
+    PowerIntegration,
+    /// Devices used different methods.
+    Mixed,
+}
+
+/// The measurement of one window (what [`EnergyScope::finish`](crate::EnergyScope::finish)
+/// returns).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnergyReport {
+    /// Schema version ("3.0").
+    pub schema_version: String,
+    /// The scope's name.
+    pub name: String,
+    /// Start of the window, seconds since the meter was created.
+    pub start_s: f64,
+    /// Length of the window in seconds.
+    pub duration_s: f64,
+    /// True when any device is simulated: the numbers are not measurements.
+    pub simulated: bool,
+    /// Totals over all devices.
+    pub energy: EnergySummary,
+    /// One entry per device.
+    pub devices: Vec<DeviceReport>,
+    /// Throttling over the window.
+    pub thermal: ThermalSummary,
+    /// What the background sampler did during the window.
+    pub sampling: SamplingSummary,
+    /// Everything the reader should know before trusting the numbers.
+    pub warnings: Vec<String>,
+}
+
+/// Energy totals over all devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnergySummary {
+    /// Gross energy in J; `null` when some device's energy could not be measured.
+    pub raw_j: Option<f64>,
+    /// Net energy in J: per device max(0, raw − baseline × duration), summed; `null` without
+    /// a baseline for every device.
+    pub adjusted_j: Option<f64>,
+    /// Sum of the devices' idle baselines in W.
+    pub baseline_power_w: Option<f64>,
+    /// How the baselines were obtained (the weakest across devices).
+    pub baseline_method: BaselineMethod,
+    /// When the (oldest) baseline was measured, RFC 3339 UTC.
+    pub baseline_timestamp: Option<String>,
+    /// Age of the (oldest) cached baseline in s; `null` for a fresh one.
+    pub baseline_cache_age_s: Option<f64>,
+    /// How raw energy was obtained; `null` when nothing was measured.
+    pub method: Option<EnergyMethod>,
+    /// Some device's window was too short for its energy counter's resolution.
+    #[serde(default)]
+    pub below_resolution: bool,
+}
+
+/// One device's share of a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceReport {
+    /// Device index in the meter.
+    pub index: u32,
+    /// Stable device identifier.
+    pub uuid: String,
+    /// Product name.
+    pub name: String,
+    /// Kind of source.
+    pub kind: DeviceKind,
+    /// Simulated device.
+    pub simulated: bool,
+    /// MIG mode: the energy is the whole GPU's.
+    #[serde(default)]
+    pub mig: bool,
+    /// Energy of this device.
+    pub energy: DeviceEnergy,
+    /// Power over the window.
+    pub power: PowerStats,
+    /// Temperature over the window.
+    pub temperature: TemperatureStats,
+    /// Memory over the window.
+    pub memory: MemoryStats,
+    /// Utilisation over the window.
+    pub utilisation: UtilisationStats,
+    /// Throttling on this device.
+    pub throttle: DeviceThrottle,
+}
+
+/// One device's energy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceEnergy {
+    /// Gross energy in J, `null` when it could not be measured.
+    pub raw_j: Option<f64>,
+    /// max(0, raw − baseline × duration) in J, `null` without a baseline.
+    pub adjusted_j: Option<f64>,
+    /// The idle baseline used, in W.
+    pub baseline_power_w: Option<f64>,
+    /// How the baseline was obtained.
+    pub baseline_method: BaselineMethod,
+    /// How `raw_j` was obtained.
+    pub method: Option<EnergyMethod>,
+    /// The window is shorter than a few counter updates: the figure is coarse.
+    pub below_resolution: bool,
+}
+
+/// Power statistics in W.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerStats {
+    /// Raw energy / duration.
+    pub mean_w: Option<f64>,
+    /// Highest sampled power.
+    pub peak_w: Option<f64>,
+    /// Which reading the samples are.
+    pub source: PowerSource,
+}
+
+/// Temperatures in °C.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemperatureStats {
+    /// At the start of the window.
+    pub start_c: Option<f64>,
+    /// Highest during the window.
+    pub max_c: Option<f64>,
+}
+
+/// Memory in MB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryStats {
+    /// Highest memory in use during the window.
+    pub peak_used_mb: Option<f64>,
+    /// Device memory.
+    pub total_mb: Option<f64>,
+}
+
+/// Utilisation in percent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UtilisationStats {
+    /// Mean of the samples.
+    pub mean_pct: Option<f64>,
+}
+
+/// Where throttle durations come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThrottleSource {
+    /// Sampled clocks-event reasons: durations as fine as the sampling interval.
+    Samples,
+    /// The device's violation counters: exact thermal and power durations.
+    ViolationCounters,
+}
+
+/// One device's throttling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceThrottle {
+    /// Any throttling during the window.
+    pub detected: bool,
+    /// Time with any throttle reason, s.
+    pub throttle_duration_s: f64,
+    /// Time thermally throttled (software or hardware), s.
+    pub thermal_duration_s: f64,
+    /// Time power throttled (power cap or power brake), s.
+    pub power_duration_s: f64,
+    /// Where the durations come from.
+    pub duration_source: ThrottleSource,
+    /// Every reason seen.
+    pub reasons: ThrottleReasons,
+}
+
+/// Throttling over all devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThermalSummary {
+    /// Any device throttled.
+    pub throttle_detected: bool,
+    /// Longest throttled time of any device, s.
+    pub throttle_duration_s: f64,
+    /// Longest thermally throttled time of any device, s.
+    pub thermal_duration_s: f64,
+    /// Longest power-throttled time of any device, s.
+    pub power_duration_s: f64,
+    /// Highest temperature of any device, °C.
+    pub max_temp_c: Option<f64>,
+    /// Throttle intervals, from the samples.
+    pub events: Vec<ThrottleEvent>,
+}
+
+/// One throttle interval on one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThrottleEvent {
+    /// Device index.
+    pub device: u32,
+    /// Start, seconds since the window's start.
+    pub start_s: f64,
+    /// End, seconds since the window's start.
+    pub end_s: f64,
+    /// Reasons seen during the interval.
+    pub reasons: ThrottleReasons,
+}
+
+/// Sampler statistics for the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingSummary {
+    /// Sampling interval, ms.
+    pub interval_ms: f64,
+    /// Sampling rounds (each reads every device) inside the window.
+    pub sample_count: u64,
+    /// Rounds the interval promises for the window's length.
+    pub expected_sample_count: u64,
+    /// Device reads that failed during the window (not fatal).
+    pub failed_reads: u64,
+}
+
+impl EnergyReport {
+    /// The report as pretty JSON.
+    ///
+    /// # Errors
+    /// Only if serialisation fails, which these types do not do.
+    pub fn to_json(&self) -> crate::Result<String> {
+        Ok(serde_json::to_string_pretty(self)?)
+    }
+
+    /// Whether any device throttled during the window.
+    pub fn throttled(&self) -> bool {
+        self.thermal.throttle_detected
+    }
+}

@@ -1,0 +1,364 @@
+//! The background sampler: a named thread that reads every device at a fixed interval on
+//! the monotonic clock and keeps the samples that open scopes (or a time series) still need.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
+use crate::device::{Reading, SharedDevice};
+use crate::error::{Error, Result};
+
+/// Shortest allowed sampling interval.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+/// Longest allowed sampling interval.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(10);
+/// Default sampling interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Check a sampling interval; `field` names the option in the error.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] when outside 1 ms ..= 10 s.
+pub fn validate_interval(field: &str, d: Duration) -> Result<Duration> {
+    if d < MIN_INTERVAL || d > MAX_INTERVAL {
+        return Err(Error::config(
+            field,
+            format!(
+                "{} ms is outside 1 ms ..= 10000 ms",
+                d.as_secs_f64() * 1000.0
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+/// One reading of one device, timestamped on the meter's clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Clock time in seconds.
+    pub t_s: f64,
+    /// Device index.
+    pub device: u32,
+    /// What was read.
+    pub reading: Reading,
+}
+
+#[derive(Debug, Default)]
+struct Buffer {
+    samples: VecDeque<Sample>,
+    /// Clock times of completed sampling rounds still in `samples`' time range.
+    rounds: VecDeque<f64>,
+    failed_reads: u64,
+    total_rounds: u64,
+    keep_all: bool,
+    /// Open scopes: (id, start time).
+    active: Vec<(u64, f64)>,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    stop: bool,
+    exited: bool,
+}
+
+/// State shared between the sampler thread, the meter and its scopes.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    buf: Mutex<Buffer>,
+    ctl: Mutex<Control>,
+    cv: Condvar,
+    devices: Vec<SharedDevice>,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The protected data stays consistent even if a holder panicked (every update is a push
+    // or a counter increment), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// Read every device once and store the results.
+    pub(crate) fn sample_round(&self) {
+        let mut got: [Option<Sample>; 16] = [None; 16];
+        let mut extra: Vec<Sample> = Vec::new();
+        let mut failed = 0;
+        for (i, d) in self.devices.iter().enumerate() {
+            let t_s = self.clock.now().as_secs_f64();
+            match d.read() {
+                Ok(reading) => {
+                    let s = Sample {
+                        t_s,
+                        device: d.info().index,
+                        reading,
+                    };
+                    if i < got.len() {
+                        got[i] = Some(s);
+                    } else {
+                        extra.push(s);
+                    }
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        let round_t = self.clock.now().as_secs_f64();
+        let mut b = lock(&self.buf);
+        b.samples.extend(got.iter().flatten().copied());
+        b.samples.extend(extra);
+        b.failed_reads += failed;
+        b.total_rounds += 1;
+        b.rounds.push_back(round_t);
+        if !b.keep_all {
+            // Keep what open scopes need (plus a little before their start, for the state at
+            // the window's left edge) or, with none open, only the last few rounds.
+            let margin = 2.0 * self.interval.as_secs_f64();
+            let horizon = match b.active.iter().map(|(_, s)| *s).reduce(f64::min) {
+                Some(oldest) => oldest - margin,
+                None => round_t - margin,
+            };
+            while b.samples.len() > 1 && b.samples.front().is_some_and(|s| s.t_s < horizon) {
+                b.samples.pop_front();
+            }
+            while b.rounds.front().is_some_and(|t| *t < horizon) {
+                b.rounds.pop_front();
+            }
+        }
+    }
+
+    pub(crate) fn register(&self, id: u64, start_s: f64) {
+        lock(&self.buf).active.push((id, start_s));
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        lock(&self.buf).active.retain(|(i, _)| *i != id);
+    }
+
+    /// Samples of every device from just before `from_s` (the last one per device before it)
+    /// up to `to_s`, with the number of rounds inside the window and failed reads so far.
+    pub(crate) fn window(&self, from_s: f64, to_s: f64) -> (Vec<Sample>, u64, u64) {
+        let b = lock(&self.buf);
+        let first_inside = b.samples.partition_point(|s| s.t_s < from_s);
+        let mut out: Vec<Sample> = Vec::new();
+        // the last sample of each device before the window
+        for d in &self.devices {
+            let idx = d.info().index;
+            if let Some(s) = b
+                .samples
+                .range(..first_inside)
+                .rev()
+                .find(|s| s.device == idx)
+            {
+                out.push(*s);
+            }
+        }
+        out.extend(
+            b.samples
+                .range(first_inside..)
+                .take_while(|s| s.t_s <= to_s),
+        );
+        let rounds = b
+            .rounds
+            .iter()
+            .filter(|t| **t >= from_s && **t <= to_s)
+            .count() as u64;
+        (out, rounds, b.failed_reads)
+    }
+
+    pub(crate) fn set_keep_all(&self, keep: bool) {
+        lock(&self.buf).keep_all = keep;
+    }
+
+    pub(crate) fn failed_reads(&self) -> u64 {
+        lock(&self.buf).failed_reads
+    }
+}
+
+/// A background sampling thread; dropping it stops the thread (waiting at most about one
+/// interval plus a second, never forever).
+#[derive(Debug)]
+pub(crate) struct Sampler {
+    shared: Arc<Shared>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Sampler {
+    /// Create the sampler; with a real-time clock and at least one device, start its thread.
+    pub(crate) fn start(
+        devices: Vec<SharedDevice>,
+        clock: Arc<dyn Clock>,
+        interval: Duration,
+    ) -> Result<Self> {
+        let spawn = clock.is_real_time() && !devices.is_empty();
+        let shared = Arc::new(Shared {
+            buf: Mutex::new(Buffer::default()),
+            ctl: Mutex::new(Control::default()),
+            cv: Condvar::new(),
+            devices,
+            clock,
+            interval,
+        });
+        let handle = if spawn {
+            let s = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("lem-sampler".into())
+                    .spawn(move || run(&s))
+                    .map_err(|e| Error::Device {
+                        device: "sampler".into(),
+                        reason: format!("cannot start the sampler thread: {e}"),
+                    })?,
+            )
+        } else {
+            None
+        };
+        Ok(Self { shared, handle })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Whether a background thread samples on its own.
+    pub(crate) fn is_running(&self) -> bool {
+        self.handle.is_some()
+    }
+
+    fn stop(&mut self) {
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        let mut ctl = lock(&self.shared.ctl);
+        ctl.stop = true;
+        self.shared.cv.notify_all();
+        // A device read can hang (a GPU falling off the bus); do not hang with it.
+        let limit = self.shared.interval + Duration::from_secs(1);
+        let (ctl, _) = self
+            .shared
+            .cv
+            .wait_timeout_while(ctl, limit, |c| !c.exited)
+            .unwrap_or_else(|p| p.into_inner());
+        let exited = ctl.exited;
+        drop(ctl);
+        if exited {
+            let _ = handle.join();
+        }
+        // otherwise the thread is detached; it exits at its next wake-up.
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(s: &Shared) {
+    let mut next = Instant::now();
+    loop {
+        s.sample_round();
+        next += s.interval;
+        let now = Instant::now();
+        if next < now {
+            // Fell behind (a slow read): skip the missed slots instead of bursting.
+            next = now;
+        }
+        let ctl = lock(&s.ctl);
+        let wait = next.saturating_duration_since(Instant::now());
+        let (mut ctl, _) =
+            s.cv.wait_timeout_while(ctl, wait, |c| !c.stop)
+                .unwrap_or_else(|p| p.into_inner());
+        if ctl.stop {
+            ctl.exited = true;
+            s.cv.notify_all();
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{ManualClock, MonotonicClock};
+    use crate::device::{Scenario, SimDevice};
+    use std::path::Path;
+
+    fn sim(clock: Arc<dyn Clock>, count: u32) -> Vec<SharedDevice> {
+        let s = Scenario::from_json(
+            &format!(r#"{{"idle_w": 50, "count": {count}}}"#),
+            Path::new("t.json"),
+        )
+        .unwrap();
+        SimDevice::open_all(&s, clock, 0)
+            .into_iter()
+            .map(|d| Arc::new(d) as SharedDevice)
+            .collect()
+    }
+
+    #[test]
+    fn interval_bounds() {
+        assert!(validate_interval("LEM_INTERVAL_MS", Duration::from_micros(500)).is_err());
+        assert!(validate_interval("x", Duration::from_secs(11)).is_err());
+        assert!(validate_interval("x", Duration::from_millis(1)).is_ok());
+        let e = validate_interval("LEM_INTERVAL_MS", Duration::ZERO).unwrap_err();
+        assert!(e.to_string().contains("LEM_INTERVAL_MS"));
+    }
+
+    #[test]
+    fn manual_rounds_keep_what_open_scopes_need() {
+        let clock = Arc::new(ManualClock::new());
+        let s = Sampler::start(sim(clock.clone(), 2), clock.clone(), DEFAULT_INTERVAL).unwrap();
+        assert!(!s.is_running(), "no thread on a manual clock");
+        let sh = s.shared();
+        for _ in 0..10 {
+            sh.sample_round();
+            clock.advance_s(0.1);
+        }
+        sh.register(1, 1.0);
+        for _ in 0..10 {
+            sh.sample_round();
+            clock.advance_s(0.1);
+        }
+        let (w, rounds, failed) = sh.window(1.0, 1.95);
+        assert_eq!(failed, 0);
+        assert_eq!(rounds, 10);
+        // 10 rounds × 2 devices inside, plus the last sample of each device before 1.0
+        assert_eq!(w.len(), 22);
+        sh.unregister(1);
+        sh.sample_round();
+        let (w, _, _) = sh.window(0.0, 10.0);
+        assert!(w.len() <= 8, "pruned when no scope is open: {}", w.len());
+    }
+
+    #[test]
+    fn thread_samples_at_the_interval_and_stops_promptly() {
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
+        let interval = Duration::from_millis(5);
+        let mut s = Sampler::start(sim(clock.clone(), 1), clock.clone(), interval).unwrap();
+        assert!(s.is_running());
+        s.shared().register(7, 0.0);
+        // wait (on a condition, not a fixed sleep) until 40 rounds have been taken
+        let started = Instant::now();
+        while lock(&s.shared().buf).total_rounds < 40 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "sampler stalled"
+            );
+            std::thread::yield_now();
+        }
+        let elapsed = clock.now().as_secs_f64();
+        let (w, rounds, _) = s.shared().window(0.0, elapsed);
+        let expected = elapsed / interval.as_secs_f64();
+        assert!(
+            rounds as f64 <= expected + 2.0,
+            "{rounds} rounds in {elapsed} s"
+        );
+        assert!(w.len() as u64 >= rounds);
+        let t = Instant::now();
+        s.stop();
+        assert!(t.elapsed() < interval + Duration::from_millis(500));
+        assert!(lock(&s.shared().ctl).exited);
+    }
+}

@@ -1,0 +1,91 @@
+//! Pure descriptive statistics (no I/O).
+
+use serde::{Deserialize, Serialize};
+
+/// Mean, spread and extremes of a set of values.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Number of values.
+    pub n: usize,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Population standard deviation (divides by n).
+    pub std_pop: f64,
+    /// Sample standard deviation (divides by n − 1); 0 for a single value.
+    pub std: f64,
+    /// Population coefficient of variation (std_pop / |mean|); `None` when the mean is 0.
+    pub cv: Option<f64>,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+impl Summary {
+    /// Summarise `xs`; `None` when empty or when a value is not finite.
+    pub fn of(xs: &[f64]) -> Option<Self> {
+        if xs.is_empty() || xs.iter().any(|x| !x.is_finite()) {
+            return None;
+        }
+        let n = xs.len();
+        let nf = n as f64;
+        let mean = xs.iter().sum::<f64>() / nf;
+        let ss: f64 = xs.iter().map(|x| (x - mean).powi(2)).sum();
+        let std_pop = (ss / nf).sqrt();
+        let std = if n > 1 { (ss / (nf - 1.0)).sqrt() } else { 0.0 };
+        let cv = (mean != 0.0).then(|| std_pop / mean.abs());
+        let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some(Self {
+            n,
+            mean,
+            std_pop,
+            std,
+            cv,
+            min,
+            max,
+        })
+    }
+}
+
+/// The `p`-th percentile (0..=100) by linear interpolation between closest ranks.
+pub fn percentile(xs: &[f64], p: f64) -> Option<f64> {
+    if xs.is_empty() || !(0.0..=100.0).contains(&p) {
+        return None;
+    }
+    let mut v: Vec<f64> = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = p / 100.0 * (v.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let hi = rank.ceil() as usize;
+    Some(v[lo] + (v[hi] - v[lo]) * (rank - lo as f64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_values() {
+        let s = Summary::of(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).unwrap();
+        assert_eq!(s.mean, 5.0);
+        assert_eq!(s.std_pop, 2.0);
+        assert!((s.std - 2.138_089_935).abs() < 1e-6);
+        assert_eq!(s.cv, Some(0.4));
+        assert_eq!((s.min, s.max), (2.0, 9.0));
+        assert!(Summary::of(&[]).is_none());
+        assert!(Summary::of(&[1.0, f64::NAN]).is_none());
+        assert_eq!(Summary::of(&[0.0, 0.0]).unwrap().cv, None);
+    }
+
+    #[test]
+    fn percentiles() {
+        let xs = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(percentile(&xs, 50.0), Some(3.0));
+        assert_eq!(percentile(&xs, 0.0), Some(1.0));
+        assert_eq!(percentile(&xs, 100.0), Some(5.0));
+        assert_eq!(percentile(&xs, 25.0), Some(2.0));
+        assert_eq!(percentile(&[1.0, 2.0], 95.0), Some(1.95));
+        assert!(percentile(&[], 50.0).is_none());
+    }
+}
