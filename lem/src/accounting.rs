@@ -157,12 +157,16 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
                 integrated.map(|_| EnergyMethod::PowerIntegration),
             )
         }
-        Some(d) if d == 0.0 && duration > 0.0 && info.counter_update_s > 0.0 => {
+        Some(d) if d == 0.0 && duration > 0.0 => {
             below = true;
+            let period = if info.counter_update_s > 0.0 {
+                format!(" (it updates every ~{:.0} ms)", info.counter_update_s * 1e3)
+            } else {
+                String::new()
+            };
             warnings.push(format!(
-                "{dev}: below_resolution: the {:.1} ms window saw no energy-counter update (updates every ~{:.0} ms); used integrated power instead of reporting zero",
-                duration * 1e3,
-                info.counter_update_s * 1e3
+                "{dev}: below_resolution: the energy counter did not move during the {:.1} ms window{period}; used integrated power instead of reporting zero",
+                duration * 1e3
             ));
             (
                 integrated,

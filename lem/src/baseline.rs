@@ -334,7 +334,18 @@ pub fn measure(
     progress: &mut dyn FnMut(f64),
 ) -> Vec<Measured> {
     let n = devices.len();
-    let e0: Vec<Option<f64>> = devices.iter().map(|d| d.energy_j().ok()).collect();
+    // Each counter read is timestamped on its own, so the division uses the time between
+    // the two reads of that counter, not the loop's.
+    let read_counters = || -> Vec<Option<(f64, f64)>> {
+        devices
+            .iter()
+            .map(|d| {
+                let e = d.energy_j().ok()?;
+                Some((e, clock.now().as_secs_f64()))
+            })
+            .collect()
+    };
+    let e0 = read_counters();
     let t0 = clock.now();
     let mut powers: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n];
     let mut utils: Vec<Vec<f64>> = vec![Vec::new(); n];
@@ -361,13 +372,13 @@ pub fn measure(
         progress((round + 1) as f64 / rounds as f64);
     }
     let elapsed = (clock.now() - t0).as_secs_f64();
-    let e1: Vec<Option<f64>> = devices.iter().map(|d| d.energy_j().ok()).collect();
+    let e1 = read_counters();
     (0..n)
         .map(|i| {
             let ps: Vec<f64> = powers[i].iter().map(|(_, p)| *p).collect();
             let stats = crate::stats::Summary::of(&ps);
             let counter = match (e0[i], e1[i]) {
-                (Some(a), Some(b)) if b > a && elapsed > 0.0 => Some((b - a) / elapsed),
+                (Some((a, ta)), Some((b, tb))) if b > a && tb > ta => Some((b - a) / (tb - ta)),
                 _ => None,
             };
             Measured {

@@ -472,6 +472,44 @@ impl Meter {
             .collect()
     }
 
+    /// The environment around the meter's devices (host, OS, GPUs, driver, CUDA...).
+    pub fn environment(&self) -> crate::env::Environment {
+        crate::env::collect(&self.devices)
+    }
+
+    /// Wrap a report into a result file for `experiment_id` / `process_index`.
+    pub fn result_file(
+        &self,
+        report: EnergyReport,
+        experiment_id: impl Into<String>,
+        process_index: u32,
+    ) -> crate::output::ResultFile {
+        crate::output::ResultFile::new(report, experiment_id, process_index, self.environment())
+    }
+
+    /// Write `result` atomically to `path`, with its time series beside it when `timeseries`
+    /// (needs [`keep_timeseries`](MeterBuilder::keep_timeseries)).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file or directory that could not be written.
+    pub fn save(
+        &self,
+        result: &mut crate::output::ResultFile,
+        path: &std::path::Path,
+        timeseries: bool,
+    ) -> Result<()> {
+        let ts = timeseries.then(|| {
+            let samples = self.timeseries(&result.report);
+            crate::output::Timeseries::new(
+                &result.experiment_id,
+                &result.report,
+                &self.devices,
+                &samples,
+            )
+        });
+        crate::output::write_result(path, result, ts.as_ref())
+    }
+
     fn finish_scope(&self, scope: &EnergyScope<'_>) -> EnergyReport {
         if let Some(s) = &self.sync {
             s();

@@ -25,14 +25,11 @@ static NVML: OnceLock<std::result::Result<Nvml, String>> = OnceLock::new();
 /// The process-wide NVML handle.
 ///
 /// # Errors
-/// [`Error::NotSupported`] when the NVML library cannot be loaded or initialised.
+/// [`Error::NoDevice`] when the NVML library cannot be loaded or initialised.
 pub(crate) fn nvml() -> Result<&'static Nvml> {
     NVML.get_or_init(|| Nvml::init().map_err(|e| describe_init_error(&e)))
         .as_ref()
-        .map_err(|reason| Error::NotSupported {
-            device: "nvml".into(),
-            what: reason.clone(),
-        })
+        .map_err(|reason| Error::NoDevice(format!("nvml: {reason}")))
 }
 
 fn describe_init_error(e: &NvmlError) -> String {
