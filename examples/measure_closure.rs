@@ -28,8 +28,10 @@ fn main() -> Result<(), lem::Error> {
     let meter = lem::Meter::from_env()?;
     let (value, report) = meter.measure("busy_work", || busy_work(Duration::from_secs(2)))?;
     println!(
-        "energy: {:?} J raw, {:?} J adjusted over {:.2} s",
-        report.energy.raw_j, report.energy.adjusted_j, report.duration_s
+        "energy: {} raw, {} adjusted over {:.2} s",
+        joules(report.energy.raw_j),
+        joules(report.energy.adjusted_j),
+        report.duration_s
     );
 
     println!("(result {value:#x})");
