@@ -68,6 +68,24 @@ pub enum BaselineMethod {
     Unavailable,
 }
 
+impl BaselineMethod {
+    /// The snake_case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fresh => "fresh",
+            Self::Cached => "cached",
+            Self::Disabled => "disabled",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for BaselineMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Baseline settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BaselineConfig {

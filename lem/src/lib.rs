@@ -2,11 +2,13 @@
 #![warn(missing_docs)]
 
 pub mod accounting;
+pub mod aggregate;
 pub mod baseline;
 pub mod clock;
 pub mod device;
 pub mod env;
 mod error;
+pub mod export;
 mod meter;
 pub mod output;
 pub mod report;

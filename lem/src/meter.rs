@@ -286,7 +286,9 @@ impl MeterBuilder {
         let sampler = Sampler::start(devices.clone(), clock.clone(), self.interval)?;
         sampler.shared().set_keep_all(self.keep_timeseries);
         let origin_s = clock.now().as_secs_f64();
+        let origin_unix_s = crate::timefmt::unix_now_s();
         Ok(Meter {
+            origin_unix_s,
             devices,
             clock,
             sampler,
@@ -316,6 +318,8 @@ pub struct Meter {
     sync: Option<SyncHook>,
     next_id: AtomicU64,
     origin_s: f64,
+    /// Wall-clock time (Unix s) at `origin_s`.
+    origin_unix_s: f64,
     interval: Duration,
     spec: DeviceSpec,
 }
@@ -484,7 +488,18 @@ impl Meter {
         experiment_id: impl Into<String>,
         process_index: u32,
     ) -> crate::output::ResultFile {
-        crate::output::ResultFile::new(report, experiment_id, process_index, self.environment())
+        let start = self.origin_unix_s + report.start_s;
+        let end = start + report.duration_s;
+        let mut rf = crate::output::ResultFile::new(
+            report,
+            experiment_id,
+            process_index,
+            self.environment(),
+        );
+        rf.start_unix_s = Some(start);
+        rf.end_unix_s = Some(end);
+        rf.started_at = Some(crate::timefmt::rfc3339(start));
+        rf
     }
 
     /// Write `result` atomically to `path`, with its time series beside it when `timeseries`

@@ -62,6 +62,12 @@ pub struct ResultFile {
     pub environment: Option<Environment>,
     /// The time-series file beside it (relative path), if one was recorded.
     pub timeseries_file: Option<String>,
+    /// Wall-clock start of the window, Unix s.
+    pub start_unix_s: Option<f64>,
+    /// Wall-clock end of the window, Unix s.
+    pub end_unix_s: Option<f64>,
+    /// Wall-clock start of the window, RFC 3339 UTC.
+    pub started_at: Option<String>,
     /// Further sections, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -81,6 +87,9 @@ impl ResultFile {
             report,
             environment: Some(environment),
             timeseries_file: None,
+            start_unix_s: None,
+            end_unix_s: None,
+            started_at: None,
             extra: Map::new(),
         }
     }

@@ -23,6 +23,23 @@ pub enum EnergyMethod {
     Mixed,
 }
 
+impl EnergyMethod {
+    /// The snake_case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EnergyCounter => "energy_counter",
+            Self::PowerIntegration => "power_integration",
+            Self::Mixed => "mixed",
+        }
+    }
+}
+
+impl std::fmt::Display for EnergyMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The measurement of one window (what [`EnergyScope::finish`](crate::EnergyScope::finish)
 /// returns).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

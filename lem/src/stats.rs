@@ -48,6 +48,55 @@ impl Summary {
     }
 }
 
+/// Mean, spread and a 95 % confidence interval of repeated measurements (cycles, samples).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Number of values.
+    pub n: usize,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Sample standard deviation (n − 1); `null` for a single value.
+    pub std: Option<f64>,
+    /// Coefficient of variation (sample std / |mean|); `null` when undefined.
+    pub cv: Option<f64>,
+    /// Lower end of the 95 % confidence interval of the mean (Student t); `null` when n < 2.
+    pub ci95_low: Option<f64>,
+    /// Upper end of the 95 % confidence interval of the mean (Student t); `null` when n < 2.
+    pub ci95_high: Option<f64>,
+}
+
+/// The two-sided 95 % Student t critical value for `n − 1` degrees of freedom.
+pub fn t_critical_95(n: usize) -> Option<f64> {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    if n < 2 {
+        return None;
+    }
+    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64).ok()?;
+    Some(t.inverse_cdf(0.975))
+}
+
+impl Interval {
+    /// Mean, std, CV and the Student-t 95 % CI of `xs`; `None` when empty or not finite.
+    pub fn of(xs: &[f64]) -> Option<Self> {
+        let s = Summary::of(xs)?;
+        let (std, lo, hi) = match t_critical_95(s.n) {
+            Some(t) => {
+                let half = t * s.std / (s.n as f64).sqrt();
+                (Some(s.std), Some(s.mean - half), Some(s.mean + half))
+            }
+            None => (None, None, None),
+        };
+        Some(Self {
+            n: s.n,
+            mean: s.mean,
+            std,
+            cv: std.filter(|_| s.mean != 0.0).map(|sd| sd / s.mean.abs()),
+            ci95_low: lo,
+            ci95_high: hi,
+        })
+    }
+}
+
 /// The `p`-th percentile (0..=100) by linear interpolation between closest ranks.
 pub fn percentile(xs: &[f64], p: f64) -> Option<f64> {
     if xs.is_empty() || !(0.0..=100.0).contains(&p) {
@@ -76,6 +125,22 @@ mod tests {
         assert!(Summary::of(&[]).is_none());
         assert!(Summary::of(&[1.0, f64::NAN]).is_none());
         assert_eq!(Summary::of(&[0.0, 0.0]).unwrap().cv, None);
+    }
+
+    #[test]
+    fn student_t_interval() {
+        // t(0.975, 2) = 4.302653
+        assert!((t_critical_95(3).unwrap() - 4.302_653).abs() < 1e-5);
+        assert!((t_critical_95(30).unwrap() - 2.045_230).abs() < 1e-5);
+        let i = Interval::of(&[10.0, 12.0, 14.0]).unwrap();
+        assert_eq!(i.mean, 12.0);
+        assert_eq!(i.std, Some(2.0));
+        let half = 4.302_653 * 2.0 / 3f64.sqrt();
+        assert!((i.ci95_low.unwrap() - (12.0 - half)).abs() < 1e-4);
+        assert!((i.ci95_high.unwrap() - (12.0 + half)).abs() < 1e-4);
+        assert!((i.cv.unwrap() - 2.0 / 12.0).abs() < 1e-12);
+        let one = Interval::of(&[5.0]).unwrap();
+        assert_eq!((one.std, one.ci95_low, one.ci95_high), (None, None, None));
     }
 
     #[test]

@@ -1,0 +1,565 @@
+//! Combining result files: processes (ranks) of one experiment and its repeated cycles.
+//!
+//! Each physical device (host + UUID) is counted once per cycle, however many processes
+//! measured it; processes of one cycle should overlap in time and be numbered 0..N−1.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::env::Environment;
+use crate::error::{Error, Result};
+use crate::output::{read_result, write_atomic, ResultFile};
+use crate::report::EnergyMethod;
+use crate::stats::Interval;
+use crate::timefmt::rfc3339;
+
+/// Energy totals of an aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregateEnergy {
+    /// Gross energy over every cycle and device, J; `null` if any part is unknown.
+    pub raw_j: Option<f64>,
+    /// Net energy over every cycle and device, J; `null` if any part is unknown.
+    pub adjusted_j: Option<f64>,
+    /// Sum of the distinct devices' baselines, W.
+    pub baseline_power_w: Option<f64>,
+    /// How the raw energy was obtained.
+    pub method: Option<EnergyMethod>,
+    /// How the baselines were obtained (the weakest across processes).
+    pub baseline_method: Option<crate::baseline::BaselineMethod>,
+}
+
+/// One physical device in an aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregateDevice {
+    /// Host it is in.
+    pub host: String,
+    /// Device UUID.
+    pub uuid: String,
+    /// Product name.
+    pub name: String,
+    /// Gross energy summed over cycles, J.
+    pub raw_j: Option<f64>,
+    /// Net energy summed over cycles, J.
+    pub adjusted_j: Option<f64>,
+    /// Process indices that measured it.
+    pub measured_by: Vec<u32>,
+}
+
+/// Throttling over an aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregateThermal {
+    /// Any process saw throttling.
+    pub throttle_detected: bool,
+    /// Longest throttled time of any process, s.
+    pub throttle_duration_s: f64,
+    /// Longest thermally throttled time, s.
+    pub thermal_duration_s: f64,
+    /// Longest power-throttled time, s.
+    pub power_duration_s: f64,
+    /// Highest temperature, °C.
+    pub max_temp_c: Option<f64>,
+}
+
+/// One cycle's totals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CycleRow {
+    /// Cycle number.
+    pub cycle: u64,
+    /// Processes in the cycle.
+    pub num_processes: usize,
+    /// Gross energy, J.
+    pub raw_j: Option<f64>,
+    /// Net energy, J.
+    pub adjusted_j: Option<f64>,
+    /// Time span, s.
+    pub duration_s: f64,
+    /// Start temperature (highest device), °C.
+    pub start_temp_c: Option<f64>,
+}
+
+/// Statistics over cycles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CycleStats {
+    /// Number of cycles.
+    pub n: usize,
+    /// Net energy per cycle.
+    pub energy_adjusted_j: Option<Interval>,
+    /// Gross energy per cycle.
+    pub energy_raw_j: Option<Interval>,
+    /// Duration per cycle.
+    pub duration_s: Option<Interval>,
+    /// Each cycle.
+    pub per_cycle: Vec<CycleRow>,
+}
+
+/// An aggregated experiment (`OUTPUT/aggregated/<experiment_id>.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aggregate {
+    /// Schema version.
+    pub schema_version: String,
+    /// Marks an aggregate (as opposed to a process result).
+    pub aggregated: bool,
+    /// The experiment.
+    pub experiment_id: String,
+    /// Distinct process indices.
+    pub num_processes: usize,
+    /// The process indices found.
+    pub process_indices: Vec<u32>,
+    /// Any device simulated.
+    pub simulated: bool,
+    /// Earliest start, Unix s.
+    pub start_unix_s: Option<f64>,
+    /// Latest end, Unix s.
+    pub end_unix_s: Option<f64>,
+    /// Earliest start, RFC 3339.
+    pub started_at: Option<String>,
+    /// From the earliest start to the latest end, s.
+    pub duration_s: f64,
+    /// Energy totals.
+    pub energy: AggregateEnergy,
+    /// Distinct devices.
+    pub devices: Vec<AggregateDevice>,
+    /// Throttling, OR-ed over processes.
+    pub thermal: AggregateThermal,
+    /// Cycle statistics.
+    pub cycles: CycleStats,
+    /// Environment of the lowest process index.
+    pub environment: Option<Environment>,
+    /// Result files combined.
+    pub sources: Vec<String>,
+    /// Problems found.
+    pub warnings: Vec<String>,
+    /// Sections passed through from the process results: `workload` always (it describes
+    /// the experiment), `metrics`, `warmup`, `bench` and `command` when there is one result.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Every process result file in a raw experiment directory (time series excluded), in
+/// name order.
+///
+/// # Errors
+/// [`Error::Io`] when the directory cannot be read; [`Error::BadFile`] naming a file that is
+/// not a valid lem result, or when there is none.
+pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, ResultFile)>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut paths: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| is_result_name(p))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(Error::BadFile {
+            path: dir.to_path_buf(),
+            reason: "no lem result files (process_*.json) in this directory".into(),
+        });
+    }
+    paths
+        .into_iter()
+        .map(|p| read_result(&p).map(|r| (p, r)))
+        .collect()
+}
+
+/// Whether a path names a result file (JSON, not a time series, not hidden).
+pub fn is_result_name(p: &Path) -> bool {
+    let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    p.is_file()
+        && name.ends_with(".json")
+        && !name.ends_with("_timeseries.json")
+        && !name.starts_with('.')
+}
+
+fn cycle_of(r: &ResultFile) -> u64 {
+    r.extra
+        .get("cycle")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+}
+
+fn host_of(r: &ResultFile) -> String {
+    r.environment
+        .as_ref()
+        .and_then(|e| e.hostname.clone())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+fn sum_all(it: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let mut any = false;
+    let mut total = 0.0;
+    for v in it {
+        total += v?;
+        any = true;
+    }
+    any.then_some(total)
+}
+
+/// Combine result files. With `strict`, incomplete process sets, processes that did not
+/// overlap in time, devices measured twice and mixed experiment ids are errors instead of
+/// warnings.
+///
+/// # Errors
+/// [`Error::BadFile`] (naming `origin`) when there is nothing to combine, or in strict mode.
+pub fn aggregate(
+    origin: &Path,
+    results: &[(PathBuf, ResultFile)],
+    strict: bool,
+) -> Result<Aggregate> {
+    let Some((_, first)) = results.first() else {
+        return Err(Error::BadFile {
+            path: origin.to_path_buf(),
+            reason: "nothing to aggregate".into(),
+        });
+    };
+    let mut warnings: Vec<String> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    let experiment_id = first.experiment_id.clone();
+    let ids: BTreeSet<&str> = results
+        .iter()
+        .map(|(_, r)| r.experiment_id.as_str())
+        .collect();
+    if ids.len() > 1 {
+        problems.push(format!("results of several experiments mixed: {ids:?}"));
+    }
+
+    let mut by_cycle: BTreeMap<u64, Vec<&ResultFile>> = BTreeMap::new();
+    for (_, r) in results {
+        by_cycle.entry(cycle_of(r)).or_default().push(r);
+    }
+    let mut all_indices: BTreeSet<u32> = BTreeSet::new();
+    let mut devices: BTreeMap<(String, String), AggregateDevice> = BTreeMap::new();
+    let mut rows = Vec::new();
+    let mut methods: BTreeSet<String> = BTreeSet::new();
+    for (cycle, procs) in &by_cycle {
+        let label = if by_cycle.len() > 1 {
+            format!("cycle {cycle}: ")
+        } else {
+            String::new()
+        };
+        let mut idx: Vec<u32> = procs.iter().map(|r| r.process_index).collect();
+        idx.sort_unstable();
+        let distinct: BTreeSet<u32> = idx.iter().copied().collect();
+        if distinct.len() != idx.len() {
+            problems.push(format!("{label}duplicate process indices {idx:?}"));
+        }
+        let n = distinct.iter().max().map_or(0, |m| m + 1);
+        let missing: Vec<u32> = (0..n).filter(|i| !distinct.contains(i)).collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{label}incomplete: process indices should be 0..{}, missing {missing:?}",
+                n.saturating_sub(1)
+            ));
+        }
+        all_indices.extend(distinct);
+        // processes of one cycle run together: their windows must overlap
+        let starts: Vec<f64> = procs.iter().filter_map(|r| r.start_unix_s).collect();
+        let ends: Vec<f64> = procs.iter().filter_map(|r| r.end_unix_s).collect();
+        if procs.len() > 1 && starts.len() == procs.len() && ends.len() == procs.len() {
+            let latest_start = starts.iter().copied().fold(f64::MIN, f64::max);
+            let earliest_end = ends.iter().copied().fold(f64::MAX, f64::min);
+            if latest_start > earliest_end {
+                problems.push(format!(
+                    "{label}processes did not overlap in time (one ended {:.3} s before another started): they may not belong to one run",
+                    latest_start - earliest_end
+                ));
+            }
+        }
+        let span = match (
+            starts.iter().copied().reduce(f64::min),
+            ends.iter().copied().reduce(f64::max),
+        ) {
+            (Some(s), Some(e)) if starts.len() == procs.len() => e - s,
+            _ => procs
+                .iter()
+                .map(|r| r.report.duration_s)
+                .fold(0.0, f64::max),
+        };
+        // each physical device once: the process whose window saw the most of it
+        let mut cycle_devices: BTreeMap<
+            (String, String),
+            (String, Option<f64>, Option<f64>, Vec<u32>),
+        > = BTreeMap::new();
+        for r in procs {
+            let host = host_of(r);
+            for d in &r.report.devices {
+                if let Some(m) = d.energy.method {
+                    methods.insert(format!("{m:?}"));
+                }
+                let e = cycle_devices
+                    .entry((host.clone(), d.uuid.clone()))
+                    .or_insert_with(|| {
+                        (
+                            d.name.clone(),
+                            d.energy.raw_j,
+                            d.energy.adjusted_j,
+                            Vec::new(),
+                        )
+                    });
+                if !e.3.is_empty() && d.energy.raw_j.unwrap_or(0.0) > e.1.unwrap_or(0.0) {
+                    e.1 = d.energy.raw_j;
+                    e.2 = d.energy.adjusted_j;
+                }
+                e.3.push(r.process_index);
+            }
+        }
+        for ((host, uuid), (_, _, _, by)) in &cycle_devices {
+            if by.len() > 1 {
+                problems.push(format!(
+                    "{label}device {uuid} on {host} was measured by processes {by:?}: counted once"
+                ));
+            }
+        }
+        let raw = sum_all(cycle_devices.values().map(|v| v.1));
+        let adjusted = sum_all(cycle_devices.values().map(|v| v.2));
+        for ((host, uuid), (name, r, a, by)) in cycle_devices {
+            let d = devices
+                .entry((host.clone(), uuid.clone()))
+                .or_insert_with(|| AggregateDevice {
+                    host,
+                    uuid,
+                    name,
+                    raw_j: Some(0.0),
+                    adjusted_j: Some(0.0),
+                    measured_by: Vec::new(),
+                });
+            d.raw_j = d.raw_j.zip(r).map(|(x, y)| x + y);
+            d.adjusted_j = d.adjusted_j.zip(a).map(|(x, y)| x + y);
+            for p in by {
+                if !d.measured_by.contains(&p) {
+                    d.measured_by.push(p);
+                }
+            }
+        }
+        rows.push(CycleRow {
+            cycle: *cycle,
+            num_processes: procs.len(),
+            raw_j: raw,
+            adjusted_j: adjusted,
+            duration_s: span,
+            start_temp_c: procs
+                .iter()
+                .flat_map(|r| {
+                    r.report
+                        .devices
+                        .iter()
+                        .filter_map(|d| d.temperature.start_c)
+                })
+                .reduce(f64::max),
+        });
+    }
+
+    if strict && !problems.is_empty() {
+        return Err(Error::BadFile {
+            path: origin.to_path_buf(),
+            reason: format!("--strict: {}", problems.join("; ")),
+        });
+    }
+    warnings.extend(problems);
+    for (_, r) in results {
+        for w in &r.report.warnings {
+            let w = format!("process {}: {w}", r.process_index);
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+    }
+
+    let n = rows.len();
+    if n < 3 {
+        warnings.push(format!(
+            "only {n} cycle(s): statistics across cycles need at least 3 (run with --cycles 3 or more)"
+        ));
+    }
+    let col = |f: &dyn Fn(&CycleRow) -> Option<f64>| -> Option<Interval> {
+        let v: Option<Vec<f64>> = rows.iter().map(f).collect();
+        v.and_then(|v| Interval::of(&v))
+    };
+    let cycles = CycleStats {
+        n,
+        energy_adjusted_j: col(&|r| r.adjusted_j),
+        energy_raw_j: col(&|r| r.raw_j),
+        duration_s: col(&|r| Some(r.duration_s)),
+        per_cycle: rows.clone(),
+    };
+
+    let starts: Vec<f64> = results.iter().filter_map(|(_, r)| r.start_unix_s).collect();
+    let ends: Vec<f64> = results.iter().filter_map(|(_, r)| r.end_unix_s).collect();
+    let start = starts.iter().copied().reduce(f64::min);
+    let end = ends.iter().copied().reduce(f64::max);
+    let duration_s = match (start, end) {
+        (Some(s), Some(e)) if starts.len() == results.len() => e - s,
+        _ => rows.iter().map(|r| r.duration_s).sum(),
+    };
+    let method = match methods.len() {
+        0 => None,
+        1 => results
+            .iter()
+            .flat_map(|(_, r)| r.report.devices.iter().filter_map(|d| d.energy.method))
+            .next(),
+        _ => Some(EnergyMethod::Mixed),
+    };
+    let mut baseline_by_device: BTreeMap<(String, String), Option<f64>> = BTreeMap::new();
+    for (_, r) in results {
+        for d in &r.report.devices {
+            baseline_by_device
+                .entry((host_of(r), d.uuid.clone()))
+                .or_insert(d.energy.baseline_power_w);
+        }
+    }
+    let reports = results.iter().map(|(_, r)| &r.report);
+    let thermal = AggregateThermal {
+        throttle_detected: reports.clone().any(|r| r.thermal.throttle_detected),
+        throttle_duration_s: reports
+            .clone()
+            .map(|r| r.thermal.throttle_duration_s)
+            .fold(0.0, f64::max),
+        thermal_duration_s: reports
+            .clone()
+            .map(|r| r.thermal.thermal_duration_s)
+            .fold(0.0, f64::max),
+        power_duration_s: reports
+            .clone()
+            .map(|r| r.thermal.power_duration_s)
+            .fold(0.0, f64::max),
+        max_temp_c: reports
+            .clone()
+            .filter_map(|r| r.thermal.max_temp_c)
+            .reduce(f64::max),
+    };
+    let lowest = results
+        .iter()
+        .min_by_key(|(_, r)| (cycle_of(r), r.process_index))
+        .map(|(_, r)| r);
+    let environment = lowest.and_then(|r| r.environment.clone());
+    let mut extra = serde_json::Map::new();
+    if let Some(r) = lowest {
+        let keys: &[&str] = if results.len() == 1 {
+            &[
+                "workload", "metrics", "phases", "warmup", "bench", "command",
+            ]
+        } else {
+            &["workload"]
+        };
+        for k in keys {
+            if let Some(v) = r.extra.get(*k) {
+                extra.insert((*k).to_string(), v.clone());
+            }
+        }
+    }
+    Ok(Aggregate {
+        schema_version: crate::report::SCHEMA_VERSION.into(),
+        aggregated: true,
+        experiment_id,
+        num_processes: all_indices.len(),
+        process_indices: all_indices.into_iter().collect(),
+        simulated: results.iter().any(|(_, r)| r.report.simulated),
+        start_unix_s: start,
+        end_unix_s: end,
+        started_at: start.map(rfc3339),
+        duration_s,
+        energy: AggregateEnergy {
+            raw_j: sum_all(rows.iter().map(|r| r.raw_j)),
+            adjusted_j: sum_all(rows.iter().map(|r| r.adjusted_j)),
+            baseline_power_w: sum_all(baseline_by_device.values().copied()),
+            method,
+            baseline_method: results
+                .iter()
+                .map(|(_, r)| r.report.energy.baseline_method)
+                .max(),
+        },
+        devices: devices.into_values().collect(),
+        thermal,
+        cycles,
+        environment,
+        sources: results
+            .iter()
+            .map(|(p, _)| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect(),
+        warnings,
+        extra,
+    })
+}
+
+/// Aggregate a raw experiment directory.
+///
+/// # Errors
+/// As [`load_dir`] and [`aggregate`].
+pub fn aggregate_dir(dir: &Path, strict: bool) -> Result<Aggregate> {
+    aggregate(dir, &load_dir(dir)?, strict)
+}
+
+/// The results root of a raw experiment directory `ROOT/raw/<id>`: `ROOT`.
+pub fn results_root_of(raw_experiment_dir: &Path) -> PathBuf {
+    let parent = raw_experiment_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty());
+    match parent {
+        Some(p) if p.file_name().is_some_and(|n| n == "raw") => p
+            .parent()
+            .filter(|r| !r.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        Some(p) => p.to_path_buf(),
+        None => PathBuf::from("."),
+    }
+}
+
+/// Write `OUTPUT/aggregated/<experiment_id>.json` atomically.
+///
+/// # Errors
+/// [`Error::Io`] naming the directory or file.
+pub fn write_aggregate(output_root: &Path, agg: &Aggregate) -> Result<PathBuf> {
+    let dir = output_root.join("aggregated");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let path = dir.join(format!("{}.json", agg.experiment_id));
+    write_atomic(&path, &serde_json::to_vec_pretty(agg)?)?;
+    Ok(path)
+}
+
+/// Read an aggregate file.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::BadFile`] naming the file.
+pub fn read_aggregate(path: &Path) -> Result<Aggregate> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::BadFile {
+        path: path.to_path_buf(),
+        reason: format!("not valid JSON ({e})"),
+    })?;
+    crate::output::check_schema(path, &v)?;
+    serde_json::from_value(v).map_err(|e| Error::BadFile {
+        path: path.to_path_buf(),
+        reason: format!("not a lem aggregate ({e})"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_root_is_above_raw() {
+        assert_eq!(
+            results_root_of(Path::new("out/raw/exp1")),
+            PathBuf::from("out")
+        );
+        assert_eq!(results_root_of(Path::new("raw/exp1")), PathBuf::from("."));
+        assert_eq!(
+            results_root_of(Path::new("/a/b/exp1")),
+            PathBuf::from("/a/b")
+        );
+    }
+
+    #[test]
+    fn sum_all_is_unknown_if_any_part_is() {
+        assert_eq!(sum_all([Some(1.0), Some(2.0)].into_iter()), Some(3.0));
+        assert_eq!(sum_all([Some(1.0), None].into_iter()), None);
+        assert_eq!(sum_all(std::iter::empty()), None);
+    }
+}

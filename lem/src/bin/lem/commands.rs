@@ -1,0 +1,233 @@
+//! The small subcommands: baseline, env, aggregate, export.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lem::baseline::{self, BaselineMode};
+use lem::{DeviceSpec, MeterBuilder, MonotonicClock};
+
+use crate::ui::{age, watts, Ui};
+use crate::Failure;
+
+pub fn baseline_measure(
+    ui: &Ui,
+    device: Option<&str>,
+    duration: Option<&str>,
+    force: bool,
+) -> Result<(), Failure> {
+    let mut b = MeterBuilder::from_env()?;
+    if let Some(d) = device {
+        b = b.device(DeviceSpec::parse_for("--device", d)?);
+    }
+    if let Some(d) = duration {
+        b = b.baseline_duration(lem::parse_seconds("--duration", d)?);
+    }
+    b = b.baseline_mode(if force {
+        BaselineMode::Force
+    } else {
+        BaselineMode::Auto
+    });
+    let pb = ui.progress(1000, "measuring the idle baseline (keep the GPU idle)");
+    let meter = b
+        .on_baseline_progress(move |f| {
+            pb.set_position((f * 1000.0) as u64);
+            if f >= 1.0 {
+                pb.finish_and_clear();
+            }
+        })
+        .build()?;
+    for n in meter.notices() {
+        ui.warn(n);
+    }
+    if meter.devices().is_empty() {
+        return Err(Failure::new(
+            "no device to measure a baseline for (see the notice above; try --device)",
+        ));
+    }
+    if ui.json {
+        return ui.json_out(&meter.baselines());
+    }
+    for (d, b) in meter.devices().iter().zip(meter.baselines()) {
+        let i = d.info();
+        let sim = if i.simulated { " [simulated]" } else { "" };
+        ui.say(format!(
+            "device {} {} ({}){sim}: {} idle, {}{}{}",
+            i.index,
+            i.name,
+            i.uuid,
+            watts(b.power_w),
+            b.method,
+            b.cache_age_s
+                .map_or(String::new(), |a| format!(", measured {} ago", age(a))),
+            if b.busy {
+                ", FLAGGED: device was not idle"
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(())
+}
+
+fn cache_dir() -> PathBuf {
+    baseline::default_cache_dir()
+}
+
+pub fn baseline_show(ui: &Ui, ttl: &str) -> Result<(), Failure> {
+    let ttl = lem::parse_seconds("--ttl", ttl)?.as_secs_f64();
+    let dir = cache_dir();
+    let now = lem::timefmt::unix_now_s();
+    let entries = baseline::list_cache(&dir);
+    if ui.json {
+        let v: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|(p, e)| match e {
+                Ok(e) => serde_json::json!({
+                    "file": p, "name": e.device_name, "uuid": e.uuid, "power_w": e.power_w,
+                    "timestamp": e.timestamp, "age_s": now - e.timestamp_unix_s,
+                    "expires_in_s": ttl - (now - e.timestamp_unix_s), "simulated": e.simulated,
+                }),
+                Err(err) => serde_json::json!({"file": p, "error": err}),
+            })
+            .collect();
+        return ui.json_out(&v);
+    }
+    if entries.is_empty() {
+        ui.say(format!("no cached baselines in {}", dir.display()));
+        return Ok(());
+    }
+    ui.say(format!("cached baselines in {}:", dir.display()));
+    for (p, e) in entries {
+        match e {
+            Ok(e) => {
+                let a = now - e.timestamp_unix_s;
+                let left = ttl - a;
+                let status = if left > 0.0 {
+                    format!("expires in {}", age(left))
+                } else {
+                    "expired".into()
+                };
+                let sim = if e.simulated { " [simulated]" } else { "" };
+                ui.say(format!(
+                    "  {}{sim} ({}): {:.1} W, measured {} ago, {status}",
+                    e.device_name,
+                    e.uuid,
+                    e.power_w,
+                    age(a.max(0.0))
+                ));
+            }
+            Err(err) => ui.say(format!("  {}: unreadable ({err})", p.display())),
+        }
+    }
+    Ok(())
+}
+
+pub fn baseline_clear(ui: &Ui) -> Result<(), Failure> {
+    let dir = cache_dir();
+    let n = baseline::clear_cache(&dir)?;
+    ui.say(format!(
+        "removed {n} cached baseline(s) from {}",
+        dir.display()
+    ));
+    Ok(())
+}
+
+pub fn env(ui: &Ui, device: Option<&str>) -> Result<(), Failure> {
+    let spec = match device {
+        Some(d) => DeviceSpec::parse_for("--device", d)?,
+        None => match std::env::var("LEM_DEVICE")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            Some(v) => DeviceSpec::parse_for("LEM_DEVICE", &v)?,
+            None => DeviceSpec::Auto,
+        },
+    };
+    let opened = lem::device::open_devices(&spec, Arc::new(MonotonicClock::new()))?;
+    let env = lem::env::collect(&opened.devices);
+    if ui.json {
+        return ui.json_out(&env);
+    }
+    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!("{}", env.summary);
+    println!("host        {}", o(&env.hostname));
+    println!("os          {} (kernel {})", o(&env.os), o(&env.kernel));
+    println!(
+        "cpu         {} ({} logical, governor {})",
+        o(&env.cpu_model),
+        env.cpu_count.map_or("-".into(), |n| n.to_string()),
+        o(&env.cpu_governor)
+    );
+    println!(
+        "container   {}",
+        if env.in_container { "yes" } else { "no" }
+    );
+    println!(
+        "driver      {}  CUDA {}",
+        o(&env.driver_version),
+        o(&env.cuda_version)
+    );
+    if let Some(c) = &env.cuda_visible_devices {
+        println!("CUDA_VISIBLE_DEVICES={c}");
+    }
+    for g in &env.gpus {
+        println!(
+            "device {}    {}{} | {} | {} MB | cc {} | limit {} | {}{}",
+            g.index,
+            g.name,
+            if g.simulated { " [simulated]" } else { "" },
+            g.uuid,
+            g.memory_total_mb.map_or("-".into(), |m| format!("{m:.0}")),
+            g.compute_capability.clone().unwrap_or_else(|| "-".into()),
+            watts(g.power_limit_w),
+            g.temperature_c.map_or("-".into(), |t| format!("{t:.0} C")),
+            if g.mig { " | MIG" } else { "" }
+        );
+    }
+    for n in &opened.notices {
+        ui.warn(n);
+    }
+    Ok(())
+}
+
+pub fn aggregate(ui: &Ui, dir: &Path, strict: bool, output: Option<&Path>) -> Result<(), Failure> {
+    let agg = lem::aggregate::aggregate_dir(dir, strict)?;
+    let root = output.map_or_else(|| lem::aggregate::results_root_of(dir), Path::to_path_buf);
+    let path = lem::aggregate::write_aggregate(&root, &agg)?;
+    if ui.json {
+        return ui.json_out(&agg);
+    }
+    ui.say(format!(
+        "{}: {} process(es), {} cycle(s), {} device(s){}",
+        agg.experiment_id,
+        agg.num_processes,
+        agg.cycles.n,
+        agg.devices.len(),
+        if agg.simulated { " [simulated]" } else { "" }
+    ));
+    ui.say(format!(
+        "  energy    raw {} | adjusted {} over {:.2} s",
+        crate::ui::joules(agg.energy.raw_j),
+        crate::ui::joules(agg.energy.adjusted_j),
+        agg.duration_s
+    ));
+    if let Some(i) = &agg.cycles.energy_adjusted_j {
+        if let (Some(l), Some(h)) = (i.ci95_low, i.ci95_high) {
+            ui.say(format!(
+                "  cycles    adjusted mean {:.2} J, 95% CI [{l:.2}, {h:.2}] J",
+                i.mean
+            ));
+        }
+    }
+    for w in &agg.warnings {
+        ui.warn(w);
+    }
+    ui.say(format!("  written   {}", path.display()));
+    Ok(())
+}
+
+pub fn export(ui: &Ui, csv: &Path, paths: &[PathBuf], per_process: bool) -> Result<(), Failure> {
+    let n = lem::export::export_csv(csv, paths, per_process)?;
+    ui.say(format!("wrote {n} row(s) to {}", csv.display()));
+    Ok(())
+}

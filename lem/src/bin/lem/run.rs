@@ -1,0 +1,433 @@
+//! `lem run`: measure a command from spawn to exit, once or over cycles.
+
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use lem::output::process_result_path;
+use lem::{BaselineMode, DeviceSpec, MeterBuilder};
+
+use crate::ui::{age, joules, watts, Ui};
+use crate::{Failure, EXIT_LEM, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Device spec: auto, nvml, nvml:0,2, rapl, sim:PATH, none (default: LEM_DEVICE or auto).
+    #[arg(long)]
+    device: Option<String>,
+    /// Results root (default: LEM_OUTPUT_DIR or `results`).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Experiment id (default: LEM_EXPERIMENT_ID, the Slurm job or torchrun run id, else a
+    /// timestamp).
+    #[arg(long)]
+    experiment_id: Option<String>,
+    /// Process index (default: LEM_PROCESS_INDEX, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, else 0).
+    #[arg(long)]
+    process_index: Option<u32>,
+    /// Idle baseline length in seconds (default: LEM_BASELINE_DURATION_S or 30).
+    #[arg(long, value_name = "S")]
+    baseline_duration: Option<String>,
+    /// How long a cached baseline stays valid, s (default 3600).
+    #[arg(long, value_name = "S")]
+    baseline_ttl: Option<String>,
+    /// No baseline: report raw energy only.
+    #[arg(long, conflicts_with_all = ["force_baseline", "require_baseline"])]
+    no_baseline: bool,
+    /// Measure the baseline even if a valid cached one exists.
+    #[arg(long)]
+    force_baseline: bool,
+    /// Fail if the baseline cannot be established.
+    #[arg(long)]
+    require_baseline: bool,
+    /// Sampling interval in ms, 1..=10000 (default: LEM_INTERVAL_MS or 100).
+    #[arg(long, value_name = "MS")]
+    interval_ms: Option<String>,
+    /// Write the power/thermal time series beside the result.
+    #[arg(long)]
+    timeseries: bool,
+    /// Run the command N times, one result per cycle, with statistics in an aggregate.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    cycles: u32,
+    /// Idle gap between cycles, s.
+    #[arg(long, default_value = "0", value_name = "S")]
+    cycle_gap_s: String,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+static CHILD: AtomicI32 = AtomicI32::new(0);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn forward(sig: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe; pid is a child this process spawned.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+fn install_forwarding() {
+    let handler: extern "C" fn(libc::c_int) = forward;
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only touches atomics and calls kill(2), both async-signal-safe.
+        unsafe {
+            libc::signal(sig, handler as libc::sighandler_t);
+        }
+    }
+}
+
+fn env_nonempty(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn default_experiment_id() -> String {
+    if let Some(id) = env_nonempty("LEM_EXPERIMENT_ID") {
+        return id;
+    }
+    if let Some(job) = env_nonempty("SLURM_JOB_ID") {
+        return match env_nonempty("SLURM_STEP_ID") {
+            Some(step) => format!("slurm-{job}.{step}"),
+            None => format!("slurm-{job}"),
+        };
+    }
+    if let Some(run) = env_nonempty("TORCHELASTIC_RUN_ID").filter(|r| r != "none") {
+        return format!("torchrun-{run}");
+    }
+    format!(
+        "{}-{}",
+        lem::timefmt::compact_id(lem::timefmt::unix_now_s()),
+        std::process::id()
+    )
+}
+
+fn default_process_index() -> Result<u32, Failure> {
+    for k in [
+        "LEM_PROCESS_INDEX",
+        "RANK",
+        "SLURM_PROCID",
+        "OMPI_COMM_WORLD_RANK",
+    ] {
+        if let Some(v) = env_nonempty(k) {
+            return v
+                .trim()
+                .parse()
+                .map_err(|_| Failure::new(format!("invalid {k}: `{v}` is not a process index")));
+        }
+    }
+    Ok(0)
+}
+
+fn valid_id(id: &str) -> Result<(), Failure> {
+    let ok = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !id.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::new(format!(
+            "invalid --experiment-id `{id}`: use letters, digits, `-`, `_` and `.`"
+        )))
+    }
+}
+
+/// Make sure results can be written before running anything.
+fn check_writable(dir: &Path) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| {
+        Failure::new(format!(
+            "--output: cannot write results to {}: {e}",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(format!(".lem-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(fail)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+fn builder(ui: &Ui, a: &RunArgs) -> Result<MeterBuilder, Failure> {
+    let mut b = MeterBuilder::from_env()?;
+    if let Some(d) = &a.device {
+        b = b.device(DeviceSpec::parse_for("--device", d)?);
+    }
+    if let Some(s) = &a.baseline_duration {
+        b = b.baseline_duration(lem::parse_seconds("--baseline-duration", s)?);
+    }
+    if let Some(s) = &a.baseline_ttl {
+        b = b.baseline_ttl(lem::parse_seconds("--baseline-ttl", s)?);
+    }
+    if let Some(s) = &a.interval_ms {
+        b = b.interval(lem::parse_interval_ms("--interval-ms", s)?);
+    }
+    if a.no_baseline {
+        b = b.baseline_mode(BaselineMode::Off);
+    }
+    if a.force_baseline {
+        b = b.baseline_mode(BaselineMode::Force);
+    }
+    if a.require_baseline {
+        b = b.baseline_required(true);
+    }
+    let pb = ui.progress(1000, "measuring the idle baseline (keep the GPU idle)");
+    Ok(b.keep_timeseries(a.timeseries)
+        .on_baseline_progress(move |f| {
+            pb.set_position((f * 1000.0) as u64);
+            if f >= 1.0 {
+                pb.finish_and_clear();
+            }
+        }))
+}
+
+struct Outcome {
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+}
+
+impl Outcome {
+    /// The code `lem run` exits with: the command's, or 128 + signal.
+    fn code(&self) -> u8 {
+        match (self.exit_code, self.signal) {
+            (Some(c), _) => u8::try_from(c.rem_euclid(256)).unwrap_or(EXIT_LEM),
+            (None, Some(s)) => u8::try_from((128 + s).min(255)).unwrap_or(EXIT_LEM),
+            (None, None) => EXIT_LEM,
+        }
+    }
+}
+
+fn spawn_and_wait(argv: &[String]) -> Result<Outcome, Failure> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .spawn()
+        .map_err(|e| {
+            let (code, what) = match e.kind() {
+                std::io::ErrorKind::NotFound => (EXIT_NOT_FOUND, "not found".to_string()),
+                std::io::ErrorKind::PermissionDenied => (
+                    EXIT_NOT_EXECUTABLE,
+                    "not executable (permission denied)".to_string(),
+                ),
+                _ => (EXIT_NOT_EXECUTABLE, format!("cannot be started: {e}")),
+            };
+            Failure {
+                code,
+                message: format!("command `{}` {what}", argv[0]),
+            }
+        })?;
+    CHILD.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+    let status = child.wait();
+    CHILD.store(0, Ordering::SeqCst);
+    let status = status.map_err(|e| Failure::new(format!("waiting for `{}`: {e}", argv[0])))?;
+    Ok(Outcome {
+        exit_code: status.code(),
+        signal: status.signal(),
+    })
+}
+
+pub fn run(ui: &Ui, a: RunArgs) -> Result<u8, Failure> {
+    if a.command.is_empty() {
+        return Err(Failure::new(
+            "no command given after `--` (usage: lem run [OPTIONS] -- CMD [ARGS...])",
+        ));
+    }
+    if a.cycles == 0 {
+        return Err(Failure::new("invalid --cycles: must be at least 1"));
+    }
+    let gap = if a.cycle_gap_s.trim() == "0" {
+        Duration::ZERO
+    } else {
+        lem::parse_seconds("--cycle-gap-s", &a.cycle_gap_s)?
+    };
+    let output = a
+        .output
+        .clone()
+        .or_else(|| env_nonempty("LEM_OUTPUT_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("results"));
+    let experiment_id = a
+        .experiment_id
+        .clone()
+        .unwrap_or_else(default_experiment_id);
+    valid_id(&experiment_id)?;
+    let process_index = match a.process_index {
+        Some(i) => i,
+        None => default_process_index()?,
+    };
+    let exp_dir = output.join("raw").join(&experiment_id);
+    check_writable(&exp_dir)?;
+
+    let meter = builder(ui, &a)?.build()?;
+    for n in meter.notices() {
+        ui.warn(n);
+    }
+    install_forwarding();
+    let mut last_code = 0;
+    let mut written = Vec::new();
+    for cycle in 0..a.cycles {
+        if cycle > 0 && !gap.is_zero() {
+            let pb = ui.progress(gap.as_millis() as u64, "idle gap between cycles");
+            let t = Instant::now();
+            while t.elapsed() < gap && !INTERRUPTED.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50).min(gap));
+                pb.set_position(t.elapsed().as_millis() as u64);
+            }
+            pb.finish_and_clear();
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            break;
+        }
+        let scope = meter.start("run")?;
+        let outcome = spawn_and_wait(&a.command);
+        let report = scope.finish()?;
+        let outcome = outcome?;
+        let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+        let mut rf = meter.result_file(report, experiment_id.clone(), process_index);
+        rf.extra.insert(
+            "command".into(),
+            serde_json::json!({
+                "argv": a.command,
+                "exit_code": outcome.exit_code,
+                "signal": outcome.signal,
+            }),
+        );
+        rf.extra
+            .insert("interrupted".into(), serde_json::json!(interrupted));
+        let path = if a.cycles > 1 {
+            rf.extra.insert("cycle".into(), serde_json::json!(cycle));
+            exp_dir.join(format!("process_{process_index}_cycle_{cycle}.json"))
+        } else {
+            process_result_path(&output, &experiment_id, process_index)
+        };
+        meter.save(&mut rf, &path, a.timeseries)?;
+        summarise(ui, &rf, &outcome, &path, (cycle, a.cycles), meter.notices());
+        if ui.json && a.cycles == 1 {
+            ui.json_out(&rf)?;
+        }
+        written.push(path);
+        last_code = outcome.code();
+        if interrupted || last_code != 0 {
+            if a.cycles > 1 && cycle + 1 < a.cycles {
+                ui.warn(format!(
+                    "stopping after cycle {cycle}: the command {}",
+                    if interrupted {
+                        "was interrupted"
+                    } else {
+                        "failed"
+                    }
+                ));
+            }
+            break;
+        }
+    }
+    if a.cycles > 1 && !written.is_empty() {
+        let agg = lem::aggregate::aggregate_dir(&exp_dir, false)?;
+        let path = lem::aggregate::write_aggregate(&output, &agg)?;
+        if let Some(i) = &agg.cycles.energy_adjusted_j.or(agg.cycles.energy_raw_j) {
+            let which = if agg.cycles.energy_adjusted_j.is_some() {
+                "adjusted"
+            } else {
+                "raw"
+            };
+            let ci = match (i.ci95_low, i.ci95_high) {
+                (Some(l), Some(h)) => format!(", 95% CI [{l:.2}, {h:.2}] J"),
+                _ => String::new(),
+            };
+            ui.say(format!(
+                "cycles: n={} {which} energy mean {:.2} J, std {}{ci}",
+                agg.cycles.n,
+                i.mean,
+                i.std.map_or("-".into(), |s| format!("{s:.2} J"))
+            ));
+        }
+        ui.say(format!("aggregate {}", path.display()));
+        if ui.json {
+            ui.json_out(&agg)?;
+        }
+    }
+    Ok(last_code)
+}
+
+fn summarise(
+    ui: &Ui,
+    rf: &lem::ResultFile,
+    o: &Outcome,
+    path: &Path,
+    (cycle, cycles): (u32, u32),
+    already_said: &[String],
+) {
+    let r = &rf.report;
+    let cmd = rf
+        .extra
+        .get("command")
+        .and_then(|c| c.get("argv"))
+        .and_then(|a| a.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let how = match (o.exit_code, o.signal) {
+        (Some(c), _) => format!("exited {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "ended".into(),
+    };
+    let tag = if r.simulated {
+        "  [SIMULATED device: not a measurement]"
+    } else {
+        ""
+    };
+    let cyc = if cycles > 1 {
+        format!("cycle {}/{cycles}: ", cycle + 1)
+    } else {
+        String::new()
+    };
+    ui.say(format!(
+        "lem: {cyc}`{cmd}` {how} after {:.2} s{tag}",
+        r.duration_s
+    ));
+    let e = &r.energy;
+    let method = e.method.map_or("-".to_string(), |m| m.to_string());
+    ui.say(format!(
+        "  energy    raw {} | adjusted {}  ({method})",
+        joules(e.raw_j),
+        joules(e.adjusted_j)
+    ));
+    let mean = r.devices.iter().filter_map(|d| d.power.mean_w).sum::<f64>();
+    let peak = r
+        .devices
+        .iter()
+        .filter_map(|d| d.power.peak_w)
+        .reduce(f64::max);
+    ui.say(format!(
+        "  power     mean {} | peak {}",
+        watts((!r.devices.is_empty() && e.raw_j.is_some()).then_some(mean)),
+        watts(peak)
+    ));
+    let b = match (e.baseline_power_w, e.baseline_cache_age_s) {
+        (Some(w), Some(a)) => format!("{w:.1} W ({}, measured {} ago)", e.baseline_method, age(a)),
+        (Some(w), None) => format!("{w:.1} W ({})", e.baseline_method),
+        (None, _) => format!("none ({})", e.baseline_method),
+    };
+    ui.say(format!("  baseline  {b}"));
+    if r.thermal.throttle_detected {
+        ui.warn(format!(
+            "throttling detected: {:.2} s throttled (thermal {:.2} s, power {:.2} s)",
+            r.thermal.throttle_duration_s, r.thermal.thermal_duration_s, r.thermal.power_duration_s
+        ));
+    }
+    for w in &r.warnings {
+        if !already_said.contains(w) {
+            ui.warn(w);
+        }
+    }
+    ui.say(format!("  result    {}", path.display()));
+}

@@ -1,0 +1,358 @@
+//! CSV export: one row per aggregated experiment, or per process result.
+//!
+//! Column names carry grouped prefixes (`energy_`, `thermal_`, `env_`, `warmup_`...) and
+//! units; a value lem does not have is an empty cell.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::aggregate::{aggregate, is_result_name};
+use crate::error::{Error, Result};
+use crate::output::{check_schema, write_atomic, ResultFile};
+
+/// How a column's value is found in a result or aggregate (as JSON).
+enum Col {
+    /// The first of these JSON pointers that holds a value.
+    Ptr(&'static [&'static str]),
+    /// Computed.
+    Fn(fn(&Value) -> Option<Value>),
+}
+
+fn mean_power(v: &Value) -> Option<Value> {
+    let e = v.pointer("/energy/raw_j")?.as_f64()?;
+    let d = v.pointer("/duration_s")?.as_f64()?;
+    (d > 0.0).then(|| Value::from(e / d))
+}
+
+fn peak_power(v: &Value) -> Option<Value> {
+    let devs = v.get("devices")?.as_array()?;
+    let p: Vec<f64> = devs
+        .iter()
+        .filter_map(|d| d.pointer("/power/peak_w")?.as_f64())
+        .collect();
+    p.into_iter().reduce(f64::max).map(Value::from)
+}
+
+fn peak_memory(v: &Value) -> Option<Value> {
+    let devs = v.get("devices")?.as_array()?;
+    let p: Vec<f64> = devs
+        .iter()
+        .filter_map(|d| d.pointer("/memory/peak_used_mb")?.as_f64())
+        .collect();
+    p.into_iter().reduce(f64::max).map(Value::from)
+}
+
+fn command_line(v: &Value) -> Option<Value> {
+    let argv = v.pointer("/command/argv")?.as_array()?;
+    let parts: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
+    Some(Value::from(parts.join(" ")))
+}
+
+fn warnings_count(v: &Value) -> Option<Value> {
+    v.get("warnings")?.as_array().map(|a| Value::from(a.len()))
+}
+
+const COLUMNS: &[(&str, Col)] = &[
+    ("experiment_id", Col::Ptr(&["/experiment_id"])),
+    ("process_index", Col::Ptr(&["/process_index"])),
+    ("cycle", Col::Ptr(&["/cycle"])),
+    ("num_processes", Col::Ptr(&["/num_processes"])),
+    ("started_at", Col::Ptr(&["/started_at"])),
+    ("duration_s", Col::Ptr(&["/duration_s"])),
+    ("energy_raw_j", Col::Ptr(&["/energy/raw_j"])),
+    ("energy_adjusted_j", Col::Ptr(&["/energy/adjusted_j"])),
+    ("energy_baseline_w", Col::Ptr(&["/energy/baseline_power_w"])),
+    (
+        "energy_baseline_method",
+        Col::Ptr(&["/energy/baseline_method"]),
+    ),
+    ("energy_method", Col::Ptr(&["/energy/method"])),
+    (
+        "energy_below_resolution",
+        Col::Ptr(&["/energy/below_resolution"]),
+    ),
+    ("power_mean_w", Col::Fn(mean_power)),
+    ("power_peak_w", Col::Fn(peak_power)),
+    ("memory_peak_used_mb", Col::Fn(peak_memory)),
+    (
+        "thermal_throttle_detected",
+        Col::Ptr(&["/thermal/throttle_detected"]),
+    ),
+    (
+        "thermal_throttle_duration_s",
+        Col::Ptr(&["/thermal/throttle_duration_s"]),
+    ),
+    (
+        "thermal_thermal_duration_s",
+        Col::Ptr(&["/thermal/thermal_duration_s"]),
+    ),
+    (
+        "thermal_power_duration_s",
+        Col::Ptr(&["/thermal/power_duration_s"]),
+    ),
+    ("thermal_max_temp_c", Col::Ptr(&["/thermal/max_temp_c"])),
+    ("sampling_interval_ms", Col::Ptr(&["/sampling/interval_ms"])),
+    (
+        "sampling_sample_count",
+        Col::Ptr(&["/sampling/sample_count"]),
+    ),
+    (
+        "sampling_failed_reads",
+        Col::Ptr(&["/sampling/failed_reads"]),
+    ),
+    ("env_gpu_name", Col::Ptr(&["/environment/gpus/0/name"])),
+    ("env_gpu_count", Col::Ptr(&["/environment/gpu_count"])),
+    (
+        "env_driver_version",
+        Col::Ptr(&["/environment/driver_version"]),
+    ),
+    ("env_cuda_version", Col::Ptr(&["/environment/cuda_version"])),
+    ("env_in_container", Col::Ptr(&["/environment/in_container"])),
+    ("env_hostname", Col::Ptr(&["/environment/hostname"])),
+    ("env_cpu_model", Col::Ptr(&["/environment/cpu_model"])),
+    ("env_summary", Col::Ptr(&["/environment/summary"])),
+    ("env_lem_version", Col::Ptr(&["/environment/lem_version"])),
+    ("warmup_converged", Col::Ptr(&["/warmup/converged"])),
+    ("warmup_iterations", Col::Ptr(&["/warmup/iterations"])),
+    ("warmup_final_cv", Col::Ptr(&["/warmup/final_cv"])),
+    ("workload_model", Col::Ptr(&["/workload/model"])),
+    ("workload_backend", Col::Ptr(&["/workload/backend"])),
+    ("workload_batch", Col::Ptr(&["/workload/batch"])),
+    ("workload_prompt_len", Col::Ptr(&["/workload/prompt_len"])),
+    (
+        "tokens_out",
+        Col::Ptr(&["/workload/tokens_out", "/metrics/tokens_out"]),
+    ),
+    (
+        "energy_per_output_token_j",
+        Col::Ptr(&["/metrics/energy_per_output_token_j"]),
+    ),
+    (
+        "energy_per_output_token_raw_j",
+        Col::Ptr(&["/metrics/energy_per_output_token_raw_j"]),
+    ),
+    ("tokens_per_s", Col::Ptr(&["/metrics/tokens_per_s"])),
+    ("ttft_ms", Col::Ptr(&["/metrics/ttft_ms"])),
+    ("bench_name", Col::Ptr(&["/bench/name"])),
+    (
+        "bench_energy_per_iter_j",
+        Col::Ptr(&["/bench/energy_per_iter_j/mean"]),
+    ),
+    ("cycles_n", Col::Ptr(&["/cycles/n"])),
+    (
+        "cycles_energy_adjusted_mean_j",
+        Col::Ptr(&["/cycles/energy_adjusted_j/mean"]),
+    ),
+    (
+        "cycles_energy_adjusted_std_j",
+        Col::Ptr(&["/cycles/energy_adjusted_j/std"]),
+    ),
+    (
+        "cycles_energy_adjusted_cv",
+        Col::Ptr(&["/cycles/energy_adjusted_j/cv"]),
+    ),
+    (
+        "cycles_energy_adjusted_ci95_low_j",
+        Col::Ptr(&["/cycles/energy_adjusted_j/ci95_low"]),
+    ),
+    (
+        "cycles_energy_adjusted_ci95_high_j",
+        Col::Ptr(&["/cycles/energy_adjusted_j/ci95_high"]),
+    ),
+    ("command", Col::Fn(command_line)),
+    ("exit_code", Col::Ptr(&["/command/exit_code"])),
+    ("simulated", Col::Ptr(&["/simulated"])),
+    ("warnings_count", Col::Fn(warnings_count)),
+];
+
+/// The CSV header, in order.
+pub fn header() -> Vec<&'static str> {
+    COLUMNS.iter().map(|(n, _)| *n).collect()
+}
+
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// One CSV row for a result or aggregate given as JSON.
+pub fn row(v: &Value) -> Vec<String> {
+    COLUMNS
+        .iter()
+        .map(|(_, col)| match col {
+            Col::Ptr(ptrs) => cell(
+                ptrs.iter()
+                    .filter_map(|p| v.pointer(p))
+                    .find(|x| !x.is_null()),
+            ),
+            Col::Fn(f) => cell(f(v).as_ref()),
+        })
+        .collect()
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if path.is_dir() {
+        let rd = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() || is_result_name(&p) {
+                collect_files(&p, out)?;
+            }
+        }
+        Ok(())
+    } else if path.is_file() {
+        out.push(path.to_path_buf());
+        Ok(())
+    } else {
+        Err(Error::io(
+            path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ))
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| Error::BadFile {
+        path: path.to_path_buf(),
+        reason: format!("not valid JSON ({e})"),
+    })?;
+    check_schema(path, &v)?;
+    Ok(v)
+}
+
+/// The rows for `paths` (result files, aggregate files, or directories of them): one per
+/// experiment (process results aggregated in memory), or one per process result.
+///
+/// # Errors
+/// [`Error::Io`] / [`Error::BadFile`] naming a file that cannot be read or is not a lem result.
+pub fn rows_for(paths: &[PathBuf], per_process: bool) -> Result<Vec<Vec<String>>> {
+    let mut files = Vec::new();
+    for p in paths {
+        collect_files(p, &mut files)?;
+    }
+    let mut rows = Vec::new();
+    let mut experiments: BTreeMap<String, Vec<(PathBuf, ResultFile)>> = BTreeMap::new();
+    let mut aggregates: Vec<(String, Value)> = Vec::new();
+    for f in files {
+        let v = read_json(&f)?;
+        if v.get("aggregated").and_then(Value::as_bool) == Some(true) {
+            let id = v
+                .get("experiment_id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            aggregates.push((id, v));
+            continue;
+        }
+        if per_process {
+            rows.push(row(&v));
+            continue;
+        }
+        let r: ResultFile = serde_json::from_value(v).map_err(|e| Error::BadFile {
+            path: f.clone(),
+            reason: format!("not a lem result ({e})"),
+        })?;
+        experiments
+            .entry(r.experiment_id.clone())
+            .or_default()
+            .push((f, r));
+    }
+    for (_, results) in &experiments {
+        let origin = results.first().map(|(p, _)| p.clone()).unwrap_or_default();
+        let agg = aggregate(&origin, results, false)?;
+        rows.push(row(&serde_json::to_value(&agg)?));
+    }
+    for (id, v) in aggregates {
+        // an experiment whose process files were given too is already a row
+        if per_process || !experiments.contains_key(&id) {
+            rows.push(row(&v));
+        }
+    }
+    Ok(rows)
+}
+
+/// Write the CSV for `paths` to `out` atomically; returns the number of rows.
+///
+/// # Errors
+/// As [`rows_for`], and [`Error::Io`] naming `out`.
+pub fn export_csv(out: &Path, paths: &[PathBuf], per_process: bool) -> Result<usize> {
+    let rows = rows_for(paths, per_process)?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| Error::io(out, std::io::Error::other(e.to_string()));
+    w.write_record(header()).map_err(csv_err)?;
+    for r in &rows {
+        w.write_record(r).map_err(csv_err)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::io(out, std::io::Error::other(e.to_string())))?;
+    write_atomic(out, &bytes)?;
+    Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_has_the_contract_columns_and_fewer_than_60() {
+        let h = header();
+        assert!(h.len() < 60);
+        for c in [
+            "experiment_id",
+            "process_index",
+            "duration_s",
+            "energy_raw_j",
+            "energy_adjusted_j",
+            "energy_baseline_w",
+            "energy_baseline_method",
+            "energy_method",
+            "thermal_throttle_detected",
+            "thermal_throttle_duration_s",
+            "thermal_max_temp_c",
+            "env_gpu_name",
+            "env_gpu_count",
+            "env_driver_version",
+            "env_cuda_version",
+            "env_in_container",
+            "warmup_converged",
+            "warmup_final_cv",
+            "simulated",
+            "tokens_out",
+            "energy_per_output_token_j",
+            "tokens_per_s",
+        ] {
+            assert!(h.contains(&c), "missing column {c}");
+        }
+        let unique: std::collections::HashSet<_> = h.iter().collect();
+        assert_eq!(unique.len(), h.len());
+    }
+
+    #[test]
+    fn missing_values_are_empty_cells() {
+        let v = serde_json::json!({
+            "experiment_id": "e", "process_index": 0, "duration_s": 2.0,
+            "energy": {"raw_j": 100.0, "adjusted_j": null},
+            "command": {"argv": ["sleep", "2"], "exit_code": 0},
+            "simulated": true, "warnings": ["a", "b"]
+        });
+        let r = row(&v);
+        let h = header();
+        let get = |c: &str| r[h.iter().position(|x| *x == c).unwrap()].clone();
+        assert_eq!(get("energy_raw_j"), "100.0");
+        assert_eq!(get("energy_adjusted_j"), "");
+        assert_eq!(get("power_mean_w"), "50.0");
+        assert_eq!(get("command"), "sleep 2");
+        assert_eq!(get("simulated"), "true");
+        assert_eq!(get("warnings_count"), "2");
+        assert_eq!(get("tokens_out"), "");
+    }
+}

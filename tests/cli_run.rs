@@ -1,0 +1,366 @@
+//! `lem run` end to end on simulated devices.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{assert_clean_error, stderr, stdout, Sandbox};
+
+const CONSTANT: &str = r#"{"name": "Sim 250 W", "idle_w": 250.0}"#;
+
+fn process0(sb: &Sandbox, exp: &str) -> serde_json::Value {
+    sb.json(&format!("results/raw/{exp}/process_0.json"))
+}
+
+#[test]
+fn constant_power_run_then_cached_then_forced_baseline() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", CONSTANT);
+    let o = sb.run(&[
+        "run",
+        "--device",
+        &dev,
+        "--experiment-id",
+        "a",
+        "--",
+        "sleep",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = process0(&sb, "a");
+    let d = v["duration_s"].as_f64().unwrap();
+    let raw = v["energy"]["raw_j"].as_f64().unwrap();
+    assert!(d >= 2.0 && d < 3.0, "{d}");
+    assert!(
+        (raw - 250.0 * d).abs() / (250.0 * d) < 0.02,
+        "{raw} vs {}",
+        250.0 * d
+    );
+    let b = v["energy"]["baseline_power_w"].as_f64().unwrap();
+    assert!((b - 250.0).abs() < 1.0, "{b}");
+    let adj = v["energy"]["adjusted_j"].as_f64().unwrap();
+    assert!((adj - (raw - b * d).max(0.0)).abs() < 1e-6);
+    assert_eq!(v["energy"]["baseline_method"], "fresh");
+    assert_eq!(v["simulated"], true);
+    assert_eq!(v["experiment_id"], "a");
+    assert_eq!(v["process_index"], 0);
+    assert_eq!(v["command"]["argv"], serde_json::json!(["sleep", "2"]));
+    assert_eq!(v["command"]["exit_code"], 0);
+    assert_eq!(v["interrupted"], false);
+    assert!(v["environment"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("simulated"));
+    assert!(v["schema_version"].as_str().unwrap().starts_with('3'));
+    let err = stderr(&o);
+    assert!(err.contains("SIMULATED"), "{err}");
+    assert!(err.contains("raw "), "{err}");
+
+    let o = sb.run(&[
+        "run",
+        "--device",
+        &dev,
+        "--experiment-id",
+        "b",
+        "--",
+        "sleep",
+        "0.2",
+    ]);
+    assert!(o.status.success());
+    let v = process0(&sb, "b");
+    assert_eq!(v["energy"]["baseline_method"], "cached");
+    assert!(v["energy"]["baseline_cache_age_s"].as_f64().unwrap() >= 0.0);
+
+    let o = sb.run(&[
+        "run",
+        "--device",
+        &dev,
+        "--experiment-id",
+        "c",
+        "--force-baseline",
+        "--",
+        "true",
+    ]);
+    assert!(o.status.success());
+    assert_eq!(process0(&sb, "c")["energy"]["baseline_method"], "fresh");
+}
+
+#[test]
+fn throttle_inside_the_run_is_detected_and_warned() {
+    let sb = Sandbox::new();
+    // baseline 0.3 s, then the run; thermal throttle from 1.0 to 1.6 s since open
+    let dev = sb.scenario(
+        "t.json",
+        r#"{"idle_w": 60, "segments": [
+            {"start_s": 0.5, "end_s": 1.0, "power_w": 300},
+            {"start_s": 1.0, "end_s": 1.6, "power_w": 280, "throttle": ["sw_thermal_slowdown"]},
+            {"start_s": 1.6, "end_s": 100, "power_w": 300}]}"#,
+    );
+    let o = sb.run(&[
+        "run",
+        "--device",
+        &dev,
+        "--experiment-id",
+        "t",
+        "--",
+        "sleep",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = process0(&sb, "t");
+    assert_eq!(v["thermal"]["throttle_detected"], true);
+    let th = v["thermal"]["thermal_duration_s"].as_f64().unwrap();
+    assert!((th - 0.6).abs() <= 0.1, "{th}");
+    assert!(!v["thermal"]["events"].as_array().unwrap().is_empty());
+    let err = stderr(&o);
+    assert!(err.contains("warning: throttling detected"), "{err}");
+}
+
+#[test]
+fn exit_codes_pass_through_and_failing_commands_still_write_results() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", CONSTANT);
+    let o = sb.run(&[
+        "run",
+        "--device",
+        &dev,
+        "--experiment-id",
+        "ok",
+        "--",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = sb.run(&[
+        "run",
+        "--device",
+        &dev,
+        "--experiment-id",
+        "three",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    let v = process0(&sb, "three");
+    assert_eq!(v["command"]["exit_code"], 3);
+    assert_eq!(v["command"]["argv"][0], "sh");
+    let o = sb.run(&[
+        "run",
+        "--device",
+        &dev,
+        "--experiment-id",
+        "killed",
+        "--",
+        "sh",
+        "-c",
+        "kill -9 $$",
+    ]);
+    assert_eq!(o.status.code(), Some(128 + 9));
+    let v = process0(&sb, "killed");
+    assert_eq!(v["command"]["signal"], 9);
+    assert!(v["command"]["exit_code"].is_null());
+}
+
+#[test]
+fn timeseries_sample_count_is_within_10_percent_of_expected() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", CONSTANT);
+    let o = sb.run(&[
+        "run",
+        "--device",
+        &dev,
+        "--experiment-id",
+        "ts",
+        "--timeseries",
+        "--interval-ms",
+        "50",
+        "--",
+        "sleep",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = process0(&sb, "ts");
+    assert_eq!(v["timeseries_file"], "process_0_timeseries.json");
+    let ts = sb.json("results/raw/ts/process_0_timeseries.json");
+    let n = ts["sample_count"].as_f64().unwrap();
+    let expected = v["duration_s"].as_f64().unwrap() / 0.05;
+    assert!((n - expected).abs() <= 0.1 * expected, "{n} vs {expected}");
+    assert_eq!(ts["samples"].as_array().unwrap().len() as f64, n);
+    assert_eq!(ts["interval_ms"], 50.0);
+    assert!(ts["samples"][0]["power_w"].as_f64().is_some());
+}
+
+#[test]
+fn cycles_write_one_result_each_and_an_aggregate_with_a_confidence_interval() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", r#"{"idle_w": 100}"#);
+    let o = sb.run(&[
+        "run",
+        "--device",
+        &dev,
+        "--experiment-id",
+        "cyc",
+        "--no-baseline",
+        "--cycles",
+        "3",
+        "--cycle-gap-s",
+        "0.1",
+        "--",
+        "sleep",
+        "0.3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files = sb.files();
+    let results: Vec<&String> = files
+        .iter()
+        .filter(|f| f.starts_with("results/raw/cyc/"))
+        .collect();
+    assert_eq!(results.len(), 3, "{files:?}");
+    let agg = sb.json("results/aggregated/cyc.json");
+    assert_eq!(agg["cycles"]["n"], 3);
+    let raw = &agg["cycles"]["energy_raw_j"];
+    let mean = raw["mean"].as_f64().unwrap();
+    assert!((mean - 30.0).abs() < 3.0, "{mean}");
+    assert!(
+        raw["ci95_low"].as_f64().unwrap() <= mean && mean <= raw["ci95_high"].as_f64().unwrap()
+    );
+    assert!(
+        agg["energy"]["adjusted_j"].is_null(),
+        "no baseline: no adjusted energy"
+    );
+    assert!(stderr(&o).contains("cycles: n=3"));
+}
+
+#[test]
+fn json_mode_prints_the_result_on_stdout() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", CONSTANT);
+    let o = sb.run(&[
+        "--json",
+        "--quiet",
+        "run",
+        "--device",
+        &dev,
+        "--experiment-id",
+        "j",
+        "--",
+        "true",
+    ]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["experiment_id"], "j");
+    assert!(stderr(&o).is_empty(), "quiet: {}", stderr(&o));
+}
+
+#[test]
+fn process_index_comes_from_rank_variables() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", CONSTANT);
+    let o = sb
+        .cmd()
+        .args(["run", "--device", &dev, "--", "true"])
+        .env("RANK", "2")
+        .env("LEM_EXPERIMENT_ID", "ranked")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        sb.json("results/raw/ranked/process_2.json")["process_index"],
+        2
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_is_forwarded_and_the_result_is_marked_interrupted() {
+    use std::time::{Duration, Instant};
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", CONSTANT);
+    let mut child = sb
+        .cmd()
+        .args([
+            "run",
+            "--device",
+            &dev,
+            "--experiment-id",
+            "int",
+            "--no-baseline",
+            "--",
+            "sleep",
+            "30",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait until lem has started the command (its scope is open once `sleep` runs)
+    let t = Instant::now();
+    loop {
+        let ps = std::process::Command::new("pgrep")
+            .args(["-P", &child.id().to_string()])
+            .output();
+        if ps.map(|o| !o.stdout.is_empty()).unwrap_or(false) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "sleep never started");
+        std::thread::yield_now();
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(128 + 15));
+    let v = sb.json("results/raw/int/process_0.json");
+    assert_eq!(v["interrupted"], true);
+    assert_eq!(v["command"]["signal"], 15);
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_leaves_no_files() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", CONSTANT);
+    let bad = sb.scenario(
+        "bad.json",
+        r#"{"idle_w": 60, "segments": [{"start_s": 2, "end_s": 1, "power_w": 5}]}"#,
+    );
+
+    let o = sb.run(&["run", "--device", &bad, "--", "true"]);
+    assert_clean_error(&o, "bad.json");
+    assert_eq!(o.status.code(), Some(125));
+
+    let o = sb.run(&["run", "--device", "gpu7", "--", "true"]);
+    assert_clean_error(&o, "--device");
+
+    let o = sb.run(&["run", "--device", &dev]);
+    assert_clean_error(&o, "no command");
+
+    let o = sb.run(&["run", "--device", &dev, "--", "/no/such/command-xyz"]);
+    assert_clean_error(&o, "not found");
+    assert_eq!(o.status.code(), Some(127));
+
+    std::fs::write(sb.path().join("a-file"), "x").unwrap();
+    let o = sb.run(&[
+        "run",
+        "--device",
+        &dev,
+        "--output",
+        "a-file/sub",
+        "--",
+        "true",
+    ]);
+    assert_clean_error(&o, "--output");
+
+    let o = sb.run(&["run", "--device", &dev, "--interval-ms", "0", "--", "true"]);
+    assert_clean_error(&o, "--interval-ms");
+
+    let o = sb.run(&["run", "--bogus-flag", "--", "true"]);
+    assert_clean_error(&o, "--bogus-flag");
+
+    let leftovers: Vec<String> = sb
+        .files()
+        .into_iter()
+        .filter(|f| f.ends_with(".json") || f.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

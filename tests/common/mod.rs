@@ -1,0 +1,149 @@
+//! Helpers for the end-to-end tests: find (or build) the `lem` binary and run it in a
+//! private sandbox (its own results, cache and scenario files).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The `lem` binary: `LEM_BIN`, else `target/<profile>/lem` (built with the `cli` feature
+/// when it is not there yet).
+pub fn lem_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(b) = std::env::var_os("LEM_BIN") {
+            return PathBuf::from(b);
+        }
+        // tests run from target/<profile>/deps/<test>; the binary is in target/<profile>
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+        let bin = profile_dir.join("lem");
+        if !bin.exists() {
+            let release = profile_dir.file_name().is_some_and(|n| n == "release");
+            let mut c = Command::new(env!("CARGO"));
+            c.args([
+                "build",
+                "-q",
+                "-p",
+                "lem",
+                "--features",
+                "cli",
+                "--bin",
+                "lem",
+            ]);
+            if release {
+                c.arg("--release");
+            }
+            let st = c.status().unwrap();
+            assert!(st.success(), "building the lem binary failed");
+        }
+        bin
+    })
+    .clone()
+}
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Write a scenario file and return its `sim:` spec.
+    pub fn scenario(&self, name: &str, json: &str) -> String {
+        let p = self.path().join(name);
+        std::fs::write(&p, json).unwrap();
+        format!("sim:{}", p.display())
+    }
+
+    pub fn results(&self) -> PathBuf {
+        self.path().join("results")
+    }
+
+    /// A `lem` command running in the sandbox with a private cache and results root.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(lem_bin());
+        c.current_dir(self.path())
+            .env("LEM_CACHE_DIR", self.path().join("cache"))
+            .env("LEM_OUTPUT_DIR", self.results())
+            .env("LEM_BASELINE_DURATION_S", "0.3");
+        for k in [
+            "LEM_DEVICE",
+            "LEM_BASELINE",
+            "LEM_INTERVAL_MS",
+            "LEM_EXPERIMENT_ID",
+            "LEM_PROCESS_INDEX",
+            "RANK",
+            "SLURM_PROCID",
+            "SLURM_JOB_ID",
+            "OMPI_COMM_WORLD_RANK",
+            "TORCHELASTIC_RUN_ID",
+        ] {
+            c.env_remove(k);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    pub fn json(&self, rel: &str) -> serde_json::Value {
+        let p = self.path().join(rel);
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Every file under the sandbox's results root (relative paths).
+    pub fn files(&self) -> Vec<String> {
+        fn walk(base: &Path, p: &Path, out: &mut Vec<String>) {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    let path = e.path();
+                    if path.is_dir() {
+                        walk(base, &path, out);
+                    } else {
+                        out.push(path.strip_prefix(base).unwrap().display().to_string());
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.path(), &self.results(), &mut out);
+        out.sort();
+        out
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A failed lem invocation: non-zero, one clear `lem: error:` line, no panic trace.
+pub fn assert_clean_error(o: &Output, mentions: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "should fail: {err}");
+    assert!(!err.contains("panicked"), "panic trace: {err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("lem: error:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    assert!(
+        lines[0].contains(mentions),
+        "`{}` should mention `{mentions}`",
+        lines[0]
+    );
+}
