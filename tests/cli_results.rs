@@ -1,0 +1,295 @@
+//! `lem aggregate`, `export`, `plot`, `show`, `baseline` and `env` end to end.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{assert_clean_error, stderr, stdout, Sandbox};
+
+const GPU_A: &str = r#"{"name": "Sim A", "idle_w": 100}"#;
+const GPU_B: &str = r#"{"name": "Sim B", "idle_w": 200}"#;
+
+fn run(sb: &Sandbox, dev: &str, exp: &str, idx: &str, extra: &[&str]) {
+    let mut args = vec![
+        "run",
+        "--device",
+        dev,
+        "--experiment-id",
+        exp,
+        "--process-index",
+        idx,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", "sleep", "0.5"]);
+    let o = sb.run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn proc_raw(sb: &Sandbox, exp: &str, i: u32) -> f64 {
+    sb.json(&format!("results/raw/{exp}/process_{i}.json"))["energy"]["raw_j"]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn the_same_gpu_measured_by_two_processes_is_counted_once() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    run(&sb, &a, "same", "0", &[]);
+    run(&sb, &a, "same", "1", &[]);
+    let o = sb.run(&["aggregate", "results/raw/same"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let agg = sb.json("results/aggregated/same.json");
+    assert_eq!(agg["num_processes"], 2);
+    assert_eq!(agg["devices"].as_array().unwrap().len(), 1);
+    let total = agg["energy"]["raw_j"].as_f64().unwrap();
+    let (p0, p1) = (proc_raw(&sb, "same", 0), proc_raw(&sb, "same", 1));
+    assert!(
+        (total - p0.max(p1)).abs() < 1e-9,
+        "{total} vs {p0} and {p1}: counted once"
+    );
+    let warnings = agg["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("counted once")),
+        "{warnings:?}"
+    );
+    // sequential processes did not overlap: a warning, and an error with --strict
+    assert!(warnings
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("overlap")));
+    let o = sb.run(&[
+        "aggregate",
+        "--strict",
+        "results/raw/same",
+        "--output",
+        "strict-out",
+    ]);
+    assert_clean_error(&o, "--strict");
+    assert!(!sb.path().join("strict-out/aggregated/same.json").exists());
+}
+
+#[test]
+fn two_different_gpus_are_summed_and_incomplete_sets_are_flagged() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    let b = sb.scenario("b.json", GPU_B);
+    run(&sb, &a, "two", "0", &[]);
+    run(&sb, &b, "two", "1", &[]);
+    let o = sb.run(&["--json", "aggregate", "results/raw/two"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let agg: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let total = agg["energy"]["raw_j"].as_f64().unwrap();
+    let sum = proc_raw(&sb, "two", 0) + proc_raw(&sb, "two", 1);
+    assert!((total - sum).abs() < 1e-9);
+    assert_eq!(agg["devices"].as_array().unwrap().len(), 2);
+    assert_eq!(agg["cycles"]["n"], 1);
+    assert!(agg["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("at least 3")));
+
+    run(&sb, &a, "gap", "0", &[]);
+    run(&sb, &a, "gap", "2", &[]);
+    let o = sb.run(&["--json", "aggregate", "results/raw/gap"]);
+    let agg: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(agg["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("missing [1]")));
+}
+
+#[test]
+fn csv_export_has_the_header_and_the_values() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    run(&sb, &a, "e1", "0", &[]);
+    run(&sb, &a, "e2", "0", &["--no-baseline"]);
+    let o = sb.run(&["export", "--csv", "out.csv", "results"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(sb.path().join("out.csv")).unwrap();
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    assert!(header.len() < 60);
+    for c in [
+        "experiment_id",
+        "energy_raw_j",
+        "energy_adjusted_j",
+        "energy_baseline_method",
+        "env_gpu_name",
+        "simulated",
+    ] {
+        assert!(header.contains(&c.to_string()), "{c}");
+    }
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 2, "one row per experiment");
+    let e1 = rows
+        .iter()
+        .find(|r| &r[col("experiment_id")] == "e1")
+        .unwrap();
+    let raw: f64 = e1[col("energy_raw_j")].parse().unwrap();
+    assert!((raw - proc_raw(&sb, "e1", 0)).abs() < 1e-9);
+    assert_eq!(&e1[col("simulated")], "true");
+    assert_eq!(&e1[col("env_gpu_name")], "Sim A");
+    let e2 = rows
+        .iter()
+        .find(|r| &r[col("experiment_id")] == "e2")
+        .unwrap();
+    assert_eq!(
+        &e2[col("energy_adjusted_j")],
+        "",
+        "unknown is an empty cell, not 0"
+    );
+    assert_eq!(&e2[col("tokens_out")], "");
+
+    let o = sb.run(&[
+        "export",
+        "--per-process",
+        "--csv",
+        "pp.csv",
+        "results/raw/e1",
+        "results/raw/e2/process_0.json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(sb.path().join("pp.csv")).unwrap();
+    assert_eq!(text.lines().count(), 3);
+    assert!(text.lines().nth(1).unwrap().starts_with("e1,0,"));
+}
+
+#[test]
+fn plot_writes_an_svg_with_power_throttle_and_baseline() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario(
+        "t.json",
+        r#"{"idle_w": 60, "segments": [
+            {"start_s": 0.5, "end_s": 0.8, "power_w": 300, "throttle": ["sw_power_cap"]},
+            {"start_s": 0.8, "end_s": 100, "power_w": 300}]}"#,
+    );
+    run(&sb, &dev, "p", "0", &["--timeseries"]);
+    let o = sb.run(&["plot", "results/raw/p/process_0.json", "-o", "p.svg"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let svg = std::fs::read_to_string(sb.path().join("p.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("<polyline"), "a power line");
+    assert!(
+        svg.contains("time (s)") && svg.contains("power (W)"),
+        "axes with units"
+    );
+    assert!(
+        svg.contains("device 0 Sim GPU power") || svg.contains("device 0"),
+        "series label"
+    );
+    assert!(svg.contains("throttled"), "throttle shading in the legend");
+    assert!(svg.contains("idle baseline"), "baseline line");
+    assert!(svg.contains("SIMULATED"));
+    // the time-series file itself plots too
+    let o = sb.run(&[
+        "plot",
+        "results/raw/p/process_0_timeseries.json",
+        "-o",
+        "ts.svg",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // a result without a time series is a clear error and no SVG
+    run(&sb, &dev, "nots", "0", &[]);
+    let o = sb.run(&["plot", "results/raw/nots/process_0.json", "-o", "n.svg"]);
+    assert_clean_error(&o, "--timeseries");
+    assert!(!sb.path().join("n.svg").exists());
+}
+
+#[test]
+fn show_summarises_results_and_reads_any_3x_version() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    run(&sb, &a, "s", "0", &[]);
+    let o = sb.run(&["show", "results/raw/s/process_0.json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("energy") && out.contains("SIMULATED") && out.contains("Sim A"),
+        "{out}"
+    );
+
+    // a newer 3.x file with unknown fields still reads
+    let mut v = sb.json("results/raw/s/process_0.json");
+    v["schema_version"] = "3.9".into();
+    v["from_the_future"] = serde_json::json!({"x": 1});
+    std::fs::write(sb.path().join("newer.json"), v.to_string()).unwrap();
+    let o = sb.run(&["show", "newer.json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // another major version is a clear error
+    v["schema_version"] = "4.0".into();
+    std::fs::write(sb.path().join("v4.json"), v.to_string()).unwrap();
+    let o = sb.run(&["show", "v4.json"]);
+    assert_clean_error(&o, "schema version 4.0");
+}
+
+#[test]
+fn corrupted_result_files_are_clear_errors_everywhere() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    run(&sb, &a, "c", "0", &[]);
+    std::fs::write(
+        sb.path().join("results/raw/c/process_1.json"),
+        "{ \"schema_version\": \"3.0\", trunc",
+    )
+    .unwrap();
+    let o = sb.run(&["show", "results/raw/c/process_1.json"]);
+    assert_clean_error(&o, "process_1.json");
+    let o = sb.run(&["aggregate", "results/raw/c"]);
+    assert_clean_error(&o, "process_1.json");
+    assert!(!sb.path().join("results/aggregated/c.json").exists());
+    let o = sb.run(&["export", "--csv", "x.csv", "results/raw/c"]);
+    assert_clean_error(&o, "process_1.json");
+    assert!(!sb.path().join("x.csv").exists());
+    let o = sb.run(&["aggregate", "no/such/dir"]);
+    assert_clean_error(&o, "no/such/dir");
+}
+
+#[test]
+fn baseline_subcommands_measure_show_and_clear() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    let o = sb.run(&["baseline", "measure", "--device", &a, "--duration", "0.3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("100.0 W"), "{}", stderr(&o));
+    let o = sb.run(&["baseline", "show"]);
+    assert!(o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("Sim A") && err.contains("SIM-") && err.contains("expires in"),
+        "{err}"
+    );
+    let o = sb.run(&["--json", "baseline", "show"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!((v[0]["power_w"].as_f64().unwrap() - 100.0).abs() < 0.5);
+    let o = sb.run(&["baseline", "measure", "--device", &a]);
+    assert!(stderr(&o).contains("cached"), "{}", stderr(&o));
+    let o = sb.run(&["baseline", "clear"]);
+    assert!(stderr(&o).contains("removed 1"));
+    let o = sb.run(&["--json", "baseline", "show"]);
+    assert_eq!(stdout(&o).trim(), "[]");
+}
+
+#[test]
+fn env_prints_the_environment() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    let o = sb.run(&["env", "--device", &a]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("Sim A | simulated"),
+        "{}",
+        stdout(&o)
+    );
+    let o = sb.run(&["--json", "env", "--device", &a]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["gpu_count"], 1);
+    assert_eq!(v["simulated"], true);
+    let o = sb.run(&["env", "--device", "none"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("no measured device"));
+}
