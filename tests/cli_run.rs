@@ -29,7 +29,7 @@ fn constant_power_run_then_cached_then_forced_baseline() {
     let v = process0(&sb, "a");
     let d = v["duration_s"].as_f64().unwrap();
     let raw = v["energy"]["raw_j"].as_f64().unwrap();
-    assert!(d >= 2.0 && d < 3.0, "{d}");
+    assert!((2.0..3.0).contains(&d), "{d}");
     assert!(
         (raw - 250.0 * d).abs() / (250.0 * d) < 0.02,
         "{raw} vs {}",

@@ -173,6 +173,11 @@ pub fn is_result_name(p: &Path) -> bool {
         && !name.starts_with('.')
 }
 
+/// (host, uuid): one physical device.
+type DeviceKey = (String, String);
+/// (name, raw J, adjusted J, process indices that measured it).
+type SeenDevice = (String, Option<f64>, Option<f64>, Vec<u32>);
+
 fn cycle_of(r: &ResultFile) -> u64 {
     r.extra
         .get("cycle")
@@ -278,10 +283,7 @@ pub fn aggregate(
                 .fold(0.0, f64::max),
         };
         // each physical device once: the process whose window saw the most of it
-        let mut cycle_devices: BTreeMap<
-            (String, String),
-            (String, Option<f64>, Option<f64>, Vec<u32>),
-        > = BTreeMap::new();
+        let mut cycle_devices: BTreeMap<DeviceKey, SeenDevice> = BTreeMap::new();
         for r in procs {
             let host = host_of(r);
             for d in &r.report.devices {

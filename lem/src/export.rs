@@ -265,7 +265,7 @@ pub fn rows_for(paths: &[PathBuf], per_process: bool) -> Result<Vec<Vec<String>>
             .or_default()
             .push((f, r));
     }
-    for (_, results) in &experiments {
+    for results in experiments.values() {
         let origin = results.first().map(|(p, _)| p.clone()).unwrap_or_default();
         let agg = aggregate(&origin, results, false)?;
         rows.push(row(&serde_json::to_value(&agg)?));

@@ -30,12 +30,12 @@ fn read_json(path: &Path) -> Result<Value, Failure> {
 
 /// Phase boundaries (name, start, end) relative to the window start, from a result's
 /// `phases` section.
-fn phases(result: &Value) -> Vec<(String, f64, f64)> {
+fn phases(result: &Value) -> Vec<Phase> {
     let origin = result.get("start_s").and_then(Value::as_f64).unwrap_or(0.0);
     let Some(map) = result.get("phases").and_then(Value::as_object) else {
         return Vec::new();
     };
-    let mut out: Vec<(String, f64, f64)> = map
+    let mut out: Vec<Phase> = map
         .iter()
         .filter_map(|(name, p)| {
             let s = p.get("start_s")?.as_f64()? - origin;
@@ -47,7 +47,11 @@ fn phases(result: &Value) -> Vec<(String, f64, f64)> {
     out
 }
 
-fn load(path: &Path) -> Result<(Timeseries, Vec<(String, f64, f64)>, Option<f64>), Failure> {
+/// A phase: name, start and end (s since the window's start).
+type Phase = (String, f64, f64);
+
+/// The time series, the phases and the window's duration of a plot input.
+fn load(path: &Path) -> Result<(Timeseries, Vec<Phase>, Option<f64>), Failure> {
     let v = read_json(path)?;
     if v.get("samples").is_some() {
         let ts: Timeseries = serde_json::from_value(v).map_err(|e| {
