@@ -256,3 +256,103 @@ impl EnergyReport {
         self.thermal.throttle_detected
     }
 }
+
+/// Combine the reports of consecutive windows (e.g. a benchmark's samples) into one: energies,
+/// durations and throttle times add up, peaks and maxima are the highest, events keep their
+/// times relative to the first window's start. Unknown energy anywhere stays unknown.
+pub fn merge_reports(name: &str, reports: &[EnergyReport]) -> Option<EnergyReport> {
+    let first = reports.first()?;
+    let add =
+        |f: &dyn Fn(&EnergyReport) -> Option<f64>| -> Option<f64> { reports.iter().map(f).sum() };
+    let duration_s: f64 = reports.iter().map(|r| r.duration_s).sum();
+    let mut devices = first.devices.clone();
+    for (i, d) in devices.iter_mut().enumerate() {
+        let mine: Vec<&DeviceReport> = reports.iter().filter_map(|r| r.devices.get(i)).collect();
+        let sum = |f: &dyn Fn(&DeviceReport) -> Option<f64>| -> Option<f64> {
+            mine.iter().map(|x| f(x)).sum()
+        };
+        let max = |f: &dyn Fn(&DeviceReport) -> Option<f64>| {
+            mine.iter().filter_map(|x| f(x)).reduce(f64::max)
+        };
+        d.energy.raw_j = sum(&|x| x.energy.raw_j);
+        d.energy.adjusted_j = sum(&|x| x.energy.adjusted_j);
+        d.energy.below_resolution = mine.iter().any(|x| x.energy.below_resolution);
+        if mine.iter().any(|x| x.energy.method != d.energy.method) {
+            d.energy.method = Some(EnergyMethod::Mixed);
+        }
+        let dur: f64 = duration_s;
+        d.power.mean_w = d.energy.raw_j.filter(|_| dur > 0.0).map(|e| e / dur);
+        d.power.peak_w = max(&|x| x.power.peak_w);
+        d.temperature.max_c = max(&|x| x.temperature.max_c);
+        d.memory.peak_used_mb = max(&|x| x.memory.peak_used_mb);
+        d.throttle.detected = mine.iter().any(|x| x.throttle.detected);
+        d.throttle.throttle_duration_s = mine.iter().map(|x| x.throttle.throttle_duration_s).sum();
+        d.throttle.thermal_duration_s = mine.iter().map(|x| x.throttle.thermal_duration_s).sum();
+        d.throttle.power_duration_s = mine.iter().map(|x| x.throttle.power_duration_s).sum();
+        d.throttle.reasons = mine
+            .iter()
+            .fold(ThrottleReasons::NONE, |a, x| a.union(x.throttle.reasons));
+    }
+    let mut warnings: Vec<String> = Vec::new();
+    for r in reports {
+        for w in &r.warnings {
+            if !warnings.contains(w) {
+                warnings.push(w.clone());
+            }
+        }
+    }
+    let events = reports
+        .iter()
+        .flat_map(|r| {
+            let off = r.start_s - first.start_s;
+            r.thermal.events.iter().map(move |e| ThrottleEvent {
+                start_s: e.start_s + off,
+                end_s: e.end_s + off,
+                ..e.clone()
+            })
+        })
+        .collect();
+    Some(EnergyReport {
+        schema_version: SCHEMA_VERSION.to_string(),
+        name: name.to_string(),
+        start_s: first.start_s,
+        duration_s,
+        simulated: reports.iter().any(|r| r.simulated),
+        energy: EnergySummary {
+            raw_j: add(&|r| r.energy.raw_j),
+            adjusted_j: add(&|r| r.energy.adjusted_j),
+            below_resolution: reports.iter().any(|r| r.energy.below_resolution),
+            method: if reports
+                .iter()
+                .all(|r| r.energy.method == first.energy.method)
+            {
+                first.energy.method
+            } else {
+                Some(EnergyMethod::Mixed)
+            },
+            ..first.energy.clone()
+        },
+        devices,
+        thermal: ThermalSummary {
+            throttle_detected: reports.iter().any(|r| r.thermal.throttle_detected),
+            throttle_duration_s: reports.iter().map(|r| r.thermal.throttle_duration_s).sum(),
+            thermal_duration_s: reports.iter().map(|r| r.thermal.thermal_duration_s).sum(),
+            power_duration_s: reports.iter().map(|r| r.thermal.power_duration_s).sum(),
+            max_temp_c: reports
+                .iter()
+                .filter_map(|r| r.thermal.max_temp_c)
+                .reduce(f64::max),
+            events,
+        },
+        sampling: SamplingSummary {
+            interval_ms: first.sampling.interval_ms,
+            sample_count: reports.iter().map(|r| r.sampling.sample_count).sum(),
+            expected_sample_count: reports
+                .iter()
+                .map(|r| r.sampling.expected_sample_count)
+                .sum(),
+            failed_reads: reports.iter().map(|r| r.sampling.failed_reads).sum(),
+        },
+        warnings,
+    })
+}

@@ -1,0 +1,583 @@
+//! `lem::main!()`: the benchmark binary's entry point. Command-line compatible with
+//! `cargo bench` (`--bench`, a name filter, `--exact`, `--list`, `--ignored`); other libtest
+//! flags are accepted and ignored. Without `--bench` (as under `cargo test --benches`) every
+//! benchmark runs once, quickly, as a smoke test.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{BenchOptions, BenchOutcome, Bencher, Plan};
+use crate::stats::Interval;
+use crate::warmup::{WarmupMode, WarmupResult};
+use crate::{BaselineMode, DeviceSpec, Meter, MeterBuilder};
+
+/// A benchmark registered by `#[energy_bench]`.
+#[derive(Debug)]
+pub struct BenchDef {
+    /// The benchmark's name (the function's, or the `name` option).
+    pub name: &'static str,
+    /// Where it was defined.
+    pub module_path: &'static str,
+    /// Its options.
+    pub options: BenchOptions,
+    /// Labels of its `args` (empty: no arguments).
+    pub args: &'static [&'static str],
+    /// Runs it with the index of its argument.
+    pub run: fn(&mut Bencher<'_>, usize),
+}
+
+inventory::collect!(BenchDef);
+
+/// The harness's command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HarnessArgs {
+    /// `--bench`: measure (else a quick smoke run).
+    pub bench: bool,
+    /// `--list`.
+    pub list: bool,
+    /// `--exact`: filters match whole names.
+    pub exact: bool,
+    /// `--ignored`: run only ignored benchmarks.
+    pub ignored: bool,
+    /// `--include-ignored`.
+    pub include_ignored: bool,
+    /// Name filters (any may match).
+    pub filters: Vec<String>,
+    /// `--skip` filters.
+    pub skip: Vec<String>,
+}
+
+impl HarnessArgs {
+    /// Parse libtest-style arguments; unknown flags are ignored.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Self {
+        let mut a = Self::default();
+        let mut it = args.into_iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--bench" => a.bench = true,
+                "--list" => a.list = true,
+                "--exact" => a.exact = true,
+                "--ignored" => a.ignored = true,
+                "--include-ignored" => a.include_ignored = true,
+                "--skip" => a.skip.extend(it.next()),
+                // libtest flags that take a separate value
+                "--format" | "--color" | "--test-threads" | "--logfile" | "--shuffle-seed"
+                | "-Z" | "--report-time" | "--save-baseline" | "--baseline" => {
+                    let _ = it.next();
+                }
+                s if s.starts_with('-') => {}
+                s => a.filters.push(s.to_string()),
+            }
+        }
+        a
+    }
+
+    /// Whether a benchmark named `name` (ignored or not) is selected.
+    pub fn selects(&self, name: &str, ignored: bool) -> bool {
+        if self.ignored && !ignored {
+            return false;
+        }
+        if ignored && !self.ignored && !self.include_ignored {
+            return false;
+        }
+        let hit = |f: &String| {
+            if self.exact {
+                name == f
+            } else {
+                name.contains(f.as_str())
+            }
+        };
+        if self.skip.iter().any(hit) {
+            return false;
+        }
+        self.filters.is_empty() || self.filters.iter().any(hit)
+    }
+}
+
+/// One benchmark instance (a function, or one of its arguments).
+struct Instance {
+    name: String,
+    def: &'static BenchDef,
+    arg: usize,
+}
+
+fn instances() -> Vec<Instance> {
+    let mut out = Vec::new();
+    for def in inventory::iter::<BenchDef> {
+        let base = def.options.name.unwrap_or(def.name);
+        if def.args.is_empty() {
+            out.push(Instance {
+                name: base.to_string(),
+                def,
+                arg: 0,
+            });
+        } else {
+            for (i, label) in def.args.iter().enumerate() {
+                out.push(Instance {
+                    name: format!("{base}/{label}"),
+                    def,
+                    arg: i,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Progress of one warmup: a bar with the current CV on a terminal, one plain line otherwise.
+pub(crate) struct WarmupProgress {
+    bar: Option<ProgressBar>,
+    name: String,
+    target: f64,
+    quiet: bool,
+}
+
+impl WarmupProgress {
+    pub(crate) fn new(plan: &Plan) -> Self {
+        let bar = (plan.progress && std::io::stderr().is_terminal()).then(|| {
+            let max = match plan.warmup.mode {
+                WarmupMode::Converge => plan.warmup.max_iters,
+                WarmupMode::Fixed => plan.warmup.fixed_iters,
+            };
+            let pb = ProgressBar::with_draw_target(Some(max as u64), ProgressDrawTarget::stderr());
+            if let Ok(style) =
+                ProgressStyle::with_template("warmup {prefix} [{bar:25}] {pos}/{len} {msg}")
+            {
+                pb.set_style(style.progress_chars("=> "));
+            }
+            pb.set_prefix(plan.name.clone());
+            pb
+        });
+        Self {
+            bar,
+            name: plan.name.clone(),
+            target: plan.warmup.cv_threshold,
+            quiet: !plan.progress,
+        }
+    }
+
+    pub(crate) fn update(&self, iteration: usize, cv: Option<f64>) {
+        if let Some(pb) = &self.bar {
+            pb.set_position(iteration as u64);
+            pb.set_message(match cv {
+                Some(c) => format!("CV {c:.3} (target {:.3})", self.target),
+                None => format!("CV - (target {:.3})", self.target),
+            });
+        }
+    }
+
+    pub(crate) fn finish(&self, w: &WarmupResult) {
+        if let Some(pb) = &self.bar {
+            pb.finish_and_clear();
+        }
+        if self.quiet {
+            return;
+        }
+        let cv = w.final_cv.map_or("-".into(), |c| format!("{c:.3}"));
+        match (w.mode, w.converged) {
+            (WarmupMode::Fixed, _) => eprintln!(
+                "warmup {}: {} fixed iterations (CV {cv})",
+                self.name, w.iterations
+            ),
+            (_, true) => eprintln!(
+                "warmup {}: converged after {} iterations (CV {cv} < {:.3})",
+                self.name, w.iterations, self.target
+            ),
+            (_, false) => eprintln!(
+                "warmup {}: NOT converged after {} iterations (CV {cv}, target {:.3})",
+                self.name, w.iterations, self.target
+            ),
+        }
+    }
+}
+
+fn output_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("LEM_OUTPUT_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d).join("lem");
+    }
+    // bench binaries live in <target>/<profile>/deps/
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent()?.parent()?.parent().map(|t| t.join("lem")))
+        .unwrap_or_else(|| PathBuf::from("target/lem"))
+}
+
+fn file_name(bench: &str) -> String {
+    bench
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn fmt_time(s: f64) -> String {
+    let a = s.abs();
+    if a >= 1.0 {
+        format!("{s:.3} s")
+    } else if a >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else if a >= 1e-6 {
+        format!("{:.3} µs", s * 1e6)
+    } else {
+        format!("{:.1} ns", s * 1e9)
+    }
+}
+
+fn fmt_energy(j: f64) -> String {
+    let a = j.abs();
+    if a >= 1.0 {
+        format!("{j:.3} J")
+    } else if a >= 1e-3 {
+        format!("{:.3} mJ", j * 1e3)
+    } else {
+        format!("{:.3} µJ", j * 1e6)
+    }
+}
+
+fn line(label: &str, i: &Option<Interval>, f: fn(f64) -> String) -> Option<String> {
+    let i = i.as_ref()?;
+    let ci = match (i.ci95_low, i.ci95_high) {
+        (Some(l), Some(h)) => format!("[{}, {}]", f(l), f(h)),
+        _ => "[-]".into(),
+    };
+    let cv = i.cv.map_or("-".into(), |c| format!("{:.1} %", c * 100.0));
+    Some(format!(
+        "  {label:<22} {:>12}   95% CI {ci:<28} CV {cv}",
+        f(i.mean)
+    ))
+}
+
+fn print_table(o: &BenchOutcome, simulated: bool) {
+    let s = &o.stats;
+    let sim = if simulated {
+        "  [SIMULATED device: not a measurement]"
+    } else {
+        ""
+    };
+    println!("{}{sim}", s.name);
+    println!(
+        "  {} samples x {} iterations ({} cycle(s))",
+        s.samples, s.iterations_per_sample, s.cycles
+    );
+    let unit = s.units.clone().unwrap_or_default();
+    let rows = [
+        line("time/iter", &s.time_per_iter_s, fmt_time),
+        line("energy/iter (raw)", &s.energy_per_iter_j, fmt_energy),
+        line(
+            "energy/iter (adjusted)",
+            &s.adjusted_energy_per_iter_j,
+            fmt_energy,
+        ),
+        line("power", &s.power_w, |w| format!("{w:.1} W")),
+        line(
+            &format!("energy/{unit} (raw)"),
+            &s.energy_per_unit_j,
+            fmt_energy,
+        ),
+        line(
+            &format!("energy/{unit} (adj.)"),
+            &s.adjusted_energy_per_unit_j,
+            fmt_energy,
+        ),
+        line(&format!("{unit}/s"), &s.units_per_s, |x| format!("{x:.1}")),
+    ];
+    for r in rows.into_iter().flatten() {
+        println!("{r}");
+    }
+    if s.energy_per_iter_j.is_none() {
+        println!("  energy                 not measured (no energy source; see LEM_DEVICE)");
+    }
+    for w in &o.warnings {
+        println!("  warning: {w}");
+    }
+}
+
+const CSV_HEADER: &[&str] = &[
+    "bench_name",
+    "samples",
+    "iterations_per_sample",
+    "cycles",
+    "units",
+    "time_per_iter_s_mean",
+    "time_per_iter_s_ci95_low",
+    "time_per_iter_s_ci95_high",
+    "energy_per_iter_j_mean",
+    "energy_per_iter_j_std",
+    "energy_per_iter_j_cv",
+    "energy_per_iter_j_ci95_low",
+    "energy_per_iter_j_ci95_high",
+    "adjusted_energy_per_iter_j_mean",
+    "adjusted_energy_per_iter_j_ci95_low",
+    "adjusted_energy_per_iter_j_ci95_high",
+    "power_w_mean",
+    "energy_per_unit_j_mean",
+    "energy_per_unit_j_ci95_low",
+    "energy_per_unit_j_ci95_high",
+    "warmup_converged",
+    "warmup_iterations",
+    "warmup_final_cv",
+    "warmup_target_cv",
+    "throttled_samples",
+    "simulated",
+    "env_gpu_name",
+    "command",
+];
+
+fn csv_row(o: &BenchOutcome, simulated: bool, gpu: &str, command: &str) -> Vec<String> {
+    let s = &o.stats;
+    let f = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
+    let m = |i: &Option<Interval>| f(i.as_ref().map(|i| i.mean));
+    let lo = |i: &Option<Interval>| f(i.as_ref().and_then(|i| i.ci95_low));
+    let hi = |i: &Option<Interval>| f(i.as_ref().and_then(|i| i.ci95_high));
+    let w = o.warmups.first();
+    vec![
+        s.name.clone(),
+        s.samples.to_string(),
+        s.iterations_per_sample.to_string(),
+        s.cycles.to_string(),
+        s.units.clone().unwrap_or_default(),
+        m(&s.time_per_iter_s),
+        lo(&s.time_per_iter_s),
+        hi(&s.time_per_iter_s),
+        m(&s.energy_per_iter_j),
+        f(s.energy_per_iter_j.as_ref().and_then(|i| i.std)),
+        f(s.energy_per_iter_j.as_ref().and_then(|i| i.cv)),
+        lo(&s.energy_per_iter_j),
+        hi(&s.energy_per_iter_j),
+        m(&s.adjusted_energy_per_iter_j),
+        lo(&s.adjusted_energy_per_iter_j),
+        hi(&s.adjusted_energy_per_iter_j),
+        m(&s.power_w),
+        m(&s.energy_per_unit_j),
+        lo(&s.energy_per_unit_j),
+        hi(&s.energy_per_unit_j),
+        w.map_or(String::new(), |w| w.converged.to_string()),
+        w.map_or(String::new(), |w| w.iterations.to_string()),
+        f(w.and_then(|w| w.final_cv)),
+        f(w.map(|w| w.target_cv)),
+        s.per_sample
+            .iter()
+            .filter(|r| r.throttled)
+            .count()
+            .to_string(),
+        simulated.to_string(),
+        gpu.to_string(),
+        command.to_string(),
+    ]
+}
+
+fn build_meter(spec: Option<&str>, test_mode: bool) -> crate::Result<Meter> {
+    let mut b = MeterBuilder::from_env()?;
+    if let Some(s) = spec {
+        b = b.device(DeviceSpec::parse_for("energy_bench(device)", s)?);
+    }
+    if test_mode {
+        b = b.baseline_mode(BaselineMode::Off);
+    }
+    b.build()
+}
+
+/// Run the registered benchmarks with this process's arguments; the process exit code.
+pub fn run_main() -> i32 {
+    run_with(HarnessArgs::parse(std::env::args().skip(1)))
+}
+
+/// Run the registered benchmarks with `args`; the process exit code.
+pub fn run_with(args: HarnessArgs) -> i32 {
+    let all = instances();
+    let selected: Vec<&Instance> = all
+        .iter()
+        .filter(|i| args.selects(&i.name, i.def.options.ignore))
+        .collect();
+    if args.list {
+        for i in &all {
+            println!("{}: benchmark", i.name);
+        }
+        return 0;
+    }
+    let test_mode = !args.bench;
+    let mut meters: BTreeMap<Option<&'static str>, Meter> = BTreeMap::new();
+    let out_dir = output_dir();
+    let command: Vec<String> = std::env::args().collect();
+    let command_line = command.join(" ");
+    let experiment_id = format!(
+        "bench-{}",
+        crate::timefmt::compact_id(crate::timefmt::unix_now_s())
+    );
+    let mut csv_rows = Vec::new();
+    let mut failures = 0;
+    for inst in selected {
+        let opts = &inst.def.options;
+        if !meters.contains_key(&opts.device) {
+            match build_meter(opts.device, test_mode) {
+                Ok(m) => {
+                    if !test_mode {
+                        for n in m.notices() {
+                            eprintln!("lem: {n}");
+                        }
+                    }
+                    meters.insert(opts.device, m);
+                }
+                Err(e) => {
+                    eprintln!("lem: error: {}: {e}", inst.name);
+                    failures += 1;
+                    continue;
+                }
+            }
+        }
+        let Some(meter) = meters.get(&opts.device) else {
+            continue;
+        };
+        let mut warmup = opts.warmup_config();
+        if let Err(e) = warmup.validate() {
+            eprintln!("lem: error: {}: {e}", inst.name);
+            failures += 1;
+            continue;
+        }
+        let mut plan = Plan {
+            name: inst.name.clone(),
+            warmup,
+            samples: opts.samples.unwrap_or(10).max(1),
+            min_sample_s: opts.min_sample_s.unwrap_or(1.0).max(0.0),
+            cycles: opts.cycles.unwrap_or(1).max(1),
+            cycle_gap: Duration::from_secs_f64(opts.cycle_gap_s.unwrap_or(0.0).max(0.0)),
+            units: opts.units,
+            progress: !test_mode,
+        };
+        if test_mode {
+            warmup.mode = WarmupMode::Fixed;
+            warmup.fixed_iters = 1;
+            plan.warmup = warmup;
+            plan.samples = 1;
+            plan.min_sample_s = 0.0;
+            plan.cycles = 1;
+            plan.cycle_gap = Duration::ZERO;
+        }
+        let mut b = Bencher::new(meter, plan);
+        (inst.def.run)(&mut b, inst.arg);
+        let Some(outcome) = b.take_outcome() else {
+            eprintln!(
+                "lem: error: {}: the benchmark never called `b.iter(...)`",
+                inst.name
+            );
+            failures += 1;
+            continue;
+        };
+        if test_mode {
+            println!("Testing {} ... ok", inst.name);
+            continue;
+        }
+        let simulated = meter.is_simulated();
+        print_table(&outcome, simulated);
+        let Some(report) = outcome.report.clone() else {
+            continue;
+        };
+        let mut rf = meter.result_file(report, experiment_id.clone(), 0);
+        let gpu = rf
+            .environment
+            .as_ref()
+            .and_then(|e| e.gpus.first().map(|g| g.name.clone()))
+            .unwrap_or_default();
+        rf.report.warnings.extend(outcome.warnings.iter().cloned());
+        rf.extra.insert(
+            "bench".into(),
+            serde_json::to_value(&outcome.stats).unwrap_or_default(),
+        );
+        if let Some(w) = outcome.warmups.first() {
+            rf.extra
+                .insert("warmup".into(), serde_json::to_value(w).unwrap_or_default());
+        }
+        rf.extra
+            .insert("command".into(), serde_json::json!({ "argv": command }));
+        let path = out_dir.join(format!("{}.json", file_name(&inst.name)));
+        match crate::output::write_result(&path, &mut rf, None) {
+            Ok(()) => println!("  result {}", path.display()),
+            Err(e) => {
+                eprintln!("lem: error: {e}");
+                failures += 1;
+            }
+        }
+        csv_rows.push(csv_row(&outcome, simulated, &gpu, &command_line));
+    }
+    if !csv_rows.is_empty() {
+        let path = out_dir.join("bench_summary.csv");
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let ok = w.write_record(CSV_HEADER).is_ok()
+            && csv_rows.iter().all(|r| w.write_record(r).is_ok());
+        match w.into_inner() {
+            Ok(bytes) if ok => match crate::output::write_atomic(&path, &bytes) {
+                Ok(()) => println!("summary {}", path.display()),
+                Err(e) => {
+                    eprintln!("lem: error: {e}");
+                    failures += 1;
+                }
+            },
+            _ => {
+                eprintln!(
+                    "lem: error: {}: could not format the CSV summary",
+                    path.display()
+                );
+                failures += 1;
+            }
+        }
+    }
+    i32::from(failures > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> HarnessArgs {
+        HarnessArgs::parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn cargo_bench_arguments_are_understood_and_unknown_flags_ignored() {
+        let a =
+            parse("decode --bench --exact --nocapture --format terse --test-threads=1 --skip slow");
+        assert!(a.bench && a.exact && !a.list);
+        assert_eq!(a.filters, vec!["decode"]);
+        assert_eq!(a.skip, vec!["slow"]);
+        assert!(parse("--list").list);
+    }
+
+    #[test]
+    fn filters_exact_and_ignored() {
+        let a = parse("--bench dec");
+        assert!(a.selects("decode/8", false));
+        assert!(!a.selects("prefill", false));
+        assert!(
+            !a.selects("decode/8", true),
+            "ignored benches need --ignored"
+        );
+        let a = parse("--bench --exact decode/8");
+        assert!(a.selects("decode/8", false));
+        assert!(!a.selects("decode/16", false));
+        let a = parse("--bench --ignored");
+        assert!(a.selects("slow", true));
+        assert!(!a.selects("fast", false));
+        let a = parse("--bench --skip 16");
+        assert!(!a.selects("decode/16", false));
+        assert!(a.selects("decode/8", false));
+    }
+
+    #[test]
+    fn bench_file_names_are_safe() {
+        assert_eq!(file_name("decode/8"), "decode_8");
+        assert_eq!(file_name("a b:c"), "a_b_c");
+    }
+}

@@ -1,0 +1,157 @@
+//! The benchmark harness on a simulated device with its real sampler and clock.
+#![cfg(feature = "bench")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use lem::bench::{run_one, BenchOptions};
+use lem::{BaselineMode, DeviceSpec, Meter};
+
+/// 60 W idle (during the 0.2 s baseline), 300 W from 0.25 s on.
+fn meter(dir: &tempfile::TempDir) -> Meter {
+    let p = dir.path().join("s.json");
+    std::fs::write(
+        &p,
+        r#"{"idle_w": 60, "segments": [{"start_s": 0.25, "end_s": 100000, "power_w": 300}]}"#,
+    )
+    .unwrap();
+    let m = Meter::builder()
+        .device(DeviceSpec::Sim(p))
+        .baseline_mode(BaselineMode::Force)
+        .baseline_duration(Duration::from_millis(200))
+        .cache_dir(dir.path().join("cache"))
+        .interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    while m.devices()[0].read().unwrap().power_w != Some(300.0) {
+        std::thread::yield_now();
+    }
+    m
+}
+
+fn spin(d: Duration) -> u64 {
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed() < d {
+        n = n.wrapping_add(1);
+    }
+    n
+}
+
+#[test]
+fn a_steady_function_converges_and_energy_per_iteration_matches_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = meter(&dir);
+    let opts = BenchOptions {
+        samples: Some(4),
+        min_sample_s: Some(0.15),
+        ..BenchOptions::DEFAULT
+    };
+    let out = run_one(&m, "steady", &opts, |b| {
+        b.iter(|| spin(Duration::from_millis(2)))
+    })
+    .unwrap()
+    .unwrap();
+    let w = &out.warmups[0];
+    assert!(w.converged, "{w:?}");
+    assert!(
+        w.iterations <= 10,
+        "converged within the window: {}",
+        w.iterations
+    );
+    let s = &out.stats;
+    assert_eq!(s.samples, 4);
+    for r in &s.per_sample {
+        assert!(
+            r.duration_s >= 0.15,
+            "each sample spans min_sample_s: {}",
+            r.duration_s
+        );
+        assert_eq!(r.iterations, s.iterations_per_sample);
+    }
+    let t = s.time_per_iter_s.unwrap().mean;
+    let e = s.energy_per_iter_j.unwrap().mean;
+    let a = s.adjusted_energy_per_iter_j.unwrap().mean;
+    assert!(
+        (e - 300.0 * t).abs() / (300.0 * t) < 0.03,
+        "{e} J vs {} J",
+        300.0 * t
+    );
+    assert!(
+        (a - 240.0 * t).abs() / (240.0 * t) < 0.03,
+        "{a} J vs {} J",
+        240.0 * t
+    );
+    let ci = s.energy_per_iter_j.unwrap();
+    assert!(ci.ci95_low.unwrap() <= ci.mean && ci.mean <= ci.ci95_high.unwrap());
+    let report = out.report.unwrap();
+    assert!(report.simulated);
+    assert!(out.warnings.iter().all(|w| !w.contains("did not converge")));
+}
+
+#[test]
+fn a_noisy_function_does_not_converge_and_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = meter(&dir);
+    let opts = BenchOptions {
+        samples: Some(2),
+        min_sample_s: Some(0.02),
+        max_warmup: Some(12),
+        ..BenchOptions::DEFAULT
+    };
+    let mut i = 0u32;
+    let out = run_one(&m, "noisy", &opts, |b| {
+        b.iter(|| {
+            i += 1;
+            // injected latency noise: 1 ms or 4 ms, alternating
+            spin(Duration::from_millis(if i % 2 == 0 { 1 } else { 4 }))
+        })
+    })
+    .unwrap()
+    .unwrap();
+    let w = &out.warmups[0];
+    assert!(!w.converged);
+    assert_eq!(w.iterations, 12);
+    assert!(w.final_cv.unwrap() > 0.05);
+    assert!(
+        out.warnings.iter().any(|w| w.contains("did not converge")),
+        "{:?}",
+        out.warnings
+    );
+    assert_eq!(
+        out.stats.samples, 2,
+        "non-convergence is not an error: samples still run"
+    );
+}
+
+#[test]
+fn units_give_energy_per_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = meter(&dir);
+    let opts = BenchOptions {
+        samples: Some(3),
+        min_sample_s: Some(0.05),
+        units: Some("tokens"),
+        warmup: Some(lem::warmup::WarmupMode::Fixed),
+        warmup_iters: Some(2),
+        ..BenchOptions::DEFAULT
+    };
+    let synced = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let counter = synced.clone();
+    let out = run_one(&m, "gen", &opts, |b| {
+        b.sync_with(move || counter.set(counter.get() + 1));
+        b.iter(|| {
+            spin(Duration::from_millis(1));
+            8usize
+        })
+    })
+    .unwrap()
+    .unwrap();
+    let s = &out.stats;
+    let per_iter = s.energy_per_iter_j.unwrap().mean;
+    let per_unit = s.energy_per_unit_j.unwrap().mean;
+    assert!((per_unit * 8.0 - per_iter).abs() / per_iter < 1e-6);
+    assert!(s.units_per_s.unwrap().mean > 0.0);
+    // sync after each warmup iteration and at both ends of every sample
+    assert_eq!(synced.get(), 2 + 3 * 2);
+}
