@@ -87,7 +87,7 @@ pub struct WarmupResult {
     pub converged: bool,
     /// Iterations run.
     pub iterations: usize,
-    /// CV of the last window; `null` with fewer than `window` iterations.
+    /// CV of the last window (of all iterations when fewer); `null` with one iteration.
     pub final_cv: Option<f64>,
     /// The target CV.
     pub target_cv: f64,
@@ -159,8 +159,13 @@ impl Warmup {
     }
 
     /// The outcome (call when [`push`](Self::push) returned true, or to stop early).
+    /// With fewer iterations than the window (a short fixed warmup), `final_cv` is the CV
+    /// of all of them.
     pub fn finish(self) -> WarmupResult {
-        let final_cv = self.current_cv();
+        let n = self.latencies.len();
+        let final_cv = self
+            .current_cv()
+            .or_else(|| (n >= 2).then(|| rolling_cv(&self.latencies, n)).flatten());
         WarmupResult {
             converged: self.done.unwrap_or(false),
             iterations: self.latencies.len(),
@@ -247,7 +252,7 @@ mod tests {
             ..WarmupConfig::default()
         });
         let mut i = 0u32;
-        while !w.push(if i % 2 == 0 { 0.01 } else { 0.03 }) {
+        while !w.push(if i.is_multiple_of(2) { 0.01 } else { 0.03 }) {
             i += 1;
         }
         let r = w.finish();

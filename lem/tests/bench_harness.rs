@@ -104,7 +104,11 @@ fn a_noisy_function_does_not_converge_and_is_reported() {
         b.iter(|| {
             i += 1;
             // injected latency noise: 1 ms or 4 ms, alternating
-            spin(Duration::from_millis(if i % 2 == 0 { 1 } else { 4 }))
+            spin(Duration::from_millis(if i.is_multiple_of(2) {
+                1
+            } else {
+                4
+            }))
         })
     })
     .unwrap()

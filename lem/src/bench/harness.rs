@@ -421,7 +421,7 @@ pub fn run_with(args: HarnessArgs) -> i32 {
     let mut failures = 0;
     for inst in selected {
         let opts = &inst.def.options;
-        if !meters.contains_key(&opts.device) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = meters.entry(opts.device) {
             match build_meter(opts.device, test_mode) {
                 Ok(m) => {
                     if !test_mode {
@@ -429,7 +429,7 @@ pub fn run_with(args: HarnessArgs) -> i32 {
                             eprintln!("lem: {n}");
                         }
                     }
-                    meters.insert(opts.device, m);
+                    slot.insert(m);
                 }
                 Err(e) => {
                     eprintln!("lem: error: {}: {e}", inst.name);

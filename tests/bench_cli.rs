@@ -1,0 +1,159 @@
+//! The `lem::main!()` harness end to end: the demo bench binary's command line and output.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The demo bench binary, (re)built so it is never stale.
+fn demo() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile = exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
+        let mut c = Command::new(env!("CARGO"));
+        c.args(["build", "-q", "--example", "energy_bench_demo"]);
+        if profile.file_name().is_some_and(|n| n == "release") {
+            c.arg("--release");
+        }
+        assert!(c.status().unwrap().success(), "building the demo failed");
+        profile.join("examples").join("energy_bench_demo")
+    })
+    .clone()
+}
+
+fn run(dir: &std::path::Path, args: &[&str]) -> Output {
+    let scenario = dir.join("s.json");
+    std::fs::write(
+        &scenario,
+        r#"{"idle_w": 50, "segments": [{"start_s": 0.25, "end_s": 100000, "power_w": 250}]}"#,
+    )
+    .unwrap();
+    Command::new(demo())
+        .args(args)
+        .env("LEM_DEVICE", format!("sim:{}", scenario.display()))
+        .env("LEM_BASELINE_DURATION_S", "0.2")
+        .env("LEM_CACHE_DIR", dir.join("cache"))
+        .env("LEM_OUTPUT_DIR", dir.join("out"))
+        .output()
+        .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn list_prints_every_benchmark_like_libtest() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["--list", "--format", "terse"]);
+    assert!(o.status.success());
+    assert_eq!(
+        out(&o).lines().collect::<Vec<_>>(),
+        [
+            "generate: benchmark",
+            "slow_spin: benchmark",
+            "spin_1ms: benchmark",
+            "spin_ms/1: benchmark",
+            "spin_ms/2: benchmark"
+        ]
+    );
+}
+
+#[test]
+fn without_bench_every_benchmark_is_smoke_tested_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["--nocapture"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = out(&o);
+    for n in ["generate", "spin_1ms", "spin_ms/1", "spin_ms/2"] {
+        assert!(text.contains(&format!("Testing {n} ... ok")), "{text}");
+    }
+    assert!(
+        !text.contains("slow_spin"),
+        "ignored benchmarks are skipped"
+    );
+    assert!(
+        !dir.path().join("out").exists(),
+        "smoke runs write no results"
+    );
+}
+
+#[test]
+fn filter_exact_and_ignored_select_benchmarks() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["spin_ms"]);
+    let t = out(&o);
+    assert!(
+        t.contains("Testing spin_ms/1")
+            && t.contains("Testing spin_ms/2")
+            && !t.contains("spin_1ms"),
+        "{t}"
+    );
+    let o = run(dir.path(), &["--exact", "spin_ms/2"]);
+    let t = out(&o);
+    assert!(
+        t.contains("Testing spin_ms/2") && !t.contains("spin_ms/1"),
+        "{t}"
+    );
+    let o = run(dir.path(), &["--ignored"]);
+    let t = out(&o);
+    assert!(
+        t.contains("Testing slow_spin ... ok") && !t.contains("spin_1ms"),
+        "{t}"
+    );
+}
+
+#[test]
+fn bench_mode_measures_and_writes_results_with_the_stable_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["--bench", "generate"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = out(&o);
+    assert!(t.contains("energy/tokens (raw)"), "{t}");
+    assert!(t.contains("SIMULATED"));
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/generate.json")).unwrap(),
+    )
+    .unwrap();
+    for p in [
+        "/bench/name",
+        "/bench/samples",
+        "/bench/iterations_per_sample",
+        "/bench/time_per_iter_s/mean",
+        "/bench/time_per_iter_s/ci95_low",
+        "/bench/time_per_iter_s/ci95_high",
+        "/bench/energy_per_iter_j/mean",
+        "/bench/energy_per_iter_j/std",
+        "/bench/energy_per_iter_j/cv",
+        "/bench/energy_per_iter_j/ci95_low",
+        "/bench/energy_per_iter_j/ci95_high",
+        "/bench/adjusted_energy_per_iter_j/mean",
+        "/bench/adjusted_energy_per_iter_j/ci95_low",
+        "/bench/adjusted_energy_per_iter_j/ci95_high",
+        "/bench/energy_per_unit_j/mean",
+        "/bench/energy_per_unit_j/ci95_low",
+        "/bench/energy_per_unit_j/ci95_high",
+        "/warmup/converged",
+        "/warmup/iterations",
+        "/warmup/final_cv",
+        "/warmup/target_cv",
+        "/energy/raw_j",
+        "/devices/0/uuid",
+        "/thermal/throttle_detected",
+        "/environment/summary",
+        "/schema_version",
+        "/command/argv",
+    ] {
+        assert!(v.pointer(p).is_some_and(|x| !x.is_null()), "missing {p}");
+    }
+    assert_eq!(v["bench"]["name"], "generate");
+    assert_eq!(v["bench"]["samples"], 3);
+    assert_eq!(v["warmup"]["iterations"], 3, "fixed warmup of 3");
+    assert_eq!(v["simulated"], true);
+    let per_iter = v["bench"]["energy_per_iter_j"]["mean"].as_f64().unwrap();
+    let per_unit = v["bench"]["energy_per_unit_j"]["mean"].as_f64().unwrap();
+    assert!((per_unit * 16.0 - per_iter).abs() / per_iter < 1e-6);
+    let csv = std::fs::read_to_string(dir.path().join("out/bench_summary.csv")).unwrap();
+    assert!(csv.starts_with("bench_name,samples,iterations_per_sample"));
+    assert!(csv.lines().nth(1).unwrap().starts_with("generate,3,"));
+}

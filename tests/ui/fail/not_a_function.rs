@@ -1,0 +1,6 @@
+use lem::energy_bench;
+
+#[energy_bench]
+struct S;
+
+fn main() {}

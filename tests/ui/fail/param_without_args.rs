@@ -1,0 +1,8 @@
+use lem::energy_bench;
+
+#[energy_bench]
+fn f(batch: usize) -> usize {
+    batch
+}
+
+fn main() {}
