@@ -1,0 +1,317 @@
+//! A Llama-style decoder-only transformer: token embedding, RMSNorm, rotary position
+//! embeddings, grouped-query attention with a KV cache, SwiGLU MLP, final norm, LM head.
+
+use burn::module::Param;
+use burn::nn::{Embedding, Linear, RmsNorm, RmsNormConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{silu, softmax};
+
+use crate::cache::{KvCache, LayerCache};
+use crate::config::ModelConfig;
+use crate::rope::Rope;
+
+/// SwiGLU feed-forward block.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// Gate projection.
+    pub gate: Linear<B>,
+    /// Up projection.
+    pub up: Linear<B>,
+    /// Down projection.
+    pub down: Linear<B>,
+}
+
+impl<B: Backend> Mlp<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.down
+            .forward(silu(self.gate.forward(x.clone())) * self.up.forward(x))
+    }
+}
+
+/// Grouped-query self-attention.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// Query projection.
+    pub q: Linear<B>,
+    /// Key projection.
+    pub k: Linear<B>,
+    /// Value projection.
+    pub v: Linear<B>,
+    /// Output projection.
+    pub o: Linear<B>,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &Rope<B>,
+        cache: &mut LayerCache<B>,
+        pos: usize,
+        mask: Option<&Tensor<B, 4, Bool>>,
+    ) -> Tensor<B, 3> {
+        let [b, s, _] = x.dims();
+        let (h, kv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let g = h / kv;
+        let q = self
+            .q
+            .forward(x.clone())
+            .reshape([b, s, h, hd])
+            .swap_dims(1, 2);
+        let k = self
+            .k
+            .forward(x.clone())
+            .reshape([b, s, kv, hd])
+            .swap_dims(1, 2);
+        let v = self.v.forward(x).reshape([b, s, kv, hd]).swap_dims(1, 2);
+        let q = rope.apply(q, pos);
+        let k = rope.apply(k, pos);
+        let (keys, values) = cache.append(k, v, pos);
+        // Grouped-query attention without copying the cache: the g query heads that share a
+        // kv head are stacked along the sequence axis, [b, kv, g*s, hd].
+        let q = q.reshape([b, kv, g * s, hd]);
+        let scores = q.matmul(keys.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
+        let scores = match mask {
+            Some(m) => scores.mask_fill(m.clone(), f32::NEG_INFINITY),
+            None => scores,
+        };
+        let attn = softmax(scores, 3);
+        let out = attn
+            .matmul(values)
+            .reshape([b, h, s, hd])
+            .swap_dims(1, 2)
+            .reshape([b, s, h * hd]);
+        self.o.forward(out)
+    }
+}
+
+/// One transformer block.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    /// Norm before attention.
+    pub attn_norm: RmsNorm<B>,
+    /// Attention.
+    pub attn: Attention<B>,
+    /// Norm before the MLP.
+    pub mlp_norm: RmsNorm<B>,
+    /// MLP.
+    pub mlp: Mlp<B>,
+}
+
+/// The transformer's parameters.
+#[derive(Module, Debug)]
+pub struct Transformer<B: Backend> {
+    /// Token embedding, `[vocab, d_model]`.
+    pub embed: Embedding<B>,
+    /// Blocks.
+    pub blocks: Vec<Block<B>>,
+    /// Final norm.
+    pub norm: RmsNorm<B>,
+    /// LM head (absent when tied to the embedding).
+    pub lm_head: Option<Linear<B>>,
+}
+
+/// A model ready to run: parameters, rotary tables and configuration.
+#[derive(Debug)]
+pub struct Model<B: Backend> {
+    /// Parameters.
+    pub net: Transformer<B>,
+    /// Dimensions.
+    pub config: ModelConfig,
+    rope: Rope<B>,
+    device: B::Device,
+}
+
+/// Host-side weights from a seeded generator: the same seed gives the same model on every
+/// backend and in every thread (burn's backend RNGs are neither).
+struct WeightRng(u64);
+
+impl WeightRng {
+    fn next_u64(&mut self) -> u64 {
+        // SplitMix64
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-k, k).
+    fn uniform(&mut self, n: usize, k: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * k)
+            .collect()
+    }
+
+    fn tensor<B: Backend>(
+        &mut self,
+        shape: [usize; 2],
+        k: f32,
+        device: &B::Device,
+    ) -> Tensor<B, 2> {
+        let data = self.uniform(shape[0] * shape[1], k);
+        Tensor::from_data(TensorData::new(data, shape), device)
+    }
+}
+
+/// A bias-free linear layer with weights from U(-1/sqrt(i), 1/sqrt(i)).
+fn linear<B: Backend>(rng: &mut WeightRng, i: usize, o: usize, device: &B::Device) -> Linear<B> {
+    let w = rng.tensor([i, o], 1.0 / (i as f32).sqrt(), device);
+    Linear {
+        weight: Param::from_tensor(w),
+        bias: None,
+    }
+}
+
+fn rms<B: Backend>(d: usize, eps: f64, device: &B::Device) -> RmsNorm<B> {
+    RmsNormConfig::new(d).with_epsilon(eps).init(device)
+}
+
+impl<B: Backend> Model<B> {
+    /// A model with random weights drawn from `seed` (compute and energy depend on shapes,
+    /// not on weight values). `max_len` bounds the rotary tables (and so the context).
+    pub fn random(config: &ModelConfig, seed: u64, max_len: usize, device: &B::Device) -> Self {
+        let mut rng = WeightRng(seed);
+        let c = config;
+        let hd = c.head_dim();
+        let blocks = (0..c.n_layers)
+            .map(|_| Block {
+                attn_norm: rms(c.d_model, c.norm_eps, device),
+                attn: Attention {
+                    q: linear(&mut rng, c.d_model, c.n_heads * hd, device),
+                    k: linear(&mut rng, c.d_model, c.n_kv_heads * hd, device),
+                    v: linear(&mut rng, c.d_model, c.n_kv_heads * hd, device),
+                    o: linear(&mut rng, c.n_heads * hd, c.d_model, device),
+                    n_heads: c.n_heads,
+                    n_kv_heads: c.n_kv_heads,
+                    head_dim: hd,
+                },
+                mlp_norm: rms(c.d_model, c.norm_eps, device),
+                mlp: Mlp {
+                    gate: linear(&mut rng, c.d_model, c.ffn_hidden, device),
+                    up: linear(&mut rng, c.d_model, c.ffn_hidden, device),
+                    down: linear(&mut rng, c.ffn_hidden, c.d_model, device),
+                },
+            })
+            .collect();
+        let net = Transformer {
+            embed: Embedding {
+                // U(-√3, √3): unit variance, like the N(0, 1) of burn's default
+                weight: Param::from_tensor(rng.tensor(
+                    [c.vocab_size, c.d_model],
+                    3f32.sqrt(),
+                    device,
+                )),
+            },
+            blocks,
+            norm: rms(c.d_model, c.norm_eps, device),
+            lm_head: (!c.tie_embeddings).then(|| linear(&mut rng, c.d_model, c.vocab_size, device)),
+        };
+        Self::from_parts(net, config.clone(), max_len, device)
+    }
+
+    /// A model from parameters (loaded weights).
+    pub fn from_parts(
+        net: Transformer<B>,
+        config: ModelConfig,
+        max_len: usize,
+        device: &B::Device,
+    ) -> Self {
+        let max_len = max_len.min(config.max_seq_len).max(1);
+        let rope = Rope::new(config.head_dim(), max_len, config.rope_theta, device);
+        Self {
+            net,
+            config,
+            rope,
+            device: device.clone(),
+        }
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// Parameters the model actually holds.
+    pub fn num_params(&self) -> usize {
+        self.net.num_params()
+    }
+
+    /// Longest context the rotary tables cover.
+    pub fn max_len(&self) -> usize {
+        self.rope.max_len()
+    }
+
+    /// An empty cache for `batch` sequences of up to `capacity` positions.
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> KvCache<B> {
+        KvCache::new(
+            self.config.n_layers,
+            batch,
+            self.config.n_kv_heads,
+            capacity.min(self.max_len()),
+            self.config.head_dim(),
+            &self.device,
+        )
+    }
+
+    /// The causal mask for `s` new positions after `pos` cached ones, shaped for the
+    /// grouped score layout `[b, kv, g*s, pos+s]`; `None` for a single position.
+    fn mask(&self, b: usize, s: usize, pos: usize) -> Option<Tensor<B, 4, Bool>> {
+        if s <= 1 {
+            return None;
+        }
+        let kv = self.config.n_kv_heads;
+        let g = self.config.n_heads / kv;
+        let t = pos + s;
+        let mut m = Vec::with_capacity(g * s * t);
+        for _ in 0..g {
+            for i in 0..s {
+                for j in 0..t {
+                    m.push(j > pos + i);
+                }
+            }
+        }
+        let mask: Tensor<B, 2, Bool> =
+            Tensor::from_data(TensorData::new(m, [g * s, t]), &self.device);
+        Some(mask.unsqueeze::<4>().expand([b, kv, g * s, t]))
+    }
+
+    /// Run `tokens` (`[batch, s]`) at positions `pos..pos+s`, reading and extending `cache`;
+    /// returns the logits of the last position, `[batch, vocab]`.
+    ///
+    /// # Panics
+    /// When `pos + s` exceeds the cache or the rotary tables (a caller bug: generation
+    /// checks lengths before running).
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+        pos: usize,
+    ) -> Tensor<B, 2> {
+        let [b, s] = tokens.dims();
+        let mask = self.mask(b, s, pos);
+        let mut x = self.net.embed.forward(tokens);
+        for (block, layer) in self.net.blocks.iter().zip(cache.layers.iter_mut()) {
+            let h = block.attn.forward(
+                block.attn_norm.forward(x.clone()),
+                &self.rope,
+                layer,
+                pos,
+                mask.as_ref(),
+            );
+            x = x + h;
+            let h = block.mlp.forward(block.mlp_norm.forward(x.clone()));
+            x = x + h;
+        }
+        let d = self.config.d_model;
+        let last = x.slice(s![.., s - 1..s, ..]).reshape([b, d]);
+        let last = self.net.norm.forward(last);
+        match &self.net.lm_head {
+            Some(head) => head.forward(last),
+            None => last.matmul(self.net.embed.weight.val().transpose()),
+        }
+    }
+}
