@@ -7,11 +7,29 @@
 
 pub mod cache;
 pub mod config;
+mod error;
+pub mod generate;
 pub mod model;
 pub mod rope;
+pub mod sampling;
+pub mod tokenizer;
+pub mod weights;
+pub mod workload;
+
+pub use error::{Error, Result};
 
 pub use config::ModelConfig;
 pub use model::Model;
 
 /// The CPU backend.
 pub type Cpu = burn::backend::NdArray<f32>;
+
+/// A sync hook for a [`lem::Meter`]: waits until `device` finished all queued work.
+pub fn backend_sync<B: burn::prelude::Backend>(
+    device: B::Device,
+) -> impl Fn() + Send + Sync + 'static {
+    move || {
+        // A failed sync means the device is gone; the next tensor operation reports it.
+        let _ = B::sync(&device);
+    }
+}

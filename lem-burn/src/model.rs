@@ -45,6 +45,19 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
+    /// Attention from its four projections.
+    pub fn new(q: Linear<B>, k: Linear<B>, v: Linear<B>, o: Linear<B>, c: &ModelConfig) -> Self {
+        Self {
+            q,
+            k,
+            v,
+            o,
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim(),
+        }
+    }
+
     fn forward(
         &self,
         x: Tensor<B, 3>,
