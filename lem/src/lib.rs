@@ -35,6 +35,9 @@ pub use bench::{BenchOptions, Bencher};
 #[cfg(feature = "criterion")]
 pub mod criterion;
 
+#[cfg(feature = "plot")]
+pub mod plot;
+
 /// Turns a function into an energy benchmark, run by [`main!`] under `cargo bench`.
 ///
 /// In a bench target with `harness = false` (and `lem` with its default `bench` feature):
