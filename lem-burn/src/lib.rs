@@ -5,6 +5,7 @@
 //! Generic over the burn `Backend`: NdArray on the CPU (default) and CUDA behind the `cuda`
 //! feature.
 
+pub mod backend;
 pub mod cache;
 pub mod config;
 mod error;
@@ -21,8 +22,9 @@ pub use error::{Error, Result};
 pub use config::ModelConfig;
 pub use model::Model;
 
-/// The CPU backend.
-pub type Cpu = burn::backend::NdArray<f32>;
+pub use backend::Cpu;
+pub use burn;
+pub use half;
 
 /// A sync hook for a [`lem::Meter`]: waits until `device` finished all queued work.
 pub fn backend_sync<B: burn::prelude::Backend>(

@@ -10,6 +10,16 @@ use crate::cache::{KvCache, LayerCache};
 use crate::config::ModelConfig;
 use crate::rope::Rope;
 
+/// `x @ W` for a bias-free linear layer, as one 2-D matmul over all tokens: burn's 3-D
+/// linear broadcasts the weight per batch entry, which on some backends copies it on every
+/// call.
+fn apply<B: Backend>(l: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [b, s, d] = x.dims();
+    let w = l.weight.val();
+    let out = w.dims()[1];
+    x.reshape([b * s, d]).matmul(w).reshape([b, s, out])
+}
+
 /// SwiGLU feed-forward block.
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
@@ -23,8 +33,10 @@ pub struct Mlp<B: Backend> {
 
 impl<B: Backend> Mlp<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.down
-            .forward(silu(self.gate.forward(x.clone())) * self.up.forward(x))
+        apply(
+            &self.down,
+            silu(apply(&self.gate, x.clone())) * apply(&self.up, x),
+        )
     }
 }
 
@@ -69,17 +81,13 @@ impl<B: Backend> Attention<B> {
         let [b, s, _] = x.dims();
         let (h, kv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let g = h / kv;
-        let q = self
-            .q
-            .forward(x.clone())
+        let q = apply(&self.q, x.clone())
             .reshape([b, s, h, hd])
             .swap_dims(1, 2);
-        let k = self
-            .k
-            .forward(x.clone())
+        let k = apply(&self.k, x.clone())
             .reshape([b, s, kv, hd])
             .swap_dims(1, 2);
-        let v = self.v.forward(x).reshape([b, s, kv, hd]).swap_dims(1, 2);
+        let v = apply(&self.v, x).reshape([b, s, kv, hd]).swap_dims(1, 2);
         let q = rope.apply(q, pos);
         let k = rope.apply(k, pos);
         let (keys, values) = cache.append(k, v, pos);
@@ -97,7 +105,7 @@ impl<B: Backend> Attention<B> {
             .reshape([b, h, s, hd])
             .swap_dims(1, 2)
             .reshape([b, s, h * hd]);
-        self.o.forward(out)
+        apply(&self.o, out)
     }
 }
 
@@ -323,7 +331,7 @@ impl<B: Backend> Model<B> {
         let last = x.slice(s![.., s - 1..s, ..]).reshape([b, d]);
         let last = self.net.norm.forward(last);
         match &self.net.lm_head {
-            Some(head) => head.forward(last),
+            Some(head) => last.matmul(head.weight.val()),
             None => last.matmul(self.net.embed.weight.val().transpose()),
         }
     }

@@ -1,0 +1,42 @@
+//! Which burn backend runs the model: NdArray on the CPU, or CUDA (feature `cuda`) when a
+//! usable NVIDIA GPU is present. Without a GPU a burn-cuda device panics in a background
+//! thread at the first tensor operation, so CUDA is probed first.
+
+/// The CPU backend.
+pub type Cpu = burn::backend::NdArray<f32>;
+
+/// The CUDA backend with float element `F` (`f32`, `half::f16`, `half::bf16`).
+#[cfg(feature = "cuda")]
+pub type Cuda<F> = burn::backend::Cuda<F, i32>;
+
+/// Whether this build has the CUDA backend.
+pub const CUDA_COMPILED: bool = cfg!(feature = "cuda");
+
+/// Check that CUDA can run here: the driver library loads and NVML sees a GPU visible to
+/// this process. `Err` says why not, in one line.
+pub fn probe_cuda() -> Result<(), String> {
+    if !CUDA_COMPILED {
+        return Err("this build has no CUDA backend (rebuild with --features cuda)".into());
+    }
+    #[cfg(feature = "cuda")]
+    {
+        // SAFETY: loading the CUDA driver library runs its initialisers, which is what any
+        // CUDA program does; the handle is dropped at once.
+        let lib = unsafe { libloading::Library::new("libcuda.so.1") };
+        if let Err(e) = lib {
+            return Err(format!(
+                "the CUDA driver (libcuda.so.1) cannot be loaded: {e}"
+            ));
+        }
+        let clock: std::sync::Arc<dyn lem::Clock> = std::sync::Arc::new(lem::MonotonicClock::new());
+        match lem::device::open_devices(&lem::DeviceSpec::Nvml(None), clock) {
+            Ok(o) if !o.devices.is_empty() => Ok(()),
+            Ok(_) => Err("NVML sees no GPU visible to this process".into()),
+            Err(e) => Err(format!("no usable GPU: {e}")),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Ok(())
+    }
+}

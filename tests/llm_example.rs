@@ -1,0 +1,144 @@
+//! `examples/llm_energy.rs` end to end on the tiny preset with a simulated device.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
+    let mut c = Command::new(env!("CARGO"));
+    c.args(["build", "-q", "--example", "llm_energy"]);
+    if profile.file_name().is_some_and(|n| n == "release") {
+        c.arg("--release");
+    }
+    assert!(c.status().unwrap().success(), "building the example failed");
+    profile.join("examples").join("llm_energy")
+}
+
+#[test]
+fn tiny_preset_on_a_simulated_gpu_writes_a_consistent_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("gpu.json");
+    // idle during the 0.2 s baseline, busy afterwards
+    std::fs::write(
+        &scenario,
+        r#"{"name": "Sim L4", "idle_w": 30, "segments": [{"start_s": 0.2, "end_s": 1e6, "power_w": 72}]}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(example())
+        .args([
+            "--model",
+            "tiny",
+            "--batch",
+            "2",
+            "--prompt-len",
+            "16",
+            "--gen-tokens",
+            "12",
+            "--requests",
+            "2",
+        ])
+        .args(["--experiment-id", "tiny-sim", "--timeseries"])
+        .arg("--device")
+        .arg(format!("sim:{}", scenario.display()))
+        .arg("--output")
+        .arg(&out)
+        .env("LEM_BASELINE_DURATION_S", "0.2")
+        .env("LEM_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stderr}\n{stdout}");
+    assert!(stdout.contains("SIMULATED"), "{stdout}");
+    assert!(stdout.contains("J/token"), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("raw/tiny-sim/process_0.json")).unwrap(),
+    )
+    .unwrap();
+    for p in [
+        "/workload/model",
+        "/workload/backend",
+        "/workload/batch",
+        "/workload/prompt_len",
+        "/workload/tokens_out",
+        "/metrics/ttft_ms",
+        "/metrics/itl_ms/p50",
+        "/metrics/itl_ms/p95",
+        "/metrics/itl_ms/p99",
+        "/metrics/tokens_per_s",
+        "/metrics/energy_per_output_token_j",
+        "/metrics/energy_per_output_token_raw_j",
+        "/phases/prefill/energy/raw_j",
+        "/phases/prefill/energy/adjusted_j",
+        "/phases/decode/energy/raw_j",
+        "/phases/decode/energy/adjusted_j",
+        "/phases/prefill/duration_s",
+        "/phases/decode/duration_s",
+        "/energy/raw_j",
+        "/energy/adjusted_j",
+        "/devices/0/uuid",
+        "/thermal/throttle_detected",
+        "/warmup/converged",
+        "/environment/summary",
+        "/schema_version",
+    ] {
+        assert!(v.pointer(p).is_some_and(|x| !x.is_null()), "missing {p}");
+    }
+    assert_eq!(v["workload"]["model"], "tiny");
+    assert_eq!(v["workload"]["backend"], "cpu");
+    assert_eq!(v["workload"]["batch"], 2);
+    assert_eq!(v["workload"]["tokens_out"], 2 * 12 * 2);
+    assert_eq!(v["simulated"], true);
+    let f = |p: &str| v.pointer(p).and_then(serde_json::Value::as_f64).unwrap();
+    let (pre_raw, dec_raw) = (
+        f("/phases/prefill/energy/raw_j"),
+        f("/phases/decode/energy/raw_j"),
+    );
+    let (pre_adj, dec_adj) = (
+        f("/phases/prefill/energy/adjusted_j"),
+        f("/phases/decode/energy/adjusted_j"),
+    );
+    let req_raw = f("/phases/request/energy/raw_j");
+    assert!(
+        pre_raw + dec_raw <= req_raw + 1e-9,
+        "phases within the requests"
+    );
+    assert!(
+        req_raw <= f("/energy/raw_j") + 1e-9,
+        "requests within the run"
+    );
+    let tokens = f("/workload/tokens_out");
+    assert!((f("/metrics/energy_per_output_token_j") - (pre_adj + dec_adj) / tokens).abs() < 1e-12);
+    assert!(
+        (f("/metrics/energy_per_output_token_raw_j") - (pre_raw + dec_raw) / tokens).abs() < 1e-12
+    );
+    // the simulated GPU draws a constant 72 W during the run: raw energy is 72 W × time
+    let d = f("/phases/decode/duration_s");
+    assert!(
+        (dec_raw - 72.0 * d).abs() <= 0.02 * 72.0 * d + 1e-6,
+        "{dec_raw} vs {}",
+        72.0 * d
+    );
+    assert!(out.join("raw/tiny-sim/process_0_timeseries.json").exists());
+}
+
+#[test]
+fn bad_flags_are_one_line_errors() {
+    let o = Command::new(example())
+        .args(["--model", "huge", "--device", "none"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("invalid --model `huge`"), "{err}");
+    assert!(!err.contains("panicked"));
+    let o = Command::new(example())
+        .args(["--dtype", "f16", "--backend", "cpu", "--device", "none"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--dtype f16"), "{err}");
+}
