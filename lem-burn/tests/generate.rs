@@ -136,7 +136,7 @@ fn a_measured_request_nests_prefill_and_decode_and_metrics_follow_the_definition
     )
     .unwrap();
     let model = tiny();
-    let device = model.device().clone();
+    let device = *model.device();
     let meter = lem::Meter::builder()
         .device(lem::DeviceSpec::Sim(p))
         .baseline_mode(lem::BaselineMode::Off)
