@@ -702,6 +702,46 @@ mod tests {
         assert!((last - 1.0).abs() < 1e-12);
     }
 
+    #[test]
+    fn racing_writers_never_leave_a_torn_cache_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |w: f64| CacheEntry {
+            lem_baseline: CACHE_FORMAT,
+            uuid: "GPU-race".into(),
+            device_name: "x".into(),
+            power_w: w,
+            timestamp_unix_s: 0.0,
+            timestamp: rfc3339(0.0),
+            duration_s: 30.0,
+            sample_count: 300,
+            power_cv: Some(0.01),
+            mean_utilisation_pct: Some(0.0),
+            simulated: false,
+        };
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let d = dir.path();
+                s.spawn(move || {
+                    for i in 0..20 {
+                        write_cache(d, &entry(f64::from(t * 100 + i))).unwrap();
+                    }
+                });
+            }
+            // a reader during the race only ever sees a complete file
+            for _ in 0..200 {
+                if let Err(e) = read_cache(&cache_path(dir.path(), "GPU-race"), "GPU-race") {
+                    panic!("torn read: {e}");
+                }
+            }
+        });
+        let last = read_cache(&cache_path(dir.path(), "GPU-race"), "GPU-race")
+            .unwrap()
+            .unwrap();
+        assert!(last.power_w >= 0.0);
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files left behind");
+    }
+
     #[cfg(unix)]
     #[test]
     fn cache_dir_is_private() {
