@@ -111,6 +111,33 @@ fn meter_for<B: Backend>(a: &Args, device: &B::Device) -> Result<Meter, Fail> {
         .map_err(|e| e.to_string())
 }
 
+const PROMPT: &str = "Energy is the currency of computation. ";
+
+/// The prompt: through the weights' own `tokenizer.json` when there is one (feature
+/// `hf-tokenizer`), else the built-in byte tokenizer.
+fn prompt_tokens<B: Backend>(a: &Args, model: &Model<B>) -> Result<Vec<u32>, Fail> {
+    #[cfg(feature = "hf-tokenizer")]
+    if let Some(dir) = &a.weights {
+        let path = dir.join("tokenizer.json");
+        if path.exists() {
+            let t =
+                lem_burn::tokenizer::HfTokenizer::from_file(&path).map_err(|e| e.to_string())?;
+            return t
+                .prompt_of_len(PROMPT, a.prompt_len)
+                .map_err(|e| e.to_string());
+        }
+    }
+    let ids = ByteTokenizer.prompt_of_len(PROMPT, a.prompt_len);
+    if model.config.vocab_size < lem_burn::tokenizer::BYTE_VOCAB {
+        return Err(format!(
+            "the model's vocabulary ({}) is smaller than the byte tokenizer's ({})",
+            model.config.vocab_size,
+            lem_burn::tokenizer::BYTE_VOCAB
+        ));
+    }
+    Ok(ids)
+}
+
 fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCode, Fail> {
     let sampling = if a.temperature > 0.0 {
         if !(a.top_p > 0.0 && a.top_p <= 1.0) {
@@ -160,11 +187,7 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
             model.config.max_seq_len
         ));
     }
-    let prompts = vec![
-        ByteTokenizer
-            .prompt_of_len("Energy is the currency of computation. ", a.prompt_len);
-        a.batch
-    ];
+    let prompts = vec![prompt_tokens(a, &model)?; a.batch];
     let opts = GenerateOptions {
         max_new_tokens: a.gen_tokens,
         sampling,

@@ -47,6 +47,64 @@ impl ByteTokenizer {
     }
 }
 
+/// A Hugging Face `tokenizer.json` (feature `hf-tokenizer`), e.g. the one beside real
+/// Llama weights.
+#[cfg(feature = "hf-tokenizer")]
+#[derive(Debug)]
+pub struct HfTokenizer(tokenizers::Tokenizer);
+
+#[cfg(feature = "hf-tokenizer")]
+impl HfTokenizer {
+    /// Read `tokenizer.json`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Weights`] naming the file.
+    pub fn from_file(path: &std::path::Path) -> crate::Result<Self> {
+        tokenizers::Tokenizer::from_file(path)
+            .map(Self)
+            .map_err(|e| crate::Error::Weights {
+                path: path.to_path_buf(),
+                reason: format!("not a tokenizer.json ({e})"),
+            })
+    }
+
+    /// Token ids of `text` (with the tokenizer's special tokens, e.g. BOS).
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidConfig`] when the text cannot be encoded.
+    pub fn encode(&self, text: &str) -> crate::Result<Vec<u32>> {
+        self.0
+            .encode(text, true)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| crate::Error::config("prompt", e.to_string()))
+    }
+
+    /// Text of token ids.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidConfig`] when an id is unknown.
+    pub fn decode(&self, ids: &[u32]) -> crate::Result<String> {
+        self.0
+            .decode(ids, true)
+            .map_err(|e| crate::Error::config("tokens", e.to_string()))
+    }
+
+    /// A prompt of exactly `len` tokens: `text` encoded, repeated and cut.
+    ///
+    /// # Errors
+    /// As [`encode`](Self::encode), or when `text` encodes to nothing.
+    pub fn prompt_of_len(&self, text: &str, len: usize) -> crate::Result<Vec<u32>> {
+        let ids = self.encode(text)?;
+        if ids.is_empty() {
+            return Err(crate::Error::config(
+                "prompt",
+                "the text encodes to no tokens",
+            ));
+        }
+        Ok(ids.iter().copied().cycle().take(len).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
