@@ -364,3 +364,40 @@ fn bad_input_is_one_clear_line_and_leaves_no_files() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn require_baseline_fails_cleanly_without_a_device_and_passes_with_one() {
+    let sb = Sandbox::new();
+    let o = sb.run(&[
+        "run",
+        "--device",
+        "none",
+        "--require-baseline",
+        "--",
+        "true",
+    ]);
+    assert_clean_error(&o, "baseline required");
+    let dev = sb.scenario("c.json", CONSTANT);
+    let o = sb.run(&[
+        "run",
+        "--device",
+        &dev,
+        "--require-baseline",
+        "--experiment-id",
+        "rb",
+        "--",
+        "true",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(process0(&sb, "rb")["energy"]["baseline_method"], "fresh");
+    let o = sb.run(&[
+        "run",
+        "--device",
+        &dev,
+        "--require-baseline",
+        "--no-baseline",
+        "--",
+        "true",
+    ]);
+    assert_clean_error(&o, "--no-baseline");
+}

@@ -272,6 +272,11 @@ impl MeterBuilder {
             }
         };
         let outcome = if devices.is_empty() {
+            if self.baseline.required && self.baseline.mode != BaselineMode::Off {
+                return Err(Error::BaselineRequired(
+                    "there is no device to measure an idle baseline for".into(),
+                ));
+            }
             baseline::BaselineOutcome::default()
         } else {
             baseline::establish(
