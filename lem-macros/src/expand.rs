@@ -27,9 +27,16 @@ pub fn expand(f: &ItemFn, o: &Options, shape: &Shape) -> TokenStream {
     let runner = format_ident!("__lem_energy_bench_{}", ident);
     let name = ident.to_string();
     let args = o.args.as_ref().map(|(a, _)| a.clone()).unwrap_or_default();
+    // a string argument is labelled by its value, anything else by its tokens
     let labels: Vec<String> = args
         .iter()
-        .map(|e| quote!(#e).to_string().replace(' ', ""))
+        .map(|e| match e {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) => s.value(),
+            _ => quote!(#e).to_string().replace(' ', ""),
+        })
         .collect();
     let n = args.len();
     let body = match shape {

@@ -210,17 +210,38 @@ fn output_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/lem"))
 }
 
-fn file_name(bench: &str) -> String {
-    bench
-        .chars()
+/// `<dir>/<name>.json`; a name with `/` (one benchmark per argument, `decode/8`) becomes a
+/// sub-directory. Components that could escape the directory are replaced.
+fn result_path(dir: &std::path::Path, bench: &str) -> PathBuf {
+    let mut p = dir.to_path_buf();
+    let parts: Vec<String> = bench
+        .split('/')
         .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
+            let c: String = c
+                .chars()
+                .map(|ch| {
+                    if ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '=') {
+                        ch
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if c.is_empty() || c.chars().all(|ch| ch == '.') {
+                c.replace('.', "_") + "_"
             } else {
-                '_'
+                c
             }
         })
-        .collect()
+        .collect();
+    let (last, dirs) = parts
+        .split_last()
+        .map_or((String::from("bench"), &[][..]), |(l, d)| (l.clone(), d));
+    for d in dirs {
+        p.push(d);
+    }
+    p.push(format!("{last}.json"));
+    p
 }
 
 fn fmt_time(s: f64) -> String {
@@ -502,7 +523,7 @@ pub fn run_with(args: HarnessArgs) -> i32 {
         }
         rf.extra
             .insert("command".into(), serde_json::json!({ "argv": command }));
-        let path = out_dir.join(format!("{}.json", file_name(&inst.name)));
+        let path = result_path(&out_dir, &inst.name);
         match crate::output::write_result(&path, &mut rf, None) {
             Ok(()) => println!("  result {}", path.display()),
             Err(e) => {
@@ -576,8 +597,14 @@ mod tests {
     }
 
     #[test]
-    fn bench_file_names_are_safe() {
-        assert_eq!(file_name("decode/8"), "decode_8");
-        assert_eq!(file_name("a b:c"), "a_b_c");
+    fn bench_result_paths_follow_the_name_and_stay_inside() {
+        let d = std::path::Path::new("out");
+        assert_eq!(result_path(d, "matmul"), PathBuf::from("out/matmul.json"));
+        assert_eq!(
+            result_path(d, "decode/8"),
+            PathBuf::from("out/decode/8.json")
+        );
+        assert_eq!(result_path(d, "a b:c"), PathBuf::from("out/a_b_c.json"));
+        assert_eq!(result_path(d, "../x"), PathBuf::from("out/___/x.json"));
     }
 }
