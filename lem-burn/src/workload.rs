@@ -132,16 +132,23 @@ pub fn sections(info: &WorkloadInfo, reqs: &[RequestMeasurement]) -> (Value, Val
     });
     let start =
         |f: &dyn Fn(&RequestMeasurement) -> Option<f64>| reqs.iter().filter_map(f).reduce(f64::min);
+    // every request's window of each phase, [start_s, end_s] since the meter's start
+    let spans = |f: &dyn Fn(&RequestMeasurement) -> Option<(f64, f64)>| -> Vec<[f64; 2]> {
+        reqs.iter().filter_map(f).map(|(s, d)| [s, s + d]).collect()
+    };
     let phases = json!({
         "request": { "energy": { "raw_j": request_raw, "adjusted_j": request_adj },
                      "duration_s": request_s, "count": reqs.len(),
-                     "start_s": start(&|r| Some(r.request.start_s)) },
+                     "start_s": start(&|r| Some(r.request.start_s)),
+                     "intervals": spans(&|r| Some((r.request.start_s, r.request.duration_s))) },
         "prefill": { "energy": { "raw_j": prefill_raw, "adjusted_j": prefill_adj },
                      "duration_s": prefill_s, "count": reqs.len(),
-                     "start_s": start(&|r| Some(r.prefill.start_s)) },
+                     "start_s": start(&|r| Some(r.prefill.start_s)),
+                     "intervals": spans(&|r| Some((r.prefill.start_s, r.prefill.duration_s))) },
         "decode": { "energy": { "raw_j": decode_raw, "adjusted_j": decode_adj },
                     "duration_s": decode_s, "count": reqs.iter().filter(|r| r.decode.is_some()).count(),
-                    "start_s": start(&|r| r.decode.as_ref().map(|d| d.start_s)) },
+                    "start_s": start(&|r| r.decode.as_ref().map(|d| d.start_s)),
+                    "intervals": spans(&|r| r.decode.as_ref().map(|d| (d.start_s, d.duration_s))) },
     });
     (workload, metrics, phases)
 }

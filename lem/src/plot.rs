@@ -33,21 +33,32 @@ fn read_json(path: &Path) -> Result<Value> {
     Ok(v)
 }
 
-/// Phase boundaries (name, start, end) relative to the window start, from a result's
-/// `phases` section.
+/// Phase windows (name, start, end) relative to the window start, from a result's `phases`
+/// section: each of a phase's `intervals` when it lists them, else its `start_s` and
+/// `duration_s`.
 fn phases(result: &Value) -> Vec<Phase> {
     let origin = result.get("start_s").and_then(Value::as_f64).unwrap_or(0.0);
     let Some(map) = result.get("phases").and_then(Value::as_object) else {
         return Vec::new();
     };
-    let mut out: Vec<Phase> = map
-        .iter()
-        .filter_map(|(name, p)| {
-            let s = p.get("start_s")?.as_f64()? - origin;
-            let d = p.get("duration_s")?.as_f64()?;
-            Some((name.clone(), s, s + d))
-        })
-        .collect();
+    let mut out: Vec<Phase> = Vec::new();
+    for (name, p) in map {
+        if let Some(iv) = p.get("intervals").and_then(Value::as_array) {
+            for w in iv {
+                if let (Some(s), Some(e)) = (
+                    w.get(0).and_then(Value::as_f64),
+                    w.get(1).and_then(Value::as_f64),
+                ) {
+                    out.push((name.clone(), s - origin, e - origin));
+                }
+            }
+        } else if let (Some(s), Some(d)) = (
+            p.get("start_s").and_then(Value::as_f64),
+            p.get("duration_s").and_then(Value::as_f64),
+        ) {
+            out.push((name.clone(), s - origin, s - origin + d));
+        }
+    }
     out.sort_by(|a, b| a.1.total_cmp(&b.1));
     out
 }
@@ -151,6 +162,8 @@ pub fn plot_file(input: &Path, output: &Path) -> Result<()> {
             .map_err(|x| e(&x))?;
         chart
             .configure_mesh()
+            .light_line_style(BLACK.mix(0.04))
+            .bold_line_style(BLACK.mix(0.15))
             .x_desc("time (s)")
             .y_desc("power (W)")
             .draw()
@@ -204,22 +217,37 @@ pub fn plot_file(input: &Path, output: &Path) -> Result<()> {
                     });
             }
         }
+        // a line at each phase start (and at each request's end), labelled once per phase
+        let mut names: Vec<&str> = phases.iter().map(|p| p.0.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut labelled: Vec<&str> = Vec::new();
         for (name, s, end) in &phases {
-            for t in [*s, *end] {
+            let rank = names.iter().position(|n| n == name).unwrap_or(0);
+            let shade = BLACK.mix(0.25 + 0.15 * rank as f64);
+            let mut marks = vec![*s];
+            if name == "request" {
+                marks.push(*end);
+            }
+            for t in marks {
                 chart
                     .draw_series(std::iter::once(PathElement::new(
                         vec![(t, 0.0), (t, p_max)],
-                        BLACK.mix(0.5).stroke_width(1),
+                        shade.stroke_width(1),
                     )))
                     .map_err(|x| e(&x))?;
             }
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    name.clone(),
-                    (*s + (end - s) * 0.02, p_max * 0.97),
-                    ("sans-serif", 14),
-                )))
-                .map_err(|x| e(&x))?;
+            if !labelled.contains(&name.as_str()) {
+                labelled.push(name.as_str());
+                let y = p_max * (0.97 - 0.05 * rank as f64);
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        format!("{name} →"),
+                        (*s + t_max * 0.004, y),
+                        ("sans-serif", 13),
+                    )))
+                    .map_err(|x| e(&x))?;
+            }
         }
         chart
             .configure_series_labels()
