@@ -7,6 +7,14 @@ use std::time::{Duration, Instant};
 use lem::bench::{run_one, BenchOptions};
 use lem::{BaselineMode, DeviceSpec, Meter};
 
+/// These tests time real spinning work: run them one at a time so they do not preempt each
+/// other on a small machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// 60 W idle (during the 0.2 s baseline), 300 W from 0.25 s on.
 fn meter(dir: &tempfile::TempDir) -> Meter {
     let p = dir.path().join("s.json");
@@ -40,6 +48,7 @@ fn spin(d: Duration) -> u64 {
 
 #[test]
 fn a_steady_function_converges_and_energy_per_iteration_matches_the_trace() {
+    let _one = serial();
     let dir = tempfile::tempdir().unwrap();
     let m = meter(&dir);
     let opts = BenchOptions {
@@ -91,6 +100,7 @@ fn a_steady_function_converges_and_energy_per_iteration_matches_the_trace() {
 
 #[test]
 fn a_noisy_function_does_not_converge_and_is_reported() {
+    let _one = serial();
     let dir = tempfile::tempdir().unwrap();
     let m = meter(&dir);
     let opts = BenchOptions {
@@ -130,6 +140,7 @@ fn a_noisy_function_does_not_converge_and_is_reported() {
 
 #[test]
 fn units_give_energy_per_unit() {
+    let _one = serial();
     let dir = tempfile::tempdir().unwrap();
     let m = meter(&dir);
     let opts = BenchOptions {
