@@ -529,12 +529,7 @@ pub fn write_aggregate(output_root: &Path, agg: &Aggregate) -> Result<PathBuf> {
 /// # Errors
 /// [`Error::Io`] or [`Error::BadFile`] naming the file.
 pub fn read_aggregate(path: &Path) -> Result<Aggregate> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::BadFile {
-        path: path.to_path_buf(),
-        reason: format!("not valid JSON ({e})"),
-    })?;
-    crate::output::check_schema(path, &v)?;
+    let v = crate::output::read_lem_json(path)?;
     serde_json::from_value(v).map_err(|e| Error::BadFile {
         path: path.to_path_buf(),
         reason: format!("not a lem aggregate ({e})"),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::aggregate::{aggregate, is_result_name};
 use crate::error::{Error, Result};
-use crate::output::{check_schema, write_atomic, ResultFile};
+use crate::output::{write_atomic, ResultFile};
 
 /// How a column's value is found in a result or aggregate (as JSON).
 enum Col {
@@ -218,16 +218,6 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| Error::BadFile {
-        path: path.to_path_buf(),
-        reason: format!("not valid JSON ({e})"),
-    })?;
-    check_schema(path, &v)?;
-    Ok(v)
-}
-
 /// The rows for `paths` (result files, aggregate files, or directories of them): one per
 /// experiment (process results aggregated in memory), or one per process result.
 ///
@@ -242,7 +232,7 @@ pub fn rows_for(paths: &[PathBuf], per_process: bool) -> Result<Vec<Vec<String>>
     let mut experiments: BTreeMap<String, Vec<(PathBuf, ResultFile)>> = BTreeMap::new();
     let mut aggregates: Vec<(String, Value)> = Vec::new();
     for f in files {
-        let v = read_json(&f)?;
+        let v = crate::output::read_lem_json(&f)?;
         if v.get("aggregated").and_then(Value::as_bool) == Some(true) {
             let id = v
                 .get("experiment_id")

@@ -253,17 +253,27 @@ pub fn check_schema(path: &Path, v: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Read a result file written by any 3.x lem (unknown fields are kept in `extra`).
+/// Read a JSON file lem wrote (result, aggregate or time series) and check its schema
+/// version: any 3.x.
 ///
 /// # Errors
 /// [`Error::Io`] or [`Error::BadFile`] naming the file.
-pub fn read_result(path: &Path) -> Result<ResultFile> {
+pub fn read_lem_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| Error::BadFile {
         path: path.to_path_buf(),
         reason: format!("not valid JSON ({e})"),
     })?;
     check_schema(path, &v)?;
+    Ok(v)
+}
+
+/// Read a result file written by any 3.x lem (unknown fields are kept in `extra`).
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::BadFile`] naming the file.
+pub fn read_result(path: &Path) -> Result<ResultFile> {
+    let v = read_lem_json(path)?;
     serde_json::from_value(v).map_err(|e| Error::BadFile {
         path: path.to_path_buf(),
         reason: format!("not a lem result ({e})"),

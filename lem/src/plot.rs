@@ -26,11 +26,7 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let v: Value =
-        serde_json::from_str(&text).map_err(|e| bad(path, format!("not valid JSON ({e})")))?;
-    crate::output::check_schema(path, &v)?;
-    Ok(v)
+    crate::output::read_lem_json(path)
 }
 
 /// Phase windows (name, start, end) relative to the window start, from a result's `phases`
