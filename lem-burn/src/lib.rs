@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The reference LLM workload for lem: a burn Llama-style decoder-only transformer with a
 //! KV cache, generation with greedy or temperature/top-k/top-p sampling, and energy
 //! measurement of prefill and decode through [`lem`].

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The `#[energy_bench]` attribute macro. Use it through its re-export, `lem::energy_bench`,
 //! which documents every form and option.
 //!
