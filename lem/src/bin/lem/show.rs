@@ -146,7 +146,18 @@ pub fn show(ui: &Ui, path: &Path) -> Result<(), Failure> {
     }
     println!("  environment {}", s(&v, "/environment/summary"));
     if let Some(c) = v.get("command") {
-        println!("  command     {} (exit {})", c["argv"], c["exit_code"]);
+        let argv: Vec<&str> = c["argv"]
+            .as_array()
+            .map_or_else(Vec::new, |a| a.iter().filter_map(Value::as_str).collect());
+        let status = match (
+            c.get("exit_code").and_then(Value::as_i64),
+            c.get("signal").and_then(Value::as_i64),
+        ) {
+            (Some(code), _) => format!(" (exit {code})"),
+            (None, Some(sig)) => format!(" (killed by signal {sig})"),
+            _ => String::new(),
+        };
+        println!("  command     {}{status}", argv.join(" "));
     }
     if let Some(ws) = v.get("warnings").and_then(Value::as_array) {
         for w in ws {
