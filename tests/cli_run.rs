@@ -270,7 +270,23 @@ fn process_index_comes_from_rank_variables() {
     );
 }
 
-#[cfg(unix)]
+/// Whether process `pid` has a child (scanning /proc, no external tools).
+#[cfg(target_os = "linux")]
+fn has_child(pid: u32) -> bool {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        std::fs::read_to_string(e.path().join("stat")).is_ok_and(|stat| {
+            // the parent pid is the 2nd field after the `(comm)` field
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|p| p == pid.to_string()))
+                .unwrap_or(false)
+        })
+    })
+}
+
+#[cfg(target_os = "linux")]
 #[test]
 fn sigterm_is_forwarded_and_the_result_is_marked_interrupted() {
     use std::time::{Duration, Instant};
@@ -295,10 +311,7 @@ fn sigterm_is_forwarded_and_the_result_is_marked_interrupted() {
     // wait until lem has started the command (its scope is open once `sleep` runs)
     let t = Instant::now();
     loop {
-        let ps = std::process::Command::new("pgrep")
-            .args(["-P", &child.id().to_string()])
-            .output();
-        if ps.map(|o| !o.stdout.is_empty()).unwrap_or(false) {
+        if has_child(child.id()) {
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(20), "sleep never started");
