@@ -469,3 +469,24 @@ fn result_files_round_trip_with_their_timeseries() {
     assert_eq!(back.report, rep);
     assert_eq!(back.extra["workload"]["model"], "tiny");
 }
+
+#[test]
+fn overlapping_scopes_each_measure_their_own_window() {
+    let r = rig(r#"{"idle_w": 100}"#);
+    let a = r.meter.start("a").unwrap();
+    r.run(1.0, 0.1);
+    let b = r.meter.start("b").unwrap();
+    r.run(1.0, 0.1);
+    let ra = a.finish().unwrap(); // a ends while b is still open
+    r.run(1.0, 0.1);
+    let rb = b.finish().unwrap();
+    assert!((ra.energy.raw_j.unwrap() - 200.0).abs() < 1e-6);
+    assert!((rb.energy.raw_j.unwrap() - 200.0).abs() < 1e-6);
+    assert_eq!(ra.sampling.sample_count, 20);
+    assert_eq!(rb.sampling.sample_count, 20, "b's samples survive a's end");
+    // a dropped scope is discarded without disturbing the others
+    let c = r.meter.start("c").unwrap();
+    drop(r.meter.start("dropped").unwrap());
+    r.run(0.5, 0.1);
+    assert!((c.finish().unwrap().energy.raw_j.unwrap() - 50.0).abs() < 1e-6);
+}
