@@ -34,3 +34,24 @@ fn matmul_n(n: usize) -> f32 {
 }
 
 lem::main!();
+
+/// Energy per generated token of the reference transformer on the CPU: one call generates
+/// 32 tokens after a 64-token prompt (batch 1) and returns how many tokens it produced.
+#[energy_bench(args = ["tiny", "small"], units = "tokens", samples = 5, min_sample_s = 2.0)]
+fn llm_generate(b: &mut lem::Bencher, preset: &'static str) {
+    use lem_burn::generate::{generate, GenerateOptions};
+    use lem_burn::sampling::{Rng, Sampling};
+    let Some(cfg) = lem_burn::ModelConfig::preset(preset) else {
+        return;
+    };
+    let device = Default::default();
+    let model = lem_burn::Model::<lem_burn::Cpu>::random(&cfg, 0, 96, &device);
+    let prompts = vec![lem_burn::tokenizer::ByteTokenizer.prompt_of_len("energy ", 64)];
+    let opts = GenerateOptions {
+        max_new_tokens: 32,
+        sampling: Sampling::Greedy,
+        stop_tokens: vec![],
+    };
+    b.sync_with(lem_burn::backend_sync::<lem_burn::Cpu>(device));
+    b.iter(|| generate(&model, &prompts, &opts, &mut Rng::new(0)).map_or(0, |g| g.tokens_out))
+}
