@@ -255,10 +255,10 @@ fn baseline_subcommands_measure_show_and_clear() {
     let a = sb.scenario("a.json", GPU_A);
     let o = sb.run(&["baseline", "measure", "--device", &a, "--duration", "0.3"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("100.0 W"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("100.0 W"), "{}", stdout(&o));
     let o = sb.run(&["baseline", "show"]);
     assert!(o.status.success());
-    let err = stderr(&o);
+    let err = stdout(&o);
     assert!(
         err.contains("Sim A") && err.contains("SIM-") && err.contains("expires in"),
         "{err}"
@@ -267,9 +267,9 @@ fn baseline_subcommands_measure_show_and_clear() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert!((v[0]["power_w"].as_f64().unwrap() - 100.0).abs() < 0.5);
     let o = sb.run(&["baseline", "measure", "--device", &a]);
-    assert!(stderr(&o).contains("cached"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("cached"), "{}", stdout(&o));
     let o = sb.run(&["baseline", "clear"]);
-    assert!(stderr(&o).contains("removed 1"));
+    assert!(stdout(&o).contains("removed 1"));
     let o = sb.run(&["--json", "baseline", "show"]);
     assert_eq!(stdout(&o).trim(), "[]");
 }

@@ -50,7 +50,7 @@ pub fn baseline_measure(
     for (d, b) in meter.devices().iter().zip(meter.baselines()) {
         let i = d.info();
         let sim = if i.simulated { " [simulated]" } else { "" };
-        ui.say(format!(
+        ui.out(format!(
             "device {} {} ({}){sim}: {} idle, {}{}{}",
             i.index,
             i.name,
@@ -93,10 +93,10 @@ pub fn baseline_show(ui: &Ui, ttl: &str) -> Result<(), Failure> {
         return ui.json_out(&v);
     }
     if entries.is_empty() {
-        ui.say(format!("no cached baselines in {}", dir.display()));
+        ui.out(format!("no cached baselines in {}", dir.display()));
         return Ok(());
     }
-    ui.say(format!("cached baselines in {}:", dir.display()));
+    ui.out(format!("cached baselines in {}:", dir.display()));
     for (p, e) in entries {
         match e {
             Ok(e) => {
@@ -108,7 +108,7 @@ pub fn baseline_show(ui: &Ui, ttl: &str) -> Result<(), Failure> {
                     "expired".into()
                 };
                 let sim = if e.simulated { " [simulated]" } else { "" };
-                ui.say(format!(
+                ui.out(format!(
                     "  {}{sim} ({}): {:.1} W, measured {} ago, {status}",
                     e.device_name,
                     e.uuid,
@@ -116,7 +116,7 @@ pub fn baseline_show(ui: &Ui, ttl: &str) -> Result<(), Failure> {
                     age(a.max(0.0))
                 ));
             }
-            Err(err) => ui.say(format!("  {}: unreadable ({err})", p.display())),
+            Err(err) => ui.out(format!("  {}: unreadable ({err})", p.display())),
         }
     }
     Ok(())
@@ -125,7 +125,7 @@ pub fn baseline_show(ui: &Ui, ttl: &str) -> Result<(), Failure> {
 pub fn baseline_clear(ui: &Ui) -> Result<(), Failure> {
     let dir = cache_dir();
     let n = baseline::clear_cache(&dir)?;
-    ui.say(format!(
+    ui.out(format!(
         "removed {n} cached baseline(s) from {}",
         dir.display()
     ));
@@ -197,7 +197,7 @@ pub fn aggregate(ui: &Ui, dir: &Path, strict: bool, output: Option<&Path>) -> Re
     if ui.json {
         return ui.json_out(&agg);
     }
-    ui.say(format!(
+    ui.out(format!(
         "{}: {} process(es), {} cycle(s), {} device(s){}",
         agg.experiment_id,
         agg.num_processes,
@@ -205,7 +205,7 @@ pub fn aggregate(ui: &Ui, dir: &Path, strict: bool, output: Option<&Path>) -> Re
         agg.devices.len(),
         if agg.simulated { " [simulated]" } else { "" }
     ));
-    ui.say(format!(
+    ui.out(format!(
         "  energy    raw {} | adjusted {} over {:.2} s",
         crate::ui::joules(agg.energy.raw_j),
         crate::ui::joules(agg.energy.adjusted_j),
@@ -213,7 +213,7 @@ pub fn aggregate(ui: &Ui, dir: &Path, strict: bool, output: Option<&Path>) -> Re
     ));
     if let Some(i) = &agg.cycles.energy_adjusted_j {
         if let (Some(l), Some(h)) = (i.ci95_low, i.ci95_high) {
-            ui.say(format!(
+            ui.out(format!(
                 "  cycles    adjusted mean {:.2} J, 95% CI [{l:.2}, {h:.2}] J",
                 i.mean
             ));
@@ -222,7 +222,7 @@ pub fn aggregate(ui: &Ui, dir: &Path, strict: bool, output: Option<&Path>) -> Re
     for w in &agg.warnings {
         ui.warn(w);
     }
-    ui.say(format!("  written   {}", path.display()));
+    ui.out(format!("  written   {}", path.display()));
     Ok(())
 }
 

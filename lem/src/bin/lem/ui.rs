@@ -23,7 +23,14 @@ impl Ui {
         }
     }
 
-    /// A human line that matters even in --quiet mode? No: warnings are also human text.
+    /// A line of the command's own output on stdout (hidden by --quiet).
+    pub fn out(&self, line: impl AsRef<str>) {
+        if !self.quiet {
+            println!("{}", line.as_ref());
+        }
+    }
+
+    /// A warning on stderr (hidden by --quiet).
     pub fn warn(&self, line: impl AsRef<str>) {
         if !self.quiet {
             eprintln!("warning: {}", line.as_ref());
