@@ -4,7 +4,7 @@
 //! tests can compare lem's numbers with the truth. Every output marks it `simulated`.
 
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
@@ -56,6 +56,10 @@ pub struct Scenario {
     /// The power trace.
     #[serde(default)]
     pub segments: Vec<Segment>,
+    /// The file the scenario was read from (canonical path), part of the devices' identity:
+    /// the same file is the same simulated GPU, two files are two GPUs.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// One constant-power stretch of a scenario.
@@ -118,7 +122,9 @@ impl Scenario {
     /// problem when it is not a valid scenario.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_json(&text, path)
+        let mut s = Self::from_json(&text, path)?;
+        s.source = Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
+        Ok(s)
     }
 
     /// Parse and validate scenario JSON; `path` is only used in error messages.
@@ -216,9 +222,13 @@ impl Scenario {
         Ok(())
     }
 
-    /// A stable fingerprint of the scenario (FNV-1a of its canonical JSON), used in UUIDs.
+    /// A stable fingerprint of the scenario (FNV-1a of its source file and canonical JSON),
+    /// used in UUIDs: stable across processes, different for another file or an edit.
     fn fingerprint(&self) -> u64 {
-        let text = serde_json::to_string(self).unwrap_or_default();
+        let mut text = serde_json::to_string(self).unwrap_or_default();
+        if let Some(p) = &self.source {
+            text.push_str(&p.to_string_lossy());
+        }
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in text.bytes() {
             h ^= u64::from(b);

@@ -260,6 +260,26 @@ mod tests {
     }
 
     #[test]
+    fn the_same_file_is_the_same_gpu_and_another_file_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+        std::fs::write(&a, r#"{"idle_w": 50}"#).unwrap();
+        std::fs::write(&b, r#"{"idle_w": 50}"#).unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+        let uuid = |p: &Path| {
+            open_devices(&DeviceSpec::Sim(p.to_path_buf()), clock.clone())
+                .unwrap()
+                .devices[0]
+                .info()
+                .uuid
+                .clone()
+        };
+        assert_eq!(uuid(&a), uuid(&a));
+        assert_eq!(uuid(&a), uuid(&dir.path().join(".").join("a.json")));
+        assert_ne!(uuid(&a), uuid(&b));
+    }
+
+    #[test]
     fn missing_scenario_names_the_file() {
         let clock = Arc::new(ManualClock::new());
         let e = open_devices(&DeviceSpec::Sim("/no/such.json".into()), clock).unwrap_err();
