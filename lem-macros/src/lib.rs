@@ -2,8 +2,8 @@
 //! The `#[energy_bench]` attribute macro. Use it through its re-export, `lem::energy_bench`,
 //! which documents every form and option.
 //!
-//! Staged like a compiler: [`parse`] reads the options, [`validate`] checks the function's
-//! signature, [`expand`] generates the registration. Errors point at the offending token,
+//! Staged like a compiler: `parse` reads the options, `validate` checks the function's
+//! signature, `expand` generates the registration. Errors point at the offending token,
 //! and the user's function is always emitted so the IDE keeps working.
 
 use proc_macro::TokenStream;
