@@ -261,9 +261,34 @@ pub fn run(ui: &Ui, a: RunArgs) -> Result<u8, Failure> {
         None => default_process_index()?,
     };
     let exp_dir = output.join("raw").join(&experiment_id);
+    let created = !exp_dir.exists();
     check_writable(&exp_dir)?;
+    let result = measure_cycles(
+        ui,
+        &a,
+        &output,
+        &experiment_id,
+        process_index,
+        &exp_dir,
+        gap,
+    );
+    if created && result.is_err() {
+        // nothing was written: leave no empty experiment directory behind
+        let _ = std::fs::remove_dir(&exp_dir);
+    }
+    result
+}
 
-    let meter = builder(ui, &a)?.build()?;
+fn measure_cycles(
+    ui: &Ui,
+    a: &RunArgs,
+    output: &Path,
+    experiment_id: &str,
+    process_index: u32,
+    exp_dir: &Path,
+    gap: Duration,
+) -> Result<u8, Failure> {
+    let meter = builder(ui, a)?.build()?;
     for n in meter.notices() {
         ui.warn(n);
     }
@@ -288,7 +313,7 @@ pub fn run(ui: &Ui, a: RunArgs) -> Result<u8, Failure> {
         let report = scope.finish()?;
         let outcome = outcome?;
         let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-        let mut rf = meter.result_file(report, experiment_id.clone(), process_index);
+        let mut rf = meter.result_file(report, experiment_id, process_index);
         rf.extra.insert(
             "command".into(),
             serde_json::json!({
@@ -303,7 +328,7 @@ pub fn run(ui: &Ui, a: RunArgs) -> Result<u8, Failure> {
             rf.extra.insert("cycle".into(), serde_json::json!(cycle));
             exp_dir.join(format!("process_{process_index}_cycle_{cycle}.json"))
         } else {
-            process_result_path(&output, &experiment_id, process_index)
+            process_result_path(output, experiment_id, process_index)
         };
         meter.save(&mut rf, &path, a.timeseries)?;
         summarise(ui, &rf, &outcome, &path, (cycle, a.cycles), meter.notices());
@@ -327,8 +352,8 @@ pub fn run(ui: &Ui, a: RunArgs) -> Result<u8, Failure> {
         }
     }
     if a.cycles > 1 && !written.is_empty() {
-        let agg = lem::aggregate::aggregate_dir(&exp_dir, false)?;
-        let path = lem::aggregate::write_aggregate(&output, &agg)?;
+        let agg = lem::aggregate::aggregate_dir(exp_dir, false)?;
+        let path = lem::aggregate::write_aggregate(output, &agg)?;
         if let Some(i) = &agg.cycles.energy_adjusted_j.or(agg.cycles.energy_raw_j) {
             let which = if agg.cycles.energy_adjusted_j.is_some() {
                 "adjusted"
