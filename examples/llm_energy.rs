@@ -232,12 +232,7 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
     let output = a
         .output
         .clone()
-        .or_else(|| {
-            std::env::var_os("LEM_OUTPUT_DIR")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| PathBuf::from("results"));
+        .unwrap_or_else(lem::output::default_output_dir);
     let experiment_id = a
         .experiment_id
         .clone()

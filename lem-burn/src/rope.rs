@@ -39,7 +39,7 @@ impl<B: Backend> Rope<B> {
 
     /// Rotate `x` (`[batch, heads, seq, head_dim]`) whose first position is `start`.
     pub fn apply(&self, x: Tensor<B, 4>, start: usize) -> Tensor<B, 4> {
-        let [b, h, s, d] = x.dims();
+        let [_, _, s, d] = x.dims();
         let cos = self
             .cos
             .clone()
@@ -53,7 +53,6 @@ impl<B: Backend> Rope<B> {
         let x1 = x.clone().slice(s![.., .., .., 0..self.half]);
         let x2 = x.clone().slice(s![.., .., .., self.half..d]);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        let _ = (b, h);
         x * cos + rotated * sin
     }
 }

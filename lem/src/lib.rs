@@ -104,8 +104,8 @@ macro_rules! main {
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::bench::harness_def::BenchDef;
     pub use crate::bench::run_main;
+    pub use crate::bench::BenchDef;
     pub use crate::bench::BenchOptions;
     pub use crate::warmup::WarmupMode;
     pub use inventory;

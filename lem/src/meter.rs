@@ -124,9 +124,7 @@ impl MeterBuilder {
     /// [`Error::InvalidConfig`] naming the variable whose value is invalid.
     pub fn from_env() -> Result<Self> {
         let mut b = Self::new();
-        if let Some(v) = env_var("LEM_DEVICE")? {
-            b.spec = DeviceSpec::parse_for("LEM_DEVICE", &v)?;
-        }
+        b.spec = DeviceSpec::from_env()?;
         if let Some(v) = env_var("LEM_CACHE_DIR")? {
             b.baseline.cache_dir = Some(PathBuf::from(v));
         }

@@ -192,6 +192,13 @@ impl Timeseries {
     }
 }
 
+/// The results root when none is given: `LEM_OUTPUT_DIR`, else `results`.
+pub fn default_output_dir() -> PathBuf {
+    std::env::var_os("LEM_OUTPUT_DIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from("results"), PathBuf::from)
+}
+
 /// `OUTPUT/raw/<experiment_id>/process_<i>.json`.
 pub fn process_result_path(output: &Path, experiment_id: &str, process_index: u32) -> PathBuf {
     output

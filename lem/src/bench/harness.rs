@@ -462,26 +462,17 @@ pub fn run_with(args: HarnessArgs) -> i32 {
         let Some(meter) = meters.get(&opts.device) else {
             continue;
         };
-        let mut warmup = opts.warmup_config();
-        if let Err(e) = warmup.validate() {
-            eprintln!("lem: error: {}: {e}", inst.name);
-            failures += 1;
-            continue;
-        }
-        let mut plan = Plan {
-            name: inst.name.clone(),
-            warmup,
-            samples: opts.samples.unwrap_or(10).max(1),
-            min_sample_s: opts.min_sample_s.unwrap_or(1.0).max(0.0),
-            cycles: opts.cycles.unwrap_or(1).max(1),
-            cycle_gap: Duration::from_secs_f64(opts.cycle_gap_s.unwrap_or(0.0).max(0.0)),
-            units: opts.units,
-            progress: !test_mode,
+        let mut plan = match Plan::new(&inst.name, opts, !test_mode) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("lem: error: {}: {e}", inst.name);
+                failures += 1;
+                continue;
+            }
         };
         if test_mode {
-            warmup.mode = WarmupMode::Fixed;
-            warmup.fixed_iters = 1;
-            plan.warmup = warmup;
+            plan.warmup.mode = WarmupMode::Fixed;
+            plan.warmup.fixed_iters = 1;
             plan.samples = 1;
             plan.min_sample_s = 0.0;
             plan.cycles = 1;

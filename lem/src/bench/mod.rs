@@ -9,11 +9,6 @@
 
 mod harness;
 
-/// The registration record of a benchmark.
-pub mod harness_def {
-    pub use super::harness::BenchDef;
-}
-
 use serde::{Deserialize, Serialize};
 use std::any::Any;
 use std::hint::black_box;
@@ -24,7 +19,7 @@ use crate::stats::Interval;
 use crate::warmup::{typical_latency, warm_up, WarmupConfig, WarmupMode, WarmupResult};
 use crate::Meter;
 
-pub use harness::{run_main, run_with, HarnessArgs};
+pub use harness::{run_main, run_with, BenchDef, HarnessArgs};
 
 /// Options of one benchmark, as written in `#[energy_bench(...)]`. Every field is optional:
 /// `BenchOptions { samples: Some(20), ..BenchOptions::DEFAULT }`.
@@ -175,6 +170,24 @@ pub(crate) struct Plan {
     pub cycle_gap: Duration,
     pub units: Option<&'static str>,
     pub progress: bool,
+}
+
+impl Plan {
+    /// Resolve `options` (defaults filled in, warmup checked) for the benchmark `name`.
+    pub(crate) fn new(name: &str, options: &BenchOptions, progress: bool) -> crate::Result<Self> {
+        let warmup = options.warmup_config();
+        warmup.validate()?;
+        Ok(Self {
+            name: name.to_string(),
+            warmup,
+            samples: options.samples.unwrap_or(10).max(1),
+            min_sample_s: options.min_sample_s.unwrap_or(1.0).max(0.0),
+            cycles: options.cycles.unwrap_or(1).max(1),
+            cycle_gap: Duration::from_secs_f64(options.cycle_gap_s.unwrap_or(0.0).max(0.0)),
+            units: options.units,
+            progress,
+        })
+    }
 }
 
 /// Handed to a benchmark function: set a sync hook, then call [`iter`](Self::iter) with
@@ -380,19 +393,7 @@ pub fn run_one(
     options: &BenchOptions,
     f: impl FnOnce(&mut Bencher<'_>),
 ) -> crate::Result<Option<BenchOutcome>> {
-    let warmup = options.warmup_config();
-    warmup.validate()?;
-    let plan = Plan {
-        name: name.to_string(),
-        warmup,
-        samples: options.samples.unwrap_or(10).max(1),
-        min_sample_s: options.min_sample_s.unwrap_or(1.0).max(0.0),
-        cycles: options.cycles.unwrap_or(1).max(1),
-        cycle_gap: Duration::from_secs_f64(options.cycle_gap_s.unwrap_or(0.0).max(0.0)),
-        units: options.units,
-        progress: false,
-    };
-    let mut b = Bencher::new(meter, plan);
+    let mut b = Bencher::new(meter, Plan::new(name, options, false)?);
     f(&mut b);
     Ok(b.take_outcome())
 }

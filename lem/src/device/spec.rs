@@ -72,6 +72,22 @@ impl DeviceSpec {
     }
 }
 
+impl DeviceSpec {
+    /// `LEM_DEVICE`, or `auto` when unset or empty.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming `LEM_DEVICE`.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("LEM_DEVICE") {
+            Ok(v) if !v.trim().is_empty() => Self::parse_for("LEM_DEVICE", &v),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(Self::Auto),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(Error::config("LEM_DEVICE", "not valid UTF-8"))
+            }
+        }
+    }
+}
+
 impl std::str::FromStr for DeviceSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {

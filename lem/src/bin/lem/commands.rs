@@ -135,13 +135,7 @@ pub fn baseline_clear(ui: &Ui) -> Result<(), Failure> {
 pub fn env(ui: &Ui, device: Option<&str>) -> Result<(), Failure> {
     let spec = match device {
         Some(d) => DeviceSpec::parse_for("--device", d)?,
-        None => match std::env::var("LEM_DEVICE")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-        {
-            Some(v) => DeviceSpec::parse_for("LEM_DEVICE", &v)?,
-            None => DeviceSpec::Auto,
-        },
+        None => DeviceSpec::from_env()?,
     };
     let opened = lem::device::open_devices(&spec, Arc::new(MonotonicClock::new()))?;
     let env = lem::env::collect(&opened.devices);

@@ -249,8 +249,7 @@ pub fn run(ui: &Ui, a: RunArgs) -> Result<u8, Failure> {
     let output = a
         .output
         .clone()
-        .or_else(|| env_nonempty("LEM_OUTPUT_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("results"));
+        .unwrap_or_else(lem::output::default_output_dir);
     let experiment_id = a
         .experiment_id
         .clone()
