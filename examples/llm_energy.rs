@@ -157,6 +157,32 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
                 .into(),
         );
     }
+    let output = a
+        .output
+        .clone()
+        .unwrap_or_else(lem::output::default_output_dir);
+    let experiment_id = a
+        .experiment_id
+        .clone()
+        .or_else(|| {
+            std::env::var("LEM_EXPERIMENT_ID")
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
+        .unwrap_or_else(|| {
+            format!(
+                "llm-{}",
+                lem::timefmt::compact_id(lem::timefmt::unix_now_s())
+            )
+        });
+    // results must be writable before minutes of work are spent
+    let exp_dir = output.join("raw").join(&experiment_id);
+    std::fs::create_dir_all(&exp_dir).map_err(|e| {
+        format!(
+            "invalid --output: cannot write results to {}: {e}",
+            exp_dir.display()
+        )
+    })?;
     let meter = meter_for::<B>(a, &device)?;
     for n in meter.notices() {
         eprintln!("lem: {n}");
@@ -229,24 +255,6 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
         warmup.final_cv.map_or("-".into(), |c| format!("{c:.3}"))
     );
 
-    let output = a
-        .output
-        .clone()
-        .unwrap_or_else(lem::output::default_output_dir);
-    let experiment_id = a
-        .experiment_id
-        .clone()
-        .or_else(|| {
-            std::env::var("LEM_EXPERIMENT_ID")
-                .ok()
-                .filter(|v| !v.is_empty())
-        })
-        .unwrap_or_else(|| {
-            format!(
-                "llm-{}",
-                lem::timefmt::compact_id(lem::timefmt::unix_now_s())
-            )
-        });
     let info = WorkloadInfo {
         model: model.config.name.clone(),
         backend: backend.to_string(),

@@ -141,4 +141,18 @@ fn bad_flags_are_one_line_errors() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--dtype f16"), "{err}");
+    // an unwritable results root is reported before any work is done
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-file"), "x").unwrap();
+    let o = Command::new(example())
+        .args(["--model", "tiny", "--device", "none", "--output"])
+        .arg(dir.path().join("a-file/sub"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("invalid --output"),
+        "{err}"
+    );
+    assert!(!err.contains("warmup"), "failed before warming up: {err}");
 }
