@@ -29,7 +29,20 @@ pub(crate) struct DeviceWindow<'a> {
     pub edges: Option<(Reading, Reading)>,
     pub baseline_w: Option<f64>,
     pub baseline_method: BaselineMethod,
+    /// The device stopped answering at this time (clock s) and had not recovered when the
+    /// window closed, with the reason.
+    pub lost: Option<(f64, String)>,
+    /// Which counter reads failed: (start, end).
+    pub counter_failed: (bool, bool),
 }
+
+/// A counter and integrated samples that differ by more than this fraction over a window of
+/// at least [`CROSS_CHECK_MIN_S`] mean one of them is wrong; lem trusts the samples and says so.
+pub const CROSS_CHECK_TOLERANCE: f64 = 0.10;
+/// Shortest window whose counter is cross-checked against instantaneous power samples.
+pub const CROSS_CHECK_MIN_S: f64 = 2.0;
+/// Shortest window cross-checked when the samples are 1-second averages (which lag steps).
+pub const CROSS_CHECK_MIN_AVERAGED_S: f64 = 10.0;
 
 /// Integrate the piecewise-linear power curve through `points` (time-sorted `(t_s, W)`),
 /// held constant before the first and after the last point, over `[t0, t1]`. `None` without
@@ -62,16 +75,31 @@ pub fn integrate(points: &[(f64, f64)], t0: f64, t1: f64) -> Option<f64> {
     Some(total)
 }
 
+/// Throttle time from sampled reasons, each held until the next sample.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct SampledThrottle {
+    /// Time slowed down (thermal, HW slowdown, power brake), s.
+    pub slowdown: f64,
+    /// Time thermally throttled, s.
+    pub thermal: f64,
+    /// Time at the power cap or braked, s.
+    pub power: f64,
+    /// Time braked while not at the power cap (what the power counter misses), s.
+    pub brake_without_cap: f64,
+    /// Every throttling reason seen.
+    pub seen: ThrottleReasons,
+    /// Intervals with any throttling reason.
+    pub events: Vec<ThrottleEvent>,
+}
+
 /// Throttle time and events from sampled reasons, each held until the next sample.
 pub(crate) fn throttle_from_samples(
     device: u32,
     samples: &[(f64, ThrottleReasons)],
     t0: f64,
     t1: f64,
-) -> (f64, f64, f64, ThrottleReasons, Vec<ThrottleEvent>) {
-    let (mut any, mut thermal, mut power) = (0.0, 0.0, 0.0);
-    let mut seen = ThrottleReasons::NONE;
-    let mut events: Vec<ThrottleEvent> = Vec::new();
+) -> SampledThrottle {
+    let mut out = SampledThrottle::default();
     for (i, (t, r)) in samples.iter().enumerate() {
         let start = t.max(t0);
         let end = samples.get(i + 1).map_or(t1, |n| n.0).min(t1);
@@ -83,21 +111,26 @@ pub(crate) fn throttle_from_samples(
             continue;
         }
         let dt = end - start;
-        any += dt;
+        if r.is_slowdown() {
+            out.slowdown += dt;
+        }
         if r.is_thermal() {
-            thermal += dt;
+            out.thermal += dt;
         }
         if r.is_power() {
-            power += dt;
+            out.power += dt;
         }
-        seen = seen.union(r);
+        if r.contains(ThrottleReasons::HW_POWER_BRAKE) && !r.contains(ThrottleReasons::SW_POWER_CAP) {
+            out.brake_without_cap += dt;
+        }
+        out.seen = out.seen.union(r);
         let (s_rel, e_rel) = (start - t0, end - t0);
-        match events.last_mut() {
+        match out.events.last_mut() {
             Some(ev) if (ev.end_s - s_rel).abs() < 1e-12 => {
                 ev.end_s = e_rel;
                 ev.reasons = ev.reasons.union(r);
             }
-            _ => events.push(ThrottleEvent {
+            _ => out.events.push(ThrottleEvent {
                 device,
                 start_s: s_rel,
                 end_s: e_rel,
@@ -105,7 +138,18 @@ pub(crate) fn throttle_from_samples(
             }),
         }
     }
-    (any, thermal, power, seen, events)
+    out
+}
+
+/// The largest gap between consecutive power points covering `[t0, t1]` (edges included).
+fn largest_gap(points: &[(f64, f64)], t0: f64, t1: f64) -> f64 {
+    let mut last = t0;
+    let mut gap: f64 = 0.0;
+    for (t, _) in points.iter().filter(|p| p.0 >= t0 && p.0 <= t1) {
+        gap = gap.max(t - last);
+        last = *t;
+    }
+    gap.max(t1 - last)
 }
 
 fn max_opt(it: impl Iterator<Item = Option<f64>>) -> Option<f64> {
@@ -139,6 +183,9 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
     }
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
     let integrated = integrate(&points, w.t0, w.t1);
+    let averaged_readings = inside
+        .iter()
+        .any(|s| s.reading.power_source == Some(crate::device::PowerSource::Averaged));
 
     let counter = match (w.e0, w.e1) {
         (Some(a), Some(b)) => Some(b - a),
@@ -146,59 +193,118 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
     };
     let limit_s = MIN_COUNTER_UPDATES * info.counter_update_s;
     let mut below = false;
-    let (raw, method) = match counter {
-        Some(d) if d < 0.0 => {
-            warnings.push(format!(
-                "{dev}: energy counter went backwards by {:.3} J (reset or driver reload); used integrated power samples for this window",
-                -d
-            ));
-            (
-                integrated,
-                integrated.map(|_| EnergyMethod::PowerIntegration),
-            )
-        }
-        Some(d) if d == 0.0 && duration > 0.0 => {
-            below = true;
-            let period = if info.counter_update_s > 0.0 {
-                format!(" (it updates every ~{:.0} ms)", info.counter_update_s * 1e3)
-            } else {
-                String::new()
-            };
-            warnings.push(format!(
-                "{dev}: below_resolution: the energy counter did not move during the {:.1} ms window{period}; used integrated power instead of reporting zero",
-                duration * 1e3
-            ));
-            (
-                integrated,
-                integrated.map(|_| EnergyMethod::PowerIntegration),
-            )
-        }
-        Some(d) => {
-            if duration < limit_s {
-                below = true;
-                warnings.push(format!(
-                    "{dev}: below_resolution: the {:.1} ms window spans fewer than {MIN_COUNTER_UPDATES} energy-counter updates (~{:.0} ms each); the energy is coarse: measure longer windows or more iterations per window",
-                    duration * 1e3,
-                    info.counter_update_s * 1e3
-                ));
-            }
-            (Some(d), Some(EnergyMethod::EnergyCounter))
-        }
-        None => (
+    let integration = || {
+        (
             integrated,
             integrated.map(|_| EnergyMethod::PowerIntegration),
-        ),
+        )
     };
-    if raw.is_none() {
+    let (raw, method) = if let Some((at, why)) = &w.lost {
+        let when = if *at <= w.t0 {
+            "before the window started".to_string()
+        } else {
+            format!("{:.3} s into the window", at - w.t0)
+        };
+        warnings.push(format!(
+            "{dev}: stopped answering {when} ({why}); its energy for this window is unknown (lem does not extrapolate past the last reading)"
+        ));
+        (None, None)
+    } else {
+        match counter {
+            None if w.counter_failed.0 || w.counter_failed.1 => {
+                let which = match w.counter_failed {
+                    (true, true) => "both ends",
+                    (true, false) => "the window's start",
+                    _ => "the window's end",
+                };
+                warnings.push(format!(
+                    "{dev}: the energy-counter read failed at {which}; used integrated power samples for this window"
+                ));
+                integration()
+            }
+            Some(d) if d < 0.0 => {
+                warnings.push(format!(
+                    "{dev}: energy counter went backwards by {:.3} J (reset or driver reload); used integrated power samples for this window",
+                    -d
+                ));
+                integration()
+            }
+            Some(d) if d == 0.0 && duration > 0.0 => {
+                below = true;
+                let period = if info.counter_update_s > 0.0 {
+                    format!(" (it updates every ~{:.0} ms)", info.counter_update_s * 1e3)
+                } else {
+                    String::new()
+                };
+                warnings.push(format!(
+                    "{dev}: below_resolution: the energy counter did not move during the {:.1} ms window{period}; used integrated power instead of reporting zero",
+                    duration * 1e3
+                ));
+                integration()
+            }
+            Some(d) => {
+                let min_s = if averaged_readings {
+                    CROSS_CHECK_MIN_AVERAGED_S
+                } else {
+                    CROSS_CHECK_MIN_S
+                };
+                let checkable = integrated.filter(|i| {
+                    duration >= min_s
+                        && *i > 0.0
+                        && points.len() >= 5
+                        && largest_gap(&points, w.t0, w.t1) <= (0.1 * duration).max(0.5)
+                });
+                match checkable {
+                    Some(i) if (d - i).abs() > CROSS_CHECK_TOLERANCE * i => {
+                        warnings.push(format!(
+                            "{dev}: the energy counter ({d:.1} J) disagrees with the integrated power samples ({i:.1} J) by {:.0} % over {duration:.1} s (a frozen or reset counter?); used the integrated samples",
+                            (d - i).abs() / i * 100.0
+                        ));
+                        (Some(i), Some(EnergyMethod::PowerIntegration))
+                    }
+                    _ => {
+                        if duration < limit_s {
+                            below = true;
+                            warnings.push(format!(
+                                "{dev}: below_resolution: the {:.1} ms window spans fewer than {MIN_COUNTER_UPDATES} energy-counter updates (~{:.0} ms each); the energy is coarse: measure longer windows or more iterations per window",
+                                duration * 1e3,
+                                info.counter_update_s * 1e3
+                            ));
+                        }
+                        (Some(d), Some(EnergyMethod::EnergyCounter))
+                    }
+                }
+            }
+            None => integration(),
+        }
+    };
+    if raw.is_none() && w.lost.is_none() {
         warnings.push(format!(
             "{dev}: energy could not be measured (no energy counter and no power samples in the window)"
         ));
     }
-    if method == Some(EnergyMethod::PowerIntegration)
-        && info.power_source == crate::device::PowerSource::Averaged
-    {
+    if method == Some(EnergyMethod::PowerIntegration) && averaged_readings {
         warnings.push(format!(
             "{dev}: integrated power readings that the driver averages over 1 s; short windows are smoothed"
+        ));
+    }
+    let instant_readings = inside
+        .iter()
+        .filter(|s| s.reading.power_source == Some(crate::device::PowerSource::Instant))
+        .count() as u64;
+    let usage_readings = inside
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.reading.power_source,
+                Some(crate::device::PowerSource::Averaged | crate::device::PowerSource::Usage)
+            )
+        })
+        .count() as u64;
+    if info.power_source == crate::device::PowerSource::Instant && usage_readings > 0 {
+        warnings.push(format!(
+            "{dev}: {usage_readings} of {} power readings fell back from the instant power field to nvmlDeviceGetPowerUsage",
+            usage_readings + instant_readings
         ));
     }
     let adjusted = match (raw, w.baseline_w) {
@@ -248,20 +354,30 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
         .iter()
         .filter_map(|s| s.reading.throttle.map(|r| (s.t_s, r)))
         .collect();
-    let (mut any, mut thermal, mut power, seen, events) =
-        throttle_from_samples(info.index, &reasons, w.t0, w.t1);
+    let sampled = throttle_from_samples(info.index, &reasons, w.t0, w.t1);
+    let (mut slowdown, mut thermal, mut power) = (sampled.slowdown, sampled.thermal, sampled.power);
     let mut source = ThrottleSource::Samples;
     if let Some((v0, v1)) = w.violations {
-        let s = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9;
-        thermal = s(v0.thermal_ns, v1.thermal_ns).min(duration);
-        power = s(v0.power_ns, v1.power_ns).min(duration);
-        any = any.max(thermal).max(power).min(duration);
-        source = ThrottleSource::ViolationCounters;
+        let delta = |a: Option<u64>, b: Option<u64>| {
+            a.zip(b)
+                .map(|(a, b)| (b.saturating_sub(a) as f64 / 1e9).min(duration))
+        };
+        // Each policy's counter refines only the reasons it counts.
+        if let Some(t) = delta(v0.thermal_ns, v1.thermal_ns) {
+            thermal = t;
+            slowdown = slowdown.max(t);
+            source = ThrottleSource::ViolationCounters;
+        }
+        if let Some(cap) = delta(v0.power_ns, v1.power_ns) {
+            power = (cap + sampled.brake_without_cap).min(duration);
+            source = ThrottleSource::ViolationCounters;
+        }
     }
-    let detected = any > 0.0 || !seen.is_empty();
+    let detected = slowdown > 0.0 || sampled.seen.is_slowdown();
     if detected {
         warnings.push(format!(
-            "{dev}: throttled for {any:.2} s of {duration:.2} s (thermal {thermal:.2} s, power {power:.2} s; {seen}): energy and speed reflect a throttled device"
+            "{dev}: throttled for {slowdown:.2} s of {duration:.2} s (thermal {thermal:.2} s, power {power:.2} s; {}): energy and speed reflect a throttled device",
+            sampled.seen
         ));
     }
 
@@ -284,6 +400,8 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
             mean_w: raw.filter(|_| duration > 0.0).map(|r| r / duration),
             peak_w: peak_power,
             source: info.power_source,
+            instant_readings,
+            usage_readings,
         },
         temperature: TemperatureStats {
             start_c: w.temp0,
@@ -298,14 +416,14 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
         },
         throttle: DeviceThrottle {
             detected,
-            throttle_duration_s: any,
+            throttle_duration_s: slowdown,
             thermal_duration_s: thermal,
             power_duration_s: power,
             duration_source: source,
-            reasons: seen,
+            reasons: sampled.seen,
         },
     };
-    (report, events, warnings)
+    (report, sampled.events, warnings)
 }
 
 #[cfg(test)]
@@ -352,11 +470,13 @@ mod tests {
         let pc = ThrottleReasons::SW_POWER_CAP;
         let none = ThrottleReasons::GPU_IDLE;
         let s = [(0.9, th), (1.0, th), (1.1, pc), (1.2, none), (1.3, th)];
-        let (any, thermal, power, seen, ev) = throttle_from_samples(0, &s, 1.0, 1.35);
-        assert!((any - 0.25).abs() < 1e-9, "{any}");
-        assert!((thermal - 0.15).abs() < 1e-9);
-        assert!((power - 0.1).abs() < 1e-9);
-        assert!(seen.is_thermal() && seen.is_power());
+        let st = throttle_from_samples(0, &s, 1.0, 1.35);
+        // the power cap alone is not a slowdown
+        assert!((st.slowdown - 0.15).abs() < 1e-9, "{}", st.slowdown);
+        assert!((st.thermal - 0.15).abs() < 1e-9);
+        assert!((st.power - 0.1).abs() < 1e-9);
+        assert!(st.seen.is_thermal() && st.seen.is_power());
+        let ev = st.events;
         assert_eq!(ev.len(), 2);
         assert!((ev[0].start_s - 0.0).abs() < 1e-9 && (ev[0].end_s - 0.2).abs() < 1e-9);
         assert!((ev[1].start_s - 0.3).abs() < 1e-9 && (ev[1].end_s - 0.35).abs() < 1e-9);

@@ -32,6 +32,15 @@ pub enum Error {
         /// What went wrong, in words.
         reason: String,
     },
+    /// A device stopped answering (a GPU fallen off the bus): nothing it would report after
+    /// this can be trusted.
+    #[error("{device} was lost: {reason}")]
+    DeviceLost {
+        /// The device.
+        device: String,
+        /// What failed.
+        reason: String,
+    },
     /// NVML returned an error.
     #[error("nvml: {context}: {source}")]
     Nvml {

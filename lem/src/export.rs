@@ -26,6 +26,10 @@ fn mean_power(v: &Value) -> Option<Value> {
 }
 
 fn peak_power(v: &Value) -> Option<Value> {
+    // The total's peak (same basis as the mean); files from before it existed: one device's.
+    if let Some(p) = v.pointer("/power/peak_w").and_then(Value::as_f64) {
+        return Some(Value::from(p));
+    }
     let devs = v.get("devices")?.as_array()?;
     let p: Vec<f64> = devs
         .iter()
@@ -84,11 +88,11 @@ const COLUMNS: &[(&str, Col)] = &[
         Col::Ptr(&["/thermal/throttle_duration_s"]),
     ),
     (
-        "thermal_thermal_duration_s",
+        "throttle_thermal_duration_s",
         Col::Ptr(&["/thermal/thermal_duration_s"]),
     ),
     (
-        "thermal_power_duration_s",
+        "throttle_power_duration_s",
         Col::Ptr(&["/thermal/power_duration_s"]),
     ),
     ("thermal_max_temp_c", Col::Ptr(&["/thermal/max_temp_c"])),

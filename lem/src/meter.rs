@@ -341,6 +341,8 @@ impl std::fmt::Debug for Meter {
 #[derive(Debug, Clone, Copy)]
 struct DeviceStart {
     e0: Option<f64>,
+    /// The counter read at the start failed.
+    e0_failed: bool,
     temp0: Option<f64>,
     viol0: Option<Violations>,
     edge0: Option<Reading>,
@@ -369,14 +371,19 @@ impl Meter {
             s();
         }
         let mut starts = Vec::with_capacity(self.devices.len());
+        let mut failed_here = 0;
         for d in &self.devices {
             let info = d.info();
+            let e0 = if info.energy_counter {
+                d.energy_j().ok()
+            } else {
+                None
+            };
+            let e0_failed = info.energy_counter && e0.is_none();
+            failed_here += u64::from(e0_failed);
             starts.push(DeviceStart {
-                e0: if info.energy_counter {
-                    d.energy_j().ok()
-                } else {
-                    None
-                },
+                e0,
+                e0_failed,
                 temp0: d.temperature_c(),
                 viol0: d.violations(),
                 edge0: if info.energy_counter {
@@ -396,6 +403,7 @@ impl Meter {
             name: name.into(),
             t0,
             failed0: shared.failed_reads(),
+            failed_here,
             starts,
             open: true,
         })
@@ -533,15 +541,32 @@ impl Meter {
             s();
         }
         let t1 = self.clock.now().as_secs_f64();
-        let mut ends: Vec<(Option<f64>, Option<Violations>, Option<Reading>)> =
-            Vec::with_capacity(self.devices.len());
+        let mut ends: Vec<DeviceEnd> = Vec::with_capacity(self.devices.len());
+        let mut failed_here = scope.failed_here;
         for d in &self.devices {
             let counter = d.info().energy_counter;
-            ends.push((
-                if counter { d.energy_j().ok() } else { None },
-                d.violations(),
-                if counter { None } else { d.read().ok() },
-            ));
+            let mut end = DeviceEnd::default();
+            if counter {
+                match d.energy_j() {
+                    Ok(e) => end.e1 = Some(e),
+                    Err(e) => end.failure = Some(e),
+                }
+            } else {
+                match d.read() {
+                    Ok(r) if r.power_w.is_some() => end.edge = Some(r),
+                    Ok(r) => {
+                        end.edge = Some(r);
+                        end.failure = Some(Error::Device {
+                            device: d.info().name.clone(),
+                            reason: "power read failed".into(),
+                        });
+                    }
+                    Err(e) => end.failure = Some(e),
+                }
+            }
+            failed_here += u64::from(end.failure.is_some());
+            end.violations = d.violations();
+            ends.push(end);
         }
         let shared = self.sampler.shared();
         shared.unregister(scope.id);
@@ -560,18 +585,31 @@ impl Meter {
                 .copied()
                 .collect();
             let st = scope.starts[i];
-            let (e1, viol1, edge1) = ends[i];
+            let end = &ends[i];
+            // A device that fails at the window's end is lost for this window if the sampler
+            // has seen it failing since some earlier time, or it says it is lost; a single
+            // failed read with good samples around it is transient (integration covers it).
+            let lost = end.failure.as_ref().and_then(|e| {
+                shared.down_since(i).or_else(|| {
+                    matches!(e, Error::DeviceLost { .. }).then(|| (t1, e.to_string()))
+                })
+            });
             let b = self.baselines.get(i);
             let w = DeviceWindow {
                 info,
                 t0,
                 t1,
                 e0: st.e0,
-                e1,
+                e1: end.e1,
                 temp0: st.temp0,
-                violations: st.viol0.zip(viol1),
+                violations: st.viol0.zip(end.violations),
                 samples: &mine,
-                edges: st.edge0.zip(edge1),
+                edges: st.edge0.zip(end.edge),
+                lost,
+                counter_failed: (
+                    st.e0_failed,
+                    d.info().energy_counter && end.e1.is_none(),
+                ),
                 baseline_w: b.and_then(|b| b.power_w),
                 baseline_method: b.map_or(BaselineMethod::Unavailable, |b| b.method),
             };
@@ -657,6 +695,10 @@ impl Meter {
             ));
         }
         let below_resolution = devices.iter().any(|d| d.energy.below_resolution);
+        let power = crate::report::TotalPower {
+            mean_w: raw_j.filter(|_| duration > 0.0).map(|e| e / duration),
+            peak_w: total_peak(&samples, t0, self.devices.len()),
+        };
         EnergyReport {
             schema_version: SCHEMA_VERSION.to_string(),
             name: scope.name.to_string(),
@@ -673,17 +715,52 @@ impl Meter {
                 method,
                 below_resolution,
             },
+            power,
             devices,
             thermal,
             sampling: SamplingSummary {
                 interval_ms: interval_s * 1000.0,
                 sample_count: rounds,
                 expected_sample_count: expected,
-                failed_reads: failed_total.saturating_sub(scope.failed0),
+                failed_reads: failed_total.saturating_sub(scope.failed0) + failed_here,
             },
             warnings,
         }
     }
+}
+
+/// The highest total power of one sampling round inside the window, over rounds in which all
+/// `n` devices answered. Samples arrive round by round, devices in order.
+fn total_peak(samples: &[Sample], t0: f64, n: usize) -> Option<f64> {
+    let mut best: Option<f64> = None;
+    let (mut sum, mut seen, mut last) = (0.0, 0usize, None::<u32>);
+    let close = |sum: f64, seen: usize, best: &mut Option<f64>| {
+        if seen == n && n > 0 {
+            *best = Some(best.map_or(sum, |b: f64| b.max(sum)));
+        }
+    };
+    for s in samples.iter().filter(|s| s.t_s >= t0) {
+        if last.is_some_and(|l| s.device <= l) {
+            close(sum, seen, &mut best);
+            (sum, seen) = (0.0, 0);
+        }
+        if let Some(p) = s.reading.power_w {
+            sum += p;
+            seen += 1;
+        }
+        last = Some(s.device);
+    }
+    close(sum, seen, &mut best);
+    best
+}
+
+/// What was read from one device at a window's end.
+#[derive(Debug, Default)]
+struct DeviceEnd {
+    e1: Option<f64>,
+    violations: Option<Violations>,
+    edge: Option<Reading>,
+    failure: Option<Error>,
 }
 
 /// An open measurement window. Close it with [`finish`](Self::finish) to get its report;
@@ -695,6 +772,8 @@ pub struct EnergyScope<'m> {
     name: Cow<'static, str>,
     t0: f64,
     failed0: u64,
+    /// Reads that failed at the window's start (not the sampler's).
+    failed_here: u64,
     starts: Vec<DeviceStart>,
     open: bool,
 }

@@ -56,6 +56,9 @@ pub struct EnergyReport {
     pub simulated: bool,
     /// Totals over all devices.
     pub energy: EnergySummary,
+    /// Power of all devices together (the same basis for mean and peak).
+    #[serde(default)]
+    pub power: TotalPower,
     /// One entry per device.
     pub devices: Vec<DeviceReport>,
     /// Throttling over the window.
@@ -64,6 +67,16 @@ pub struct EnergyReport {
     pub sampling: SamplingSummary,
     /// Everything the reader should know before trusting the numbers.
     pub warnings: Vec<String>,
+}
+
+/// Power of all devices together, in W.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TotalPower {
+    /// Total raw energy / duration.
+    pub mean_w: Option<f64>,
+    /// Highest sum over devices of one sampling round's readings (rounds where every device
+    /// answered).
+    pub peak_w: Option<f64>,
 }
 
 /// Energy totals over all devices.
@@ -143,8 +156,15 @@ pub struct PowerStats {
     pub mean_w: Option<f64>,
     /// Highest sampled power.
     pub peak_w: Option<f64>,
-    /// Which reading the samples are.
+    /// Which reading the samples are when nothing falls back.
     pub source: PowerSource,
+    /// Samples in the window read from the instantaneous power field.
+    #[serde(default)]
+    pub instant_readings: u64,
+    /// Samples in the window read from `nvmlDeviceGetPowerUsage` (averaged or not; on a
+    /// device whose `source` is `instant`, these fell back).
+    #[serde(default)]
+    pub usage_readings: u64,
 }
 
 /// Temperatures in °C.
@@ -156,7 +176,7 @@ pub struct TemperatureStats {
     pub max_c: Option<f64>,
 }
 
-/// Memory in MB.
+/// Memory in MiB (as nvidia-smi prints it; the keys keep their `_mb` names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemoryStats {
     /// Highest memory in use during the window.
@@ -178,20 +198,23 @@ pub struct UtilisationStats {
 pub enum ThrottleSource {
     /// Sampled clocks-event reasons: durations as fine as the sampling interval.
     Samples,
-    /// The device's violation counters: exact thermal and power durations.
+    /// The device's violation counters: exact time for the reasons each policy counts (SW
+    /// power cap, thermal slowdown); reasons no counter covers (HW power brake, HW slowdown)
+    /// keep their sampled time.
     ViolationCounters,
 }
 
 /// One device's throttling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceThrottle {
-    /// Any throttling during the window.
+    /// A slowdown during the window: thermal, HW slowdown or power brake. The SW power cap
+    /// alone (GPU Boost at its limit, normal under heavy load) does not count.
     pub detected: bool,
-    /// Time with any throttle reason, s.
+    /// Time slowed down (thermal, HW slowdown or power brake), s.
     pub throttle_duration_s: f64,
     /// Time thermally throttled (software or hardware), s.
     pub thermal_duration_s: f64,
-    /// Time power throttled (power cap or power brake), s.
+    /// Time at the power limit or braked (SW power cap or HW power brake), s.
     pub power_duration_s: f64,
     /// Where the durations come from.
     pub duration_source: ThrottleSource,
@@ -331,6 +354,12 @@ pub fn merge_reports(name: &str, reports: &[EnergyReport]) -> Option<EnergyRepor
                 Some(EnergyMethod::Mixed)
             },
             ..first.energy.clone()
+        },
+        power: TotalPower {
+            mean_w: add(&|r| r.energy.raw_j)
+                .filter(|_| duration_s > 0.0)
+                .map(|e| e / duration_s),
+            peak_w: reports.iter().filter_map(|r| r.power.peak_w).reduce(f64::max),
         },
         devices,
         thermal: ThermalSummary {

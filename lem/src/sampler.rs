@@ -55,6 +55,9 @@ struct Buffer {
     keep_all: bool,
     /// Open scopes: (id, start time).
     active: Vec<(u64, f64)>,
+    /// Per device (by position): since when, and why, it has failed every read (cleared by
+    /// the next good read).
+    down: Vec<Option<(f64, String)>>,
 }
 
 #[derive(Debug, Default)]
@@ -85,11 +88,23 @@ impl Shared {
     pub(crate) fn sample_round(&self) {
         let mut got: [Option<Sample>; 16] = [None; 16];
         let mut extra: Vec<Sample> = Vec::new();
+        // Allocated only when a device fails.
+        let mut down: Vec<(usize, f64, String)> = Vec::new();
         let mut failed = 0;
         for (i, d) in self.devices.iter().enumerate() {
             let t_s = self.clock.now().as_secs_f64();
             match d.read() {
                 Ok(reading) => {
+                    failed += u64::from(reading.failed_fields);
+                    let nothing = reading.failed_fields > 0
+                        && reading.power_w.is_none()
+                        && reading.temperature_c.is_none()
+                        && reading.memory_used_mb.is_none()
+                        && reading.throttle.is_none();
+                    if nothing {
+                        down.push((i, t_s, "every read failed".into()));
+                        continue;
+                    }
                     let s = Sample {
                         t_s,
                         device: d.info().index,
@@ -101,11 +116,32 @@ impl Shared {
                         extra.push(s);
                     }
                 }
-                Err(_) => failed += 1,
+                Err(e) => {
+                    failed += 1;
+                    down.push((i, t_s, e.to_string()));
+                }
             }
         }
         let round_t = self.clock.now().as_secs_f64();
         let mut b = lock(&self.buf);
+        if b.down.len() < self.devices.len() {
+            b.down.resize(self.devices.len(), None);
+        }
+        for (i, s) in got.iter().enumerate() {
+            if s.is_some() {
+                b.down[i] = None;
+            }
+        }
+        for s in &extra {
+            if let Some(i) = self.devices.iter().position(|d| d.info().index == s.device) {
+                b.down[i] = None;
+            }
+        }
+        for (i, t, why) in down {
+            if b.down[i].is_none() {
+                b.down[i] = Some((t, why));
+            }
+        }
         b.samples.extend(got.iter().flatten().copied());
         b.samples.extend(extra);
         b.failed_reads += failed;
@@ -165,6 +201,11 @@ impl Shared {
             .filter(|t| **t >= from_s && **t <= to_s)
             .count() as u64;
         (out, rounds, b.failed_reads)
+    }
+
+    /// Since when, and why, device `i` (by position) has failed every read, if it has.
+    pub(crate) fn down_since(&self, i: usize) -> Option<(f64, String)> {
+        lock(&self.buf).down.get(i).cloned().flatten()
     }
 
     pub(crate) fn set_keep_all(&self, keep: bool) {

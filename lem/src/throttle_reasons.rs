@@ -86,6 +86,28 @@ impl ThrottleReasons {
         self.0 & Self::POWER_MASK != 0
     }
 
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether any bit of `other` is set.
+    pub const fn intersects(self, other: Self) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// These reasons without the bits of `other`.
+    #[must_use]
+    pub const fn without(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    /// A slowdown worth a warning: thermal, hardware slowdown or the power brake. The SW power
+    /// cap alone is GPU Boost running at its limit, normal under heavy load.
+    pub const fn is_slowdown(self) -> bool {
+        self.0 & (Self::THROTTLE_MASK & !Self::SW_POWER_CAP.0) != 0
+    }
+
     /// Only the reasons that throttle (drops idle, sync boost, clock settings).
     #[must_use]
     pub const fn throttling_only(self) -> Self {

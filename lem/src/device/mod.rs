@@ -5,6 +5,7 @@ mod nvml;
 mod rapl;
 mod sim;
 mod spec;
+mod visible;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -13,7 +14,8 @@ use std::sync::Arc;
 use crate::error::Result;
 pub use crate::throttle_reasons::ThrottleReasons;
 
-pub use nvml::{resolve_visible_devices, NvmlDevice, VisibleEntry};
+pub use nvml::NvmlDevice;
+pub use visible::{resolve_visible_devices, Visible, VisibleEntry};
 pub use rapl::{RaplDomain, DEFAULT_POWERCAP_ROOT};
 pub use sim::{Scenario, Segment, SimDevice};
 pub use spec::{open_devices, open_devices_with_powercap, DeviceSpec, OpenedDevices};
@@ -36,8 +38,11 @@ pub enum DeviceKind {
 pub enum PowerSource {
     /// NVML's instantaneous power field (`NVML_FI_DEV_POWER_INSTANT`).
     Instant,
-    /// `nvmlDeviceGetPowerUsage`: a 1-second average on Ampere and newer (GA100 excepted).
+    /// `nvmlDeviceGetPowerUsage` where it is a 1-second average (Ampere and newer, GA100
+    /// excepted).
     Averaged,
+    /// `nvmlDeviceGetPowerUsage` where it is instantaneous (before Ampere, and GA100).
+    Usage,
     /// Derived from energy-counter deltas between consecutive reads (RAPL).
     CounterDelta,
     /// The exact power of a simulated trace.
@@ -62,7 +67,7 @@ pub struct DeviceInfo {
     pub pci_bus_id: Option<String>,
     /// CUDA compute capability ("9.0"), where known.
     pub compute_capability: Option<String>,
-    /// Total memory in MB, where known.
+    /// Total memory in MiB, where known.
     pub memory_total_mb: Option<f64>,
     /// Enforced power limit in W, where known.
     pub power_limit_w: Option<f64>,
@@ -74,8 +79,11 @@ pub struct DeviceInfo {
     pub energy_counter: bool,
     /// How often the energy counter updates, in seconds (0 = continuously).
     pub counter_update_s: f64,
-    /// Which power reading `power_w` is.
+    /// Which power reading `power_w` is when nothing falls back.
     pub power_source: PowerSource,
+    /// GPU architecture ("hopper"), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
 }
 
 /// One reading of a device's instantaneous state; `None` where the device cannot say.
@@ -83,7 +91,9 @@ pub struct DeviceInfo {
 pub struct Reading {
     /// Power in W.
     pub power_w: Option<f64>,
-    /// Memory in use in MB.
+    /// Which reading `power_w` is (a device may fall back from one source to another).
+    pub power_source: Option<PowerSource>,
+    /// Memory in use in MiB (as nvidia-smi prints it).
     pub memory_used_mb: Option<f64>,
     /// GPU utilisation in percent.
     pub utilisation_pct: Option<f64>,
@@ -91,15 +101,21 @@ pub struct Reading {
     pub temperature_c: Option<f64>,
     /// Clocks-event (throttle) reasons.
     pub throttle: Option<ThrottleReasons>,
+    /// Fields the device supports that failed in this read (each counts in `failed_reads`).
+    pub failed_fields: u32,
 }
 
-/// Cumulative throttle time from the device's own violation counters.
+/// Cumulative throttle time from the device's own violation counters, per policy; `None`
+/// where the device does not keep (or failed to read) that policy's counter.
+///
+/// The power policy counts the SW power cap only (NVML/DCGM alias it to that reason; the HW
+/// power brake is not in it); the thermal policy counts SW and HW thermal slowdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Violations {
-    /// Time throttled by the power policy, in ns.
-    pub power_ns: u64,
+    /// Time throttled by the power policy (SW power cap), in ns.
+    pub power_ns: Option<u64>,
     /// Time throttled by the thermal policy, in ns.
-    pub thermal_ns: u64,
+    pub thermal_ns: Option<u64>,
 }
 
 /// An energy and power source: a GPU, a simulated GPU or a CPU package.

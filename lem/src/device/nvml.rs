@@ -1,15 +1,20 @@
 //! NVIDIA GPUs through NVML. `libnvidia-ml.so.1` is loaded at run time, so this builds on
 //! any machine; on a machine without the driver, opening fails with a clear error.
+//!
+//! What a GPU supports (energy counter, instant power field, temperature and clocks-event
+//! calls, each violation policy) is decided when it is opened, from several reads; a call
+//! that is supported and then fails counts as a failed read, and a GPU that answers
+//! `GPU_IS_LOST` is reported lost, never extrapolated.
 
 use std::sync::OnceLock;
 
 use nvml_wrapper::enum_wrappers::device::{PerformancePolicy, TemperatureSensor};
-use nvml_wrapper::enums::device::SampleValue;
+use nvml_wrapper::enums::device::{DeviceArchitecture, SampleValue};
 use nvml_wrapper::error::NvmlError;
-use nvml_wrapper::struct_wrappers::device::FieldValueSample;
 use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::{Device, Nvml};
 
+use super::visible::VisibleEntry;
 use super::{
     DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, ThrottleReasons, Violations,
 };
@@ -18,6 +23,12 @@ use crate::error::{Error, Result};
 /// `NVML_FI_DEV_POWER_INSTANT`: the instantaneous power field (recent drivers).
 const FI_POWER_INSTANT: u32 = nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
 
+/// How many reads decide, at open, whether a feature answers (a transient failure is not
+/// "unsupported"; NOT_SUPPORTED or a missing symbol is).
+const OPEN_TRIES: usize = 5;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
 /// NVML is initialised once per process and kept for its lifetime: devices borrow it, and
 /// shutting NVML down while a sampler thread might still read would be unsound.
 static NVML: OnceLock<std::result::Result<Nvml, String>> = OnceLock::new();
@@ -25,7 +36,8 @@ static NVML: OnceLock<std::result::Result<Nvml, String>> = OnceLock::new();
 /// The process-wide NVML handle.
 ///
 /// # Errors
-/// [`Error::NoDevice`] when the NVML library cannot be loaded or initialised.
+/// [`Error::NoDevice`] when the NVML library cannot be loaded or initialised; the message
+/// carries the loader's or the driver's reason.
 pub(crate) fn nvml() -> Result<&'static Nvml> {
     NVML.get_or_init(|| Nvml::init().map_err(|e| describe_init_error(&e)))
         .as_ref()
@@ -34,91 +46,124 @@ pub(crate) fn nvml() -> Result<&'static Nvml> {
 
 fn describe_init_error(e: &NvmlError) -> String {
     match e {
-        NvmlError::LibloadingError(_) => {
-            "NVML (libnvidia-ml.so.1, part of the NVIDIA driver) could not be loaded".into()
+        NvmlError::LibloadingError(inner) => format!(
+            "NVML (libnvidia-ml.so.1, part of the NVIDIA driver) could not be loaded: {inner}"
+        ),
+        NvmlError::FailedToLoadSymbol(s) => {
+            format!("the NVML library lacks {s}: is libnvidia-ml.so.1 an NVIDIA driver's?")
         }
         NvmlError::DriverNotLoaded => "the NVIDIA driver is not loaded".into(),
         NvmlError::NoPermission => "no permission to use NVML".into(),
+        NvmlError::LibRmVersionMismatch => {
+            "the NVML library and the loaded kernel driver differ in version (reboot or reload the driver after an upgrade)".into()
+        }
         other => format!("NVML initialisation failed ({other})"),
     }
 }
 
-/// A device NVML enumerates, as `CUDA_VISIBLE_DEVICES` resolution sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VisibleEntry {
-    /// NVML index.
-    pub nvml_index: u32,
-    /// NVML UUID ("GPU-...").
-    pub uuid: String,
+/// Whether an error says "this will never work here" rather than "not this time".
+fn definitive(e: &NvmlError) -> bool {
+    matches!(
+        e,
+        NvmlError::NotSupported
+            | NvmlError::FunctionNotFound
+            | NvmlError::FailedToLoadSymbol(_)
+            | NvmlError::NoPermission
+            | NvmlError::InvalidArg
+            | NvmlError::GpuLost
+    )
 }
 
-/// Resolve `CUDA_VISIBLE_DEVICES` against NVML's devices: the NVML indices the process may
-/// use, in CUDA's order, plus notices for entries that were not honoured.
-///
-/// Follows CUDA's rules: unset means every device; an empty value means none; entries are
-/// indices or (prefixes of) UUIDs; the list ends at the first entry that matches no device.
-/// Indices are taken as NVML (PCI bus) order: set `CUDA_DEVICE_ORDER=PCI_BUS_ID` when your
-/// GPUs differ, so that CUDA numbers them the same way.
-///
-/// # Errors
-/// [`Error::InvalidConfig`] naming `CUDA_VISIBLE_DEVICES` when an entry is ambiguous.
-pub fn resolve_visible_devices(
-    cuda_visible_devices: Option<&str>,
-    all: &[VisibleEntry],
-) -> Result<(Vec<u32>, Vec<String>)> {
-    let Some(value) = cuda_visible_devices else {
-        return Ok((all.iter().map(|e| e.nvml_index).collect(), Vec::new()));
-    };
-    let mut out = Vec::new();
-    let mut notices = Vec::new();
-    for raw in value.split(',') {
-        let entry = raw.trim();
-        if entry.is_empty() {
-            break;
-        }
-        let found = if let Ok(i) = entry.parse::<u32>() {
-            all.iter().find(|e| e.nvml_index == i).map(|e| e.nvml_index)
-        } else if entry.starts_with("MIG-") {
-            notices.push(format!(
-                "CUDA_VISIBLE_DEVICES entry {entry} is a MIG instance: NVML cannot measure a MIG slice's energy"
-            ));
-            None
-        } else {
-            let want = if entry.starts_with("GPU-") {
-                entry.to_string()
-            } else {
-                format!("GPU-{entry}")
-            };
-            let hits: Vec<&VisibleEntry> =
-                all.iter().filter(|e| e.uuid.starts_with(&want)).collect();
-            if hits.len() > 1 {
-                return Err(Error::config(
-                    "CUDA_VISIBLE_DEVICES",
-                    format!(
-                        "`{entry}` matches {} GPUs; give more of the UUID",
-                        hits.len()
-                    ),
-                ));
-            }
-            hits.first().map(|e| e.nvml_index)
-        };
-        match found {
-            Some(i) if out.contains(&i) => {
-                notices.push(format!(
-                    "CUDA_VISIBLE_DEVICES lists `{entry}` twice; ignoring the rest"
-                ));
-                break;
-            }
-            Some(i) => out.push(i),
-            None => {
-                notices.push(format!(
-                    "CUDA_VISIBLE_DEVICES entry `{entry}` matches no GPU; like CUDA, lem ignores it and every entry after it"
-                ));
-                break;
-            }
+/// Try `f` up to [`OPEN_TRIES`] times; `Some(value)` at the first success, `None` when it
+/// failed definitively or every time.
+fn decide<T>(mut f: impl FnMut() -> std::result::Result<T, NvmlError>) -> Option<T> {
+    for _ in 0..OPEN_TRIES {
+        match f() {
+            Ok(v) => return Some(v),
+            Err(e) if definitive(&e) => return None,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
         }
     }
-    Ok((out, notices))
+    None
+}
+
+fn describe(e: &NvmlError) -> String {
+    match e {
+        NvmlError::NoPermission => "NO_PERMISSION (another job's GPU, or a cgroup)".into(),
+        NvmlError::GpuLost => "GPU_IS_LOST (fallen off the bus)".into(),
+        NvmlError::NotFound => "NOT_FOUND".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Which temperature call answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TempCall {
+    Legacy,
+    Versioned,
+    None,
+}
+
+/// Which clocks-event reasons call answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClocksCall {
+    EventReasons,
+    ThrottleReasons,
+    None,
+}
+
+/// What a GPU answers, decided at open.
+#[derive(Debug, Clone, Copy)]
+struct Support {
+    instant: bool,
+    usage: bool,
+    usage_averaged: bool,
+    memory: bool,
+    utilisation: bool,
+    temperature: TempCall,
+    clocks: ClocksCall,
+    violations_power: bool,
+    violations_thermal: bool,
+}
+
+/// Every GPU NVML enumerates, with the reason a GPU cannot be used where one fails (the
+/// count can include GPUs this process may not open).
+///
+/// # Errors
+/// When NVML cannot be loaded or the GPUs cannot be counted.
+pub(crate) fn enumerate() -> Result<Vec<VisibleEntry>> {
+    let nvml = nvml()?;
+    let n = nvml
+        .device_count()
+        .map_err(|e| Error::nvml("device count", e))?;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut entry = VisibleEntry {
+            nvml_index: i,
+            uuid: None,
+            name: None,
+            problem: None,
+        };
+        match nvml.device_by_index(i) {
+            Ok(d) => {
+                entry.name = d.name().ok();
+                match d.uuid() {
+                    Ok(u) => entry.uuid = Some(u),
+                    Err(e) => entry.problem = Some(format!("its UUID read failed: {}", describe(&e))),
+                }
+            }
+            Err(e) => entry.problem = Some(describe(&e)),
+        }
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// The UUID of the GPU that owns MIG device `mig_uuid`, if NVML knows it.
+pub(crate) fn mig_parent_uuid(mig_uuid: &str) -> Option<String> {
+    let nvml = nvml().ok()?;
+    let mig = nvml.device_by_uuid(mig_uuid).ok()?;
+    mig.mig_parent_device().ok()?.uuid().ok()
 }
 
 /// One NVIDIA GPU read through NVML.
@@ -127,59 +172,87 @@ pub struct NvmlDevice {
     info: DeviceInfo,
     dev: Device<'static>,
     nvml: &'static Nvml,
-    use_event_reasons: bool,
-    violations: bool,
+    support: Support,
     driver: Option<String>,
     cuda: Option<String>,
 }
 
-impl NvmlDevice {
-    /// Every GPU NVML sees, as `(nvml_index, uuid)`.
-    ///
-    /// # Errors
-    /// When NVML cannot be loaded or enumerated.
-    pub fn enumerate() -> Result<Vec<VisibleEntry>> {
-        let nvml = nvml()?;
-        let n = nvml
-            .device_count()
-            .map_err(|e| Error::nvml("device count", e))?;
-        let mut out = Vec::new();
-        for i in 0..n {
-            let d = nvml
-                .device_by_index(i)
-                .map_err(|e| Error::nvml(format!("GPU {i}"), e))?;
-            let uuid = d
-                .uuid()
-                .map_err(|e| Error::nvml(format!("GPU {i} uuid"), e))?;
-            out.push(VisibleEntry {
-                nvml_index: i,
-                uuid,
-            });
-        }
-        Ok(out)
-    }
+fn arch_name(a: &DeviceArchitecture) -> Option<&'static str> {
+    Some(match a {
+        DeviceArchitecture::Kepler => "kepler",
+        DeviceArchitecture::Maxwell => "maxwell",
+        DeviceArchitecture::Pascal => "pascal",
+        DeviceArchitecture::Volta => "volta",
+        DeviceArchitecture::Turing => "turing",
+        DeviceArchitecture::Ampere => "ampere",
+        DeviceArchitecture::Ada => "ada",
+        DeviceArchitecture::Hopper => "hopper",
+        DeviceArchitecture::Blackwell => "blackwell",
+        _ => return None,
+    })
+}
 
+impl NvmlDevice {
     /// Open the GPU with NVML index `nvml_index` as lem device number `index`.
     ///
     /// # Errors
-    /// When NVML cannot be loaded or the device cannot be opened.
+    /// When NVML cannot be loaded, or the GPU's handle or UUID cannot be read.
     pub fn open(nvml_index: u32, index: u32) -> Result<Self> {
         let nvml = nvml()?;
+        let gpu = format!("GPU {nvml_index}");
         let dev = nvml
             .device_by_index(nvml_index)
-            .map_err(|e| Error::nvml(format!("GPU {nvml_index}"), e))?;
-        let name = dev
-            .name()
-            .unwrap_or_else(|_| format!("NVIDIA GPU {nvml_index}"));
+            .map_err(|e| Error::nvml(gpu.clone(), e))?;
         let uuid = dev
             .uuid()
-            .map_err(|e| Error::nvml(format!("GPU {nvml_index} uuid"), e))?;
-        let energy_counter = dev.total_energy_consumption().is_ok();
-        let instant = read_instant_power(&dev).is_some();
+            .map_err(|e| Error::nvml(format!("{gpu} uuid"), e))?;
+        let name = dev.name().unwrap_or_else(|_| format!("NVIDIA {gpu}"));
+        let cc = decide(|| dev.cuda_compute_capability());
+        let arch = decide(|| dev.architecture());
+        let energy_counter = decide(|| dev.total_energy_consumption()).is_some();
+        let instant = decide(|| instant_power(&dev)).is_some();
+        // `nvmlDeviceGetPowerUsage` averages over 1 s on Ampere and newer, GA100 (8.0) excepted.
+        let usage_averaged = match (arch.as_ref(), cc.as_ref()) {
+            (Some(a), Some(c)) => {
+                !matches!(
+                    a,
+                    DeviceArchitecture::Kepler
+                        | DeviceArchitecture::Maxwell
+                        | DeviceArchitecture::Pascal
+                        | DeviceArchitecture::Volta
+                        | DeviceArchitecture::Turing
+                ) && !(c.major == 8 && c.minor == 0)
+            }
+            // Unknown: assume the common modern case, and say "averaged" (the cautious label).
+            _ => true,
+        };
+        let temperature = if decide(|| dev.temperature(TemperatureSensor::Gpu)).is_some() {
+            TempCall::Legacy
+        } else if decide(|| temperature_v(nvml, &dev)).is_some() {
+            TempCall::Versioned
+        } else {
+            TempCall::None
+        };
+        let clocks = if decide(|| event_reasons(nvml, &dev)).is_some() {
+            ClocksCall::EventReasons
+        } else if decide(|| dev.current_throttle_reasons()).is_some() {
+            ClocksCall::ThrottleReasons
+        } else {
+            ClocksCall::None
+        };
+        let support = Support {
+            instant,
+            usage: decide(|| dev.power_usage()).is_some(),
+            usage_averaged,
+            memory: decide(|| dev.memory_info()).is_some(),
+            utilisation: decide(|| dev.utilization_rates()).is_some(),
+            temperature,
+            clocks,
+            violations_power: decide(|| dev.violation_status(PerformancePolicy::Power)).is_some(),
+            violations_thermal: decide(|| dev.violation_status(PerformancePolicy::Thermal))
+                .is_some(),
+        };
         let mig = dev.mig_mode().map(|m| m.current == 1).unwrap_or(false);
-        let use_event_reasons = nvml.lib().nvmlDeviceGetCurrentClocksEventReasons.is_ok();
-        let violations = dev.violation_status(PerformancePolicy::Power).is_ok()
-            && dev.violation_status(PerformancePolicy::Thermal).is_ok();
         let info = DeviceInfo {
             index,
             kind: DeviceKind::NvmlGpu,
@@ -187,11 +260,8 @@ impl NvmlDevice {
             uuid,
             nvml_index: Some(nvml_index),
             pci_bus_id: dev.pci_info().ok().map(|p| p.bus_id),
-            compute_capability: dev
-                .cuda_compute_capability()
-                .ok()
-                .map(|c| format!("{}.{}", c.major, c.minor)),
-            memory_total_mb: dev.memory_info().ok().map(|m| m.total as f64 / 1e6),
+            compute_capability: cc.map(|c| format!("{}.{}", c.major, c.minor)),
+            memory_total_mb: dev.memory_info().ok().map(|m| m.total as f64 / MIB),
             power_limit_w: dev
                 .enforced_power_limit()
                 .ok()
@@ -203,9 +273,12 @@ impl NvmlDevice {
             counter_update_s: 0.1,
             power_source: if instant {
                 PowerSource::Instant
-            } else {
+            } else if usage_averaged {
                 PowerSource::Averaged
+            } else {
+                PowerSource::Usage
             },
+            architecture: arch.as_ref().and_then(arch_name).map(str::to_string),
         };
         let driver = nvml.sys_driver_version().ok();
         let cuda = nvml.sys_cuda_driver_version().ok().map(|v| {
@@ -219,48 +292,79 @@ impl NvmlDevice {
             info,
             dev,
             nvml,
-            use_event_reasons,
-            violations,
+            support,
             driver,
             cuda,
         })
     }
 
-    fn throttle(&self) -> Option<ThrottleReasons> {
-        if self.use_event_reasons {
-            if let Ok(f) = self
-                .nvml
-                .lib()
-                .nvmlDeviceGetCurrentClocksEventReasons
-                .as_ref()
-            {
-                let mut bits: std::os::raw::c_ulonglong = 0;
-                // SAFETY: `f` is the symbol NVML exports with this signature; the handle is
-                // valid for the process lifetime (NVML is never shut down) and `bits` is a
-                // live, writable u64.
-                let rc = unsafe { f(self.dev.handle(), &mut bits) };
-                if nvml_wrapper::error::nvml_try(rc).is_ok() {
-                    return Some(ThrottleReasons::from_bits(bits));
-                }
-            }
+    fn lost(&self, what: &str) -> Error {
+        Error::DeviceLost {
+            device: format!("device {} ({})", self.info.index, self.info.name),
+            reason: format!("{what}: GPU_IS_LOST"),
         }
-        self.dev
-            .current_throttle_reasons()
-            .ok()
-            .map(|r| ThrottleReasons::from_bits(r.bits()))
+    }
+
+    fn usage_source(&self) -> PowerSource {
+        if self.support.usage_averaged {
+            PowerSource::Averaged
+        } else {
+            PowerSource::Usage
+        }
     }
 }
 
-fn read_instant_power(dev: &Device<'_>) -> Option<f64> {
-    let vals = dev.field_values_for(&[FieldId(FI_POWER_INSTANT)]).ok()?;
-    let sample: &FieldValueSample = vals.first()?.as_ref().ok()?;
-    let mw = match sample.value.as_ref().ok()? {
-        SampleValue::U32(v) => f64::from(*v),
-        SampleValue::U64(v) => *v as f64,
-        SampleValue::I64(v) => *v as f64,
-        SampleValue::F64(v) => *v,
+fn instant_power(dev: &Device<'_>) -> std::result::Result<f64, NvmlError> {
+    let vals = dev.field_values_for(&[FieldId(FI_POWER_INSTANT)])?;
+    let sample = vals
+        .into_iter()
+        .next()
+        .ok_or(NvmlError::NotSupported)??;
+    let mw = match sample.value? {
+        SampleValue::U32(v) => f64::from(v),
+        SampleValue::U64(v) => v as f64,
+        SampleValue::I64(v) => v as f64,
+        SampleValue::F64(v) => v,
     };
-    (mw > 0.0).then_some(mw / 1000.0)
+    if mw > 0.0 && mw.is_finite() {
+        Ok(mw / 1000.0)
+    } else {
+        Err(NvmlError::Unknown)
+    }
+}
+
+/// `nvmlDeviceGetCurrentClocksEventReasons` (newer drivers; nvml-wrapper calls the older
+/// name).
+fn event_reasons(nvml: &Nvml, dev: &Device<'_>) -> std::result::Result<u64, NvmlError> {
+    let f = nvml
+        .lib()
+        .nvmlDeviceGetCurrentClocksEventReasons
+        .as_ref()
+        .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+    let mut bits: std::os::raw::c_ulonglong = 0;
+    // SAFETY: `f` is the symbol NVML exports with this signature; the handle is valid for the
+    // process lifetime (NVML is never shut down) and `bits` is a live, writable u64.
+    let rc = unsafe { f(dev.handle(), &mut bits) };
+    nvml_wrapper::error::nvml_try(rc).map(|()| bits)
+}
+
+/// `nvmlDeviceGetTemperatureV` (drivers that dropped the legacy call).
+fn temperature_v(nvml: &Nvml, dev: &Device<'_>) -> std::result::Result<f64, NvmlError> {
+    use nvml_wrapper_sys::bindings::nvmlTemperature_t;
+    let f = nvml
+        .lib()
+        .nvmlDeviceGetTemperatureV
+        .as_ref()
+        .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+    let mut t = nvmlTemperature_t {
+        version: (std::mem::size_of::<nvmlTemperature_t>() | (1 << 24)) as u32,
+        sensorType: 0, // NVML_TEMPERATURE_GPU
+        temperature: 0,
+    };
+    // SAFETY: `f` has this signature in nvml.h; the handle is valid for the process lifetime
+    // and `t` is a live, writable struct stamped with its version as NVML requires.
+    let rc = unsafe { f(dev.handle(), &mut t) };
+    nvml_wrapper::error::nvml_try(rc).map(|()| f64::from(t.temperature))
 }
 
 impl EnergySource for NvmlDevice {
@@ -275,50 +379,81 @@ impl EnergySource for NvmlDevice {
                 what: "energy counter (needs Volta or newer)".into(),
             });
         }
-        self.dev
-            .total_energy_consumption()
-            .map(|mj| mj as f64 / 1000.0)
-            .map_err(|e| Error::nvml(format!("{} energy counter", self.info.name), e))
+        match self.dev.total_energy_consumption() {
+            Ok(mj) => Ok(mj as f64 / 1000.0),
+            Err(NvmlError::GpuLost) => Err(self.lost("energy counter")),
+            Err(e) => Err(Error::nvml(format!("{} energy counter", self.info.name), e)),
+        }
     }
 
     fn read(&self) -> Result<Reading> {
-        let power_w = match self.info.power_source {
-            PowerSource::Instant => read_instant_power(&self.dev),
-            _ => None,
-        }
-        .or_else(|| self.dev.power_usage().ok().map(|mw| f64::from(mw) / 1000.0));
-        let r = Reading {
-            power_w,
-            memory_used_mb: self.dev.memory_info().ok().map(|m| m.used as f64 / 1e6),
-            utilisation_pct: self.dev.utilization_rates().ok().map(|u| f64::from(u.gpu)),
-            temperature_c: self.temperature_c(),
-            throttle: self.throttle(),
+        let s = &self.support;
+        let mut r = Reading::default();
+        let mut lost = false;
+        let mut fail = |e: &NvmlError, r: &mut Reading| {
+            lost |= matches!(e, NvmlError::GpuLost);
+            r.failed_fields += 1;
         };
-        if r.power_w.is_none() && r.temperature_c.is_none() && r.memory_used_mb.is_none() {
-            return Err(Error::Device {
-                device: self.info.name.clone(),
-                reason: "every NVML read failed".into(),
-            });
+        if s.instant {
+            match instant_power(&self.dev) {
+                Ok(w) => {
+                    r.power_w = Some(w);
+                    r.power_source = Some(PowerSource::Instant);
+                }
+                Err(e) => fail(&e, &mut r),
+            }
+        }
+        if r.power_w.is_none() && s.usage {
+            match self.dev.power_usage() {
+                Ok(mw) => {
+                    r.power_w = Some(f64::from(mw) / 1000.0);
+                    r.power_source = Some(self.usage_source());
+                }
+                Err(e) => fail(&e, &mut r),
+            }
+        }
+        if s.memory {
+            match self.dev.memory_info() {
+                Ok(m) => r.memory_used_mb = Some(m.used as f64 / MIB),
+                Err(e) => fail(&e, &mut r),
+            }
+        }
+        if s.utilisation {
+            match self.dev.utilization_rates() {
+                Ok(u) => r.utilisation_pct = Some(f64::from(u.gpu)),
+                Err(e) => fail(&e, &mut r),
+            }
+        }
+        match self.read_temperature() {
+            Ok(t) => r.temperature_c = t,
+            Err(e) => fail(&e, &mut r),
+        }
+        match self.read_clocks() {
+            Ok(c) => r.throttle = c,
+            Err(e) => fail(&e, &mut r),
+        }
+        if lost {
+            return Err(self.lost("read"));
         }
         Ok(r)
     }
 
     fn temperature_c(&self) -> Option<f64> {
-        self.dev
-            .temperature(TemperatureSensor::Gpu)
-            .ok()
-            .map(f64::from)
+        self.read_temperature().ok().flatten()
     }
 
     fn violations(&self) -> Option<Violations> {
-        if !self.violations {
+        let s = &self.support;
+        if !s.violations_power && !s.violations_thermal {
             return None;
         }
-        let p = self.dev.violation_status(PerformancePolicy::Power).ok()?;
-        let t = self.dev.violation_status(PerformancePolicy::Thermal).ok()?;
+        let read = |on: bool, p| {
+            on.then(|| self.dev.violation_status(p).ok().map(|v| v.violation_time))
+                .flatten()
+        };
         Some(Violations {
-            power_ns: p.violation_time,
-            thermal_ns: t.violation_time,
+            power_ns: read(s.violations_power, PerformancePolicy::Power),
+            thermal_ns: read(s.violations_thermal, PerformancePolicy::Thermal),
         })
     }
 
@@ -331,67 +466,27 @@ impl EnergySource for NvmlDevice {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn gpus() -> Vec<VisibleEntry> {
-        vec![
-            VisibleEntry {
-                nvml_index: 0,
-                uuid: "GPU-aaaa1111".into(),
-            },
-            VisibleEntry {
-                nvml_index: 1,
-                uuid: "GPU-bbbb2222".into(),
-            },
-            VisibleEntry {
-                nvml_index: 2,
-                uuid: "GPU-bbbc3333".into(),
-            },
-        ]
+impl NvmlDevice {
+    fn read_temperature(&self) -> std::result::Result<Option<f64>, NvmlError> {
+        match self.support.temperature {
+            TempCall::Legacy => self
+                .dev
+                .temperature(TemperatureSensor::Gpu)
+                .map(|t| Some(f64::from(t))),
+            TempCall::Versioned => temperature_v(self.nvml, &self.dev).map(Some),
+            TempCall::None => Ok(None),
+        }
     }
 
-    #[test]
-    fn unset_means_all_and_empty_means_none() {
-        assert_eq!(
-            resolve_visible_devices(None, &gpus()).unwrap().0,
-            vec![0, 1, 2]
-        );
-        assert!(resolve_visible_devices(Some(""), &gpus())
-            .unwrap()
-            .0
-            .is_empty());
-    }
-
-    #[test]
-    fn indices_and_uuids_in_cuda_order() {
-        let (v, n) = resolve_visible_devices(Some("2,0"), &gpus()).unwrap();
-        assert_eq!(v, vec![2, 0]);
-        assert!(n.is_empty());
-        let (v, _) = resolve_visible_devices(Some("GPU-bbbb2222, 0"), &gpus()).unwrap();
-        assert_eq!(v, vec![1, 0]);
-        let (v, _) = resolve_visible_devices(Some("bbbc"), &gpus()).unwrap();
-        assert_eq!(v, vec![2]);
-    }
-
-    #[test]
-    fn invalid_entry_ends_the_list_like_cuda() {
-        let (v, n) = resolve_visible_devices(Some("1,7,0"), &gpus()).unwrap();
-        assert_eq!(v, vec![1]);
-        assert!(n[0].contains("`7` matches no GPU"));
-    }
-
-    #[test]
-    fn ambiguous_uuid_prefix_is_an_error_naming_the_variable() {
-        let e = resolve_visible_devices(Some("GPU-bbb"), &gpus()).unwrap_err();
-        assert!(e.to_string().contains("CUDA_VISIBLE_DEVICES"));
-    }
-
-    #[test]
-    fn mig_entries_are_explained() {
-        let (v, n) = resolve_visible_devices(Some("MIG-1234"), &gpus()).unwrap();
-        assert!(v.is_empty());
-        assert!(n[0].contains("MIG"));
+    fn read_clocks(&self) -> std::result::Result<Option<ThrottleReasons>, NvmlError> {
+        match self.support.clocks {
+            ClocksCall::EventReasons => event_reasons(self.nvml, &self.dev)
+                .map(|b| Some(ThrottleReasons::from_bits(b))),
+            ClocksCall::ThrottleReasons => self
+                .dev
+                .current_throttle_reasons()
+                .map(|r| Some(ThrottleReasons::from_bits(r.bits()))),
+            ClocksCall::None => Ok(None),
+        }
     }
 }

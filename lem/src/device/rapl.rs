@@ -111,6 +111,7 @@ impl RaplDomain {
                     energy_counter: true,
                     counter_update_s: 0.001,
                     power_source: PowerSource::CounterDelta,
+                    architecture: None,
                 },
                 energy_path,
                 max_range_uj,
@@ -161,6 +162,7 @@ impl EnergySource for RaplDomain {
         st.last_read = Some((now_uj, t));
         Ok(Reading {
             power_w,
+            power_source: power_w.map(|_| PowerSource::CounterDelta),
             ..Reading::default()
         })
     }

@@ -56,6 +56,14 @@ pub struct Scenario {
     /// The power trace.
     #[serde(default)]
     pub segments: Vec<Segment>,
+    /// Driver-level behaviour for the NVML driver simulator (`tools/fake-nvml`): architecture,
+    /// supported calls, identities. `sim:` ignores it, so one file drives both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvml: Option<serde_json::Value>,
+    /// Faults for the NVML driver simulator (return codes, lost GPUs, frozen counters...).
+    /// `sim:` ignores them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<serde_json::Value>,
     /// The file the scenario was read from (canonical path), part of the devices' identity:
     /// the same file is the same simulated GPU, two files are two GPUs.
     #[serde(skip)]
@@ -312,6 +320,7 @@ impl SimDevice {
             energy_counter: scenario.energy_counter,
             counter_update_s: scenario.counter_update_ms / 1000.0,
             power_source: PowerSource::Simulated,
+            architecture: None,
         };
         let opened_at_s = clock.now().as_secs_f64();
         Self {
@@ -356,7 +365,7 @@ impl SimDevice {
     }
 
     /// Exact time in `[0, t]` during which `pred` holds for the segment's reasons, in s.
-    fn time_where(&self, t: f64, pred: impl Fn(ThrottleReasons) -> bool) -> f64 {
+    pub fn time_where(&self, t: f64, pred: impl Fn(ThrottleReasons) -> bool) -> f64 {
         self.segs
             .iter()
             .filter(|s| pred(s.throttle))
@@ -364,8 +373,9 @@ impl SimDevice {
             .sum()
     }
 
-    /// The counter value at `t`: quantised to the update period, restarted at each reset.
-    fn counter_at(&self, t: f64) -> f64 {
+    /// The counter value at `t` seconds since open: quantised to the update period, restarted
+    /// at each reset.
+    pub fn counter_at(&self, t: f64) -> f64 {
         let period = self.info.counter_update_s;
         let tq = if period > 0.0 {
             (t / period).floor() * period
@@ -379,6 +389,27 @@ impl SimDevice {
             .filter(|r| *r <= tq)
             .fold(0.0_f64, f64::max);
         self.energy_until(tq) - self.energy_until(origin)
+    }
+}
+
+impl SimDevice {
+    /// The exact state of the trace at `t` seconds since open.
+    pub fn reading_at(&self, t: f64) -> Reading {
+        let seg = self.segment_at(t);
+        Reading {
+            power_w: Some(seg.map_or(self.scenario.idle_w, |s| s.power)),
+            power_source: Some(PowerSource::Simulated),
+            memory_used_mb: Some(seg.map_or(self.scenario.idle_memory_used_mb, |s| s.memory)),
+            utilisation_pct: Some(seg.map_or(0.0, |s| s.util)),
+            temperature_c: Some(seg.map_or(self.scenario.idle_temperature_c, |s| s.temperature)),
+            throttle: Some(seg.map_or(ThrottleReasons::GPU_IDLE, |s| s.throttle)),
+            failed_fields: 0,
+        }
+    }
+
+    /// The scenario this device was opened from.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
     }
 }
 
@@ -398,15 +429,7 @@ impl EnergySource for SimDevice {
     }
 
     fn read(&self) -> Result<Reading> {
-        let t = self.elapsed_s();
-        let seg = self.segment_at(t);
-        Ok(Reading {
-            power_w: Some(seg.map_or(self.scenario.idle_w, |s| s.power)),
-            memory_used_mb: Some(seg.map_or(self.scenario.idle_memory_used_mb, |s| s.memory)),
-            utilisation_pct: Some(seg.map_or(0.0, |s| s.util)),
-            temperature_c: Some(seg.map_or(self.scenario.idle_temperature_c, |s| s.temperature)),
-            throttle: Some(seg.map_or(ThrottleReasons::GPU_IDLE, |s| s.throttle)),
-        })
+        Ok(self.reading_at(self.elapsed_s()))
     }
 
     fn temperature_c(&self) -> Option<f64> {
@@ -423,9 +446,11 @@ impl EnergySource for SimDevice {
         }
         let t = self.elapsed_s();
         let ns = |s: f64| (s * 1e9).round() as u64;
+        // As on NVIDIA GPUs: the power policy counts the SW power cap only (not the HW
+        // power brake), the thermal policy SW and HW thermal slowdown.
         Some(Violations {
-            power_ns: ns(self.time_where(t, ThrottleReasons::is_power)),
-            thermal_ns: ns(self.time_where(t, ThrottleReasons::is_thermal)),
+            power_ns: Some(ns(self.time_where(t, |r| r.contains(ThrottleReasons::SW_POWER_CAP)))),
+            thermal_ns: Some(ns(self.time_where(t, ThrottleReasons::is_thermal))),
         })
     }
 
@@ -521,8 +546,8 @@ mod tests {
         let d = &SimDevice::open_all(&s, clock.clone(), 0)[0];
         clock.advance_s(10.0);
         let v = d.violations().unwrap();
-        assert_eq!(v.thermal_ns, 500_000_000);
-        assert_eq!(v.power_ns, 250_000_000);
+        assert_eq!(v.thermal_ns, Some(500_000_000));
+        assert_eq!(v.power_ns, Some(250_000_000));
     }
 
     #[test]

@@ -121,33 +121,87 @@ pub struct OpenedDevices {
 }
 
 fn open_nvml(indices: Option<&[u32]>) -> Result<OpenedDevices> {
-    let all = NvmlDevice::enumerate()?;
+    let all = super::nvml::enumerate()?;
     let cvd = std::env::var("CUDA_VISIBLE_DEVICES").ok();
-    let (visible, mut notices) = super::resolve_visible_devices(cvd.as_deref(), &all)?;
+    let order = std::env::var("CUDA_DEVICE_ORDER").ok();
+    let visible = super::resolve_visible_devices(
+        cvd.as_deref(),
+        order.as_deref(),
+        &all,
+        &super::nvml::mig_parent_uuid,
+    )?;
+    let mut notices = visible.notices;
+    let explicit = indices.is_some();
     let chosen: Vec<u32> = match indices {
-        None => visible,
-        Some(want) => want
-            .iter()
-            .map(|&i| {
-                visible.get(i as usize).copied().ok_or_else(|| {
-                    Error::NoDevice(format!(
-                        "nvml:{i}: only {} GPU(s) visible to this process",
-                        visible.len()
-                    ))
+        None => visible.indices,
+        Some(want) => {
+            if visible.mixed_models
+                && cvd.is_none()
+                && order.as_deref() != Some("PCI_BUS_ID")
+            {
+                let mut names: Vec<&str> = all.iter().filter_map(|e| e.name.as_deref()).collect();
+                names.sort_unstable();
+                names.dedup();
+                notices.push(super::visible::mixed_order_notice(&names));
+            }
+            want.iter()
+                .map(|&i| {
+                    visible.indices.get(i as usize).copied().ok_or_else(|| {
+                        Error::NoDevice(format!(
+                            "nvml:{i}: only {} GPU(s) visible to this process",
+                            visible.indices.len()
+                        ))
+                    })
                 })
-            })
-            .collect::<Result<_>>()?,
-    };
-    let mut devices: Vec<SharedDevice> = Vec::new();
-    for (i, nvml_index) in chosen.into_iter().enumerate() {
-        let d = NvmlDevice::open(nvml_index, u32::try_from(i).unwrap_or(u32::MAX))?;
-        if d.info().mig {
-            notices.push(format!(
-                "{} (GPU {nvml_index}) is in MIG mode: NVML reports the whole GPU's energy, not a slice's",
-                d.info().name
-            ));
+                .collect::<Result<_>>()?
         }
-        devices.push(Arc::new(d));
+    };
+    // A GPU asked for by position, or the only one visible, must open; among several, one
+    // that cannot be opened (another job's GPU, a lost GPU) is skipped with a notice.
+    let must_open = explicit || chosen.len() == 1;
+    let mut devices: Vec<SharedDevice> = Vec::new();
+    let mut skipped = Vec::new();
+    for nvml_index in chosen {
+        let entry = all.iter().find(|e| e.nvml_index == nvml_index);
+        let label = match entry.and_then(|e| e.name.as_deref()) {
+            Some(n) => format!("GPU {nvml_index} ({n})"),
+            None => format!("GPU {nvml_index}"),
+        };
+        let opened = match entry.and_then(|e| e.problem.clone()) {
+            Some(problem) => Err(problem),
+            None => {
+                let index = u32::try_from(devices.len()).unwrap_or(u32::MAX);
+                NvmlDevice::open(nvml_index, index).map_err(|e| e.to_string())
+            }
+        };
+        match opened {
+            Ok(d) => {
+                if d.info().mig {
+                    notices.push(format!(
+                        "{} (GPU {nvml_index}) is in MIG mode: NVML reports the whole GPU's energy, not a slice's",
+                        d.info().name
+                    ));
+                }
+                devices.push(Arc::new(d));
+            }
+            Err(problem) if must_open => {
+                return Err(Error::NoDevice(format!(
+                    "nvml: {label} cannot be measured: {problem}"
+                )));
+            }
+            Err(problem) => {
+                notices.push(format!(
+                    "nvml: skipped {label}: {problem}; the other GPUs are measured"
+                ));
+                skipped.push(label);
+            }
+        }
+    }
+    if devices.is_empty() && !skipped.is_empty() {
+        return Err(Error::NoDevice(format!(
+            "nvml: no visible GPU could be opened ({})",
+            skipped.join(", ")
+        )));
     }
     Ok(OpenedDevices { devices, notices })
 }
@@ -214,14 +268,24 @@ pub fn open_devices_with_powercap(
                 Ok(_) => "NVML sees no GPU visible to this process".to_string(),
                 Err(e) => e.to_string(),
             };
+            // Never a silent switch: whatever `auto` falls back to, the notice (and so every
+            // result's warnings) says that no GPU was measured and why.
             let rapl_err = match open_rapl(powercap_root, clock) {
-                Ok(o) => return Ok(o),
+                Ok(mut o) => {
+                    o.notices.insert(
+                        0,
+                        format!(
+                            "device auto: no GPU measured ({nvml_err}); measuring CPU packages through RAPL instead"
+                        ),
+                    );
+                    return Ok(o);
+                }
                 Err(e) => e.to_string(),
             };
             Ok(OpenedDevices {
                 devices: Vec::new(),
                 notices: vec![format!(
-                    "no energy source found, energy will not be measured ({nvml_err}; {rapl_err})"
+                    "device auto: no energy source found, energy will not be measured (no GPU: {nvml_err}; no RAPL: {rapl_err})"
                 )],
             })
         }

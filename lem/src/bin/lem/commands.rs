@@ -166,7 +166,7 @@ pub fn env(ui: &Ui, device: Option<&str>) -> Result<(), Failure> {
     }
     for g in &env.gpus {
         println!(
-            "device {}    {}{} | {} | {} MB | cc {} | limit {} | {}{}",
+            "device {}    {}{} | {} | {} MiB | cc {} | limit {} | {}{}",
             g.index,
             g.name,
             if g.simulated { " [simulated]" } else { "" },

@@ -425,16 +425,16 @@ fn summarise(
         joules(e.raw_j),
         joules(e.adjusted_j)
     ));
-    let mean = r.devices.iter().filter_map(|d| d.power.mean_w).sum::<f64>();
-    let peak = r
-        .devices
-        .iter()
-        .filter_map(|d| d.power.peak_w)
-        .reduce(f64::max);
+    // One basis for mean and peak: all devices together.
+    let all = if r.devices.len() > 1 {
+        format!(" (all {} devices)", r.devices.len())
+    } else {
+        String::new()
+    };
     ui.say(format!(
-        "  power     mean {} | peak {}",
-        watts((!r.devices.is_empty() && e.raw_j.is_some()).then_some(mean)),
-        watts(peak)
+        "  power     mean {} | peak {}{all}",
+        watts(r.power.mean_w),
+        watts(r.power.peak_w)
     ));
     let b = match (e.baseline_power_w, e.baseline_cache_age_s) {
         (Some(w), Some(a)) => format!("{w:.1} W ({}, measured {} ago)", e.baseline_method, age(a)),
