@@ -18,30 +18,55 @@ pub fn lem_bin() -> PathBuf {
         let exe = std::env::current_exe().unwrap();
         let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
         let bin = profile_dir.join("lem");
-        // always ask cargo: a no-op when the binary is fresh, a rebuild when it is stale
-        {
-            let release = profile_dir.file_name().is_some_and(|n| n == "release");
-            let mut c = Command::new(env!("CARGO"));
-            c.args([
-                "build",
-                "-q",
-                "-p",
-                "lem",
-                "--features",
-                // the features the workspace build unifies on, so this is a no-op after it
-                "cli bench criterion",
-                "--bin",
-                "lem",
-            ]);
-            if release {
-                c.arg("--release");
-            }
-            let st = c.status().unwrap();
-            assert!(st.success(), "building the lem binary failed");
-        }
+        build_tools(&profile_dir);
         bin
     })
     .clone()
+}
+
+/// Build the `lem` binary and the fake NVML library (always ask cargo: a no-op when both are
+/// fresh, a rebuild when stale).
+fn build_tools(profile_dir: &Path) {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut c = Command::new(env!("CARGO"));
+        c.args([
+            "build",
+            "-q",
+            "-p",
+            "lem",
+            "-p",
+            "fake-nvml",
+            "--features",
+            // the features the workspace build unifies on, so this is a no-op after it
+            "lem/cli lem/bench lem/criterion",
+            "--bin",
+            "lem",
+            "--lib",
+        ]);
+        if release {
+            c.arg("--release");
+        }
+        let st = c.status().unwrap();
+        assert!(st.success(), "building the lem binary and fake-nvml failed");
+    });
+}
+
+/// A private directory holding the fake driver as `libnvidia-ml.so.1`.
+pub fn fake_nvml_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+        build_tools(&profile_dir);
+        let lib = profile_dir.join("libfake_nvml.so");
+        assert!(lib.exists(), "{} was not built", lib.display());
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&lib, dir.path().join("libnvidia-ml.so.1")).unwrap();
+        dir
+    })
+    .path()
 }
 
 pub struct Sandbox {
@@ -98,6 +123,26 @@ impl Sandbox {
         self.cmd().args(args).output().unwrap()
     }
 
+    /// A `lem` command that finds the fake NVML driver, playing scenario file `scenario`
+    /// (relative to the sandbox), with no CUDA variables inherited.
+    pub fn nvml_cmd(&self, scenario: &str) -> Command {
+        let mut c = self.cmd();
+        nvml_env(&mut c, &self.path().join(scenario));
+        c
+    }
+
+    /// Run `lem` with the fake NVML driver playing `scenario`.
+    pub fn run_nvml(&self, scenario: &str, args: &[&str]) -> Output {
+        self.nvml_cmd(scenario).args(args).output().unwrap()
+    }
+
+    /// Write `json` as scenario `name` and return its path (for the fake driver).
+    pub fn scenario_file(&self, name: &str, json: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, json).unwrap();
+        p
+    }
+
     pub fn json(&self, rel: &str) -> serde_json::Value {
         let p = self.path().join(rel);
         let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
@@ -148,4 +193,13 @@ pub fn assert_clean_error(o: &Output, mentions: &str) {
         "`{}` should mention `{mentions}`",
         lines[0]
     );
+}
+
+/// Point a command at the fake NVML driver playing `scenario` (an absolute path).
+pub fn nvml_env(c: &mut Command, scenario: &Path) {
+    c.env("LD_LIBRARY_PATH", fake_nvml_dir())
+        .env("LEM_FAKE_NVML_SCENARIO", scenario)
+        .env_remove("LEM_FAKE_NVML_LOG")
+        .env_remove("CUDA_VISIBLE_DEVICES")
+        .env_remove("CUDA_DEVICE_ORDER");
 }

@@ -193,14 +193,14 @@ fn open_nvml(indices: Option<&[u32]>) -> Result<OpenedDevices> {
                 notices.push(format!(
                     "nvml: skipped {label}: {problem}; the other GPUs are measured"
                 ));
-                skipped.push(label);
+                skipped.push(format!("{label}: {problem}"));
             }
         }
     }
     if devices.is_empty() && !skipped.is_empty() {
         return Err(Error::NoDevice(format!(
             "nvml: no visible GPU could be opened ({})",
-            skipped.join(", ")
+            skipped.join("; ")
         )));
     }
     Ok(OpenedDevices { devices, notices })

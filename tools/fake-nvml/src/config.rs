@@ -169,6 +169,8 @@ pub struct FaultSpec {
     pub until_s: Option<f64>,
     /// Active only after this many calls succeeded.
     pub after_calls: Option<u64>,
+    /// Active for the first this-many calls only (a feature flaky at start-up).
+    pub first_calls: Option<u64>,
     /// Active on every k-th call only.
     pub every: Option<u64>,
     /// Add this much latency to the call.
@@ -209,6 +211,8 @@ pub struct Fault {
     pub until_s: f64,
     /// Calls that pass first.
     pub after_calls: u64,
+    /// Active up to this call number.
+    pub first_calls: u64,
     /// Every k-th call.
     pub every: u64,
     /// For counter resets: when.
@@ -295,6 +299,7 @@ impl Fault {
             from_s,
             until_s,
             after_calls: f.after_calls.unwrap_or(0),
+            first_calls: f.first_calls.unwrap_or(u64::MAX),
             every: f.every.unwrap_or(1),
             reset_s,
         })
@@ -302,7 +307,11 @@ impl Fault {
 
     /// Whether the fault is active for call number `n` (1-based) at `t`.
     pub fn active(&self, t: f64, n: u64) -> bool {
-        t >= self.from_s && t < self.until_s && n > self.after_calls && n % self.every == 0
+        t >= self.from_s
+            && t < self.until_s
+            && n > self.after_calls
+            && n <= self.first_calls
+            && n % self.every == 0
     }
 }
 
@@ -361,6 +370,9 @@ mod tests {
         let f = fault(r#"{"gpu": 1, "function": "nvmlDeviceGetPowerUsage", "return": "UNKNOWN", "every": 3, "after_calls": 2}"#).unwrap();
         let hits: Vec<u64> = (1..=12).filter(|n| f.active(0.0, *n)).collect();
         assert_eq!(hits, vec![3, 6, 9, 12]);
+        let f = fault(r#"{"return": "UNKNOWN", "first_calls": 2}"#).unwrap();
+        let hits: Vec<u64> = (1..=5).filter(|n| f.active(0.0, *n)).collect();
+        assert_eq!(hits, vec![1, 2]);
         let f = fault(r#"{"return": "TIMEOUT", "from_s": 1.0, "until_s": 2.0}"#).unwrap();
         assert!(!f.active(0.5, 1) && f.active(1.5, 1) && !f.active(2.0, 1));
         let f = fault(r#"{"gpu": 0, "lost_from_s": 1.5}"#).unwrap();
