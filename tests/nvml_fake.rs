@@ -82,17 +82,28 @@ fn sim_and_fake_nvml_agree_on_every_corpus_scenario() {
         let file = format!("{name}.json");
         let dev = sb.scenario(&file, &json);
         let args = |exp: &str, device: &str| -> Vec<String> {
-            ["run", "--device", device, "--experiment-id", exp, "--no-baseline"]
-                .iter()
-                .map(|s| s.to_string())
-                .chain(["--", "sleep", "1.6"].iter().map(|s| s.to_string()))
-                .collect()
+            [
+                "run",
+                "--device",
+                device,
+                "--experiment-id",
+                exp,
+                "--no-baseline",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--", "sleep", "1.6"].iter().map(|s| s.to_string()))
+            .collect()
         };
         let sim_exp = format!("{name}-sim");
         let nv_exp = format!("{name}-nvml");
         let o = sb.cmd().args(args(&sim_exp, &dev)).output().unwrap();
         assert!(o.status.success(), "{name}: {}", stderr(&o));
-        let o = sb.nvml_cmd(&file).args(args(&nv_exp, "nvml")).output().unwrap();
+        let o = sb
+            .nvml_cmd(&file)
+            .args(args(&nv_exp, "nvml"))
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         let s = sb.json(&format!("results/raw/{sim_exp}/process_0.json"));
         let n = sb.json(&format!("results/raw/{nv_exp}/process_0.json"));
@@ -102,7 +113,10 @@ fn sim_and_fake_nvml_agree_on_every_corpus_scenario() {
             s["energy"]["method"], n["energy"]["method"],
             "{name}: same method"
         );
-        assert_eq!(s["devices"].as_array().unwrap().len(), n["devices"].as_array().unwrap().len());
+        assert_eq!(
+            s["devices"].as_array().unwrap().len(),
+            n["devices"].as_array().unwrap().len()
+        );
         // Two processes: the windows differ by a few ms, so compare energy per second of
         // window (the trace is constant where these windows fall).
         let (ps, pn) = (
@@ -113,8 +127,15 @@ fn sim_and_fake_nvml_agree_on_every_corpus_scenario() {
             (ps - pn).abs() / ps <= 0.001,
             "{name}: sim {ps:.3} W vs nvml {pn:.3} W"
         );
-        for key in ["throttle_duration_s", "thermal_duration_s", "power_duration_s"] {
-            let (a, b) = (f(&s, &format!("/thermal/{key}")), f(&n, &format!("/thermal/{key}")));
+        for key in [
+            "throttle_duration_s",
+            "thermal_duration_s",
+            "power_duration_s",
+        ] {
+            let (a, b) = (
+                f(&s, &format!("/thermal/{key}")),
+                f(&n, &format!("/thermal/{key}")),
+            );
             assert!((a - b).abs() <= 0.1 + 1e-9, "{name}: {key} {a} vs {b}");
         }
         let (a, b) = (
@@ -142,10 +163,25 @@ fn sim_and_fake_nvml_agree_across_steps() {
     let dev = sb.scenario("steps.json", json);
     let mut results = Vec::new();
     for (exp, nvml) in [("st-sim", false), ("st-nvml", true)] {
-        let mut c = if nvml { sb.nvml_cmd("steps.json") } else { sb.cmd() };
-        let device = if nvml { "nvml".to_string() } else { dev.clone() };
+        let mut c = if nvml {
+            sb.nvml_cmd("steps.json")
+        } else {
+            sb.cmd()
+        };
+        let device = if nvml {
+            "nvml".to_string()
+        } else {
+            dev.clone()
+        };
         let o = c
-            .args(["run", "--device", &device, "--experiment-id", exp, "--no-baseline"])
+            .args([
+                "run",
+                "--device",
+                &device,
+                "--experiment-id",
+                exp,
+                "--no-baseline",
+            ])
             .args(["--", "sleep", "2.3"])
             .output()
             .unwrap();
@@ -160,7 +196,10 @@ fn sim_and_fake_nvml_agree_across_steps() {
         let raw = f(v, "/energy/raw_j");
         assert!((raw - truth).abs() / truth < 0.01, "{raw} vs {truth}");
     }
-    let (a, b) = (f(&results[0], "/energy/raw_j"), f(&results[1], "/energy/raw_j"));
+    let (a, b) = (
+        f(&results[0], "/energy/raw_j"),
+        f(&results[1], "/energy/raw_j"),
+    );
     let (da, db) = (f(&results[0], "/duration_s"), f(&results[1], "/duration_s"));
     // the only difference allowed: the idle tail of two windows of slightly different length
     let expected = 60.0 * (da - db);
@@ -184,7 +223,10 @@ fn run_twin_constant_power_baseline_cached_then_forced() {
     assert_eq!(v["energy"]["baseline_method"], "fresh");
     assert_eq!(v["energy"]["method"], "energy_counter");
     assert_eq!(v["devices"][0]["kind"], "nvml_gpu");
-    assert!(v["devices"][0]["uuid"].as_str().unwrap().starts_with("GPU-"));
+    assert!(v["devices"][0]["uuid"]
+        .as_str()
+        .unwrap()
+        .starts_with("GPU-"));
     assert_eq!(v["devices"][0]["power"]["source"], "instant");
     assert!(v["environment"]["summary"]
         .as_str()
@@ -234,7 +276,15 @@ fn aggregate_twin_counts_one_gpu_once_and_two_gpus_twice() {
             c.env("CUDA_VISIBLE_DEVICES", v);
         }
         let o = c
-            .args(["run", "--device", "nvml", "--experiment-id", exp, "--process-index", idx])
+            .args([
+                "run",
+                "--device",
+                "nvml",
+                "--experiment-id",
+                exp,
+                "--process-index",
+                idx,
+            ])
             .args(["--", "sleep", "0.5"])
             .output()
             .unwrap();
@@ -280,7 +330,14 @@ fn llm_energy_twin_measures_through_nvml() {
     common::nvml_env(&mut cmd, &scenario);
     let o = cmd
         .args(["--model", "tiny", "--batch", "2", "--prompt-len", "16"])
-        .args(["--gen-tokens", "12", "--requests", "2", "--experiment-id", "tiny-nvml"])
+        .args([
+            "--gen-tokens",
+            "12",
+            "--requests",
+            "2",
+            "--experiment-id",
+            "tiny-nvml",
+        ])
         .args(["--device", "nvml", "--output"])
         .arg(sb.path().join("out"))
         .env("LEM_BASELINE_DURATION_S", "0.2")
@@ -314,7 +371,10 @@ fn auto_says_why_no_gpu_was_measured() {
         "mismatch.json",
         r#"{"idle_w": 50, "faults": [{"function": "nvmlInit_v2", "return": "LIB_RM_VERSION_MISMATCH"}]}"#,
     );
-    let o = sb.run_nvml("mismatch.json", &["run", "--experiment-id", "m", "--", "true"]);
+    let o = sb.run_nvml(
+        "mismatch.json",
+        &["run", "--experiment-id", "m", "--", "true"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v = sb.json("results/raw/m/process_0.json");
     assert!(v["energy"]["raw_j"].is_null());
@@ -329,10 +389,17 @@ fn auto_says_why_no_gpu_was_measured() {
         "denied.json",
         r#"{"idle_w": 50, "count": 2, "faults": [{"function": "nvmlDeviceGetHandleByIndex_v2", "return": "NO_PERMISSION"}]}"#,
     );
-    let o = sb.run_nvml("denied.json", &["run", "--experiment-id", "d", "--", "true"]);
+    let o = sb.run_nvml(
+        "denied.json",
+        &["run", "--experiment-id", "d", "--", "true"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v = sb.json("results/raw/d/process_0.json");
-    assert!(has_warning(&v, "no GPU") && has_warning(&v, "NO_PERMISSION"), "{:?}", warnings(&v));
+    assert!(
+        has_warning(&v, "no GPU") && has_warning(&v, "NO_PERMISSION"),
+        "{:?}",
+        warnings(&v)
+    );
 }
 
 #[test]
@@ -350,7 +417,11 @@ fn the_nvml_load_error_carries_the_loaders_reason() {
         return; // a real driver is installed: nothing to prove here
     }
     assert_clean_error(&o, "libnvidia-ml.so.1");
-    assert!(stderr(&o).contains("cannot open shared object file"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot open shared object file"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(o.status.code(), Some(125));
     // the fake without its scenario is a driver that is not loaded
     let o = sb
@@ -384,7 +455,15 @@ fn one_gpu_without_permission_is_skipped_and_the_others_measured() {
     let o = sb
         .nvml_cmd("bad1.json")
         .env("CUDA_VISIBLE_DEVICES", "0")
-        .args(["run", "--device", "nvml", "--experiment-id", "cvd0", "--", "true"])
+        .args([
+            "run",
+            "--device",
+            "nvml",
+            "--experiment-id",
+            "cvd0",
+            "--",
+            "true",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -418,7 +497,11 @@ fn lost_or_missing_gpus_at_enumeration_are_skipped_too() {
         );
         let v = run_nvml(&sb, &file, name, &[], "0.2");
         assert_eq!(v["devices"].as_array().unwrap().len(), 2, "{code}");
-        assert!(has_warning(&v, "skipped GPU 2"), "{code}: {:?}", warnings(&v));
+        assert!(
+            has_warning(&v, "skipped GPU 2"),
+            "{code}: {:?}",
+            warnings(&v)
+        );
     }
 }
 
@@ -437,11 +520,22 @@ fn env_with_cvd(sb: &Sandbox, scenario: &str, cvd: &str) -> (Value, String) {
     let o = sb
         .nvml_cmd(scenario)
         .env("CUDA_VISIBLE_DEVICES", cvd)
-        .args(["run", "--device", "nvml", "--experiment-id", &exp, "--", "true"])
+        .args([
+            "run",
+            "--device",
+            "nvml",
+            "--experiment-id",
+            &exp,
+            "--",
+            "true",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{cvd}: {}", stderr(&o));
-    (sb.json(&format!("results/raw/{exp}/process_0.json")), stderr(&o))
+    (
+        sb.json(&format!("results/raw/{exp}/process_0.json")),
+        stderr(&o),
+    )
 }
 
 #[test]
@@ -464,8 +558,15 @@ fn mig_entries_measure_the_parent_gpu_whole_and_flag_it_once() {
     assert_eq!(mig_notices, 1, "{:?}", warnings(&v));
     assert!(err.contains("MIG"), "{err}");
     // the older MIG-GPU-<uuid>/<gi>/<ci> form names the parent directly
-    let (v, _) = env_with_cvd(&sb, "mig.json", "MIG-GPU-aaaaaaaa-0000-0000-0000-000000000000/1/0");
-    assert_eq!(v["devices"][0]["uuid"], "GPU-aaaaaaaa-0000-0000-0000-000000000000");
+    let (v, _) = env_with_cvd(
+        &sb,
+        "mig.json",
+        "MIG-GPU-aaaaaaaa-0000-0000-0000-000000000000/1/0",
+    );
+    assert_eq!(
+        v["devices"][0]["uuid"],
+        "GPU-aaaaaaaa-0000-0000-0000-000000000000"
+    );
 }
 
 #[test]
@@ -481,7 +582,10 @@ fn uuids_prefixes_and_an_invalid_entry_like_cuda() {
         .collect();
     assert_eq!(
         uuids,
-        ["GPU-bbbbbbbb-0000-0000-0000-000000000000", "GPU-aaaaaaaa-0000-0000-0000-000000000000"]
+        [
+            "GPU-bbbbbbbb-0000-0000-0000-000000000000",
+            "GPU-aaaaaaaa-0000-0000-0000-000000000000"
+        ]
     );
     let (v, _) = env_with_cvd(&sb, "mig.json", "1,7,0");
     assert_eq!(v["devices"].as_array().unwrap().len(), 1);
@@ -501,11 +605,22 @@ fn mixed_models_with_indices_warn_that_orders_may_differ() {
         .nvml_cmd("mixed.json")
         .env("CUDA_VISIBLE_DEVICES", "1")
         .env("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-        .args(["run", "--device", "nvml", "--experiment-id", "pci", "--", "true"])
+        .args([
+            "run",
+            "--device",
+            "nvml",
+            "--experiment-id",
+            "pci",
+            "--",
+            "true",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success());
-    assert!(!has_warning(&sb.json("results/raw/pci/process_0.json"), "CUDA_DEVICE_ORDER"));
+    assert!(!has_warning(
+        &sb.json("results/raw/pci/process_0.json"),
+        "CUDA_DEVICE_ORDER"
+    ));
 }
 
 // ---- 3d. a lost GPU invents nothing --------------------------------------------------------
@@ -521,19 +636,43 @@ fn a_gpu_lost_inside_the_window_gets_null_energy_and_a_warning() {
     );
     let o = sb.run_nvml(
         "lost.json",
-        &["run", "--device", "nvml", "--experiment-id", "l", "--", "sleep", "1.5"],
+        &[
+            "run",
+            "--device",
+            "nvml",
+            "--experiment-id",
+            "l",
+            "--",
+            "sleep",
+            "1.5",
+        ],
     );
-    assert!(o.status.success(), "the command runs to its end: {}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "the command runs to its end: {}",
+        stderr(&o)
+    );
     let v = sb.json("results/raw/l/process_0.json");
-    assert!(v["devices"][1]["energy"]["raw_j"].is_null(), "{}", v["devices"][1]);
+    assert!(
+        v["devices"][1]["energy"]["raw_j"].is_null(),
+        "{}",
+        v["devices"][1]
+    );
     assert!(v["energy"]["raw_j"].is_null(), "the total is unknown too");
-    assert!(f(&v, "/devices/0/energy/raw_j") > 0.0, "the other GPU is measured");
+    assert!(
+        f(&v, "/devices/0/energy/raw_j") > 0.0,
+        "the other GPU is measured"
+    );
     let w: Vec<String> = warnings(&v)
         .into_iter()
         .filter(|w| w.contains("device 1") && w.contains("stopped answering"))
         .collect();
     assert_eq!(w.len(), 1, "{:?}", warnings(&v));
-    assert!(w[0].contains("s into the window") && w[0].contains("lost"), "{}", w[0]);
+    assert!(
+        w[0].contains("s into the window") && w[0].contains("lost"),
+        "{}",
+        w[0]
+    );
     assert!(f(&v, "/sampling/failed_reads") > 0.0);
 }
 
@@ -548,7 +687,11 @@ fn a_failed_counter_read_at_the_end_falls_back_to_integration_with_a_warning() {
     );
     let v = run_nvml(&sb, "cf.json", "cf", &["--no-baseline"], "1.5");
     assert_eq!(v["energy"]["method"], "power_integration");
-    assert!(has_warning(&v, "energy-counter read failed at the window's end"), "{:?}", warnings(&v));
+    assert!(
+        has_warning(&v, "energy-counter read failed at the window's end"),
+        "{:?}",
+        warnings(&v)
+    );
     assert!(f(&v, "/sampling/failed_reads") >= 1.0);
     let d = f(&v, "/duration_s");
     assert!((f(&v, "/energy/raw_j") - 200.0 * d).abs() / (200.0 * d) < 0.02);
@@ -565,7 +708,10 @@ fn failed_field_reads_are_counted() {
     let n = f(&v, "/sampling/sample_count");
     let failed = f(&v, "/sampling/failed_reads");
     assert!(n >= 8.0, "{n}");
-    assert!((failed - n / 2.0).abs() <= 2.0, "{failed} failed of {n} reads");
+    assert!(
+        (failed - n / 2.0).abs() <= 2.0,
+        "{failed} failed of {n} reads"
+    );
 }
 
 #[test]
@@ -598,7 +744,12 @@ fn counter_reset_and_frozen_counter_are_caught() {
         r#"{"idle_w": 200, "faults": [{"counter_frozen_from_s": 0.8}]}"#,
     );
     let v = run_nvml(&sb, "frozen.json", "fz", &["--no-baseline"], "2.5");
-    assert_eq!(v["energy"]["method"], "power_integration", "{:?}", warnings(&v));
+    assert_eq!(
+        v["energy"]["method"],
+        "power_integration",
+        "{:?}",
+        warnings(&v)
+    );
     assert!(has_warning(&v, "disagrees"), "{:?}", warnings(&v));
     let d = f(&v, "/duration_s");
     assert!((f(&v, "/energy/raw_j") - 200.0 * d).abs() / (200.0 * d) < 0.02);
@@ -619,8 +770,14 @@ fn violation_counters_refine_per_policy_and_keep_the_power_brake() {
     let v = run_nvml(&sb, "brake.json", "br", &["--no-baseline"], "1.6");
     let power = f(&v, "/thermal/power_duration_s");
     assert!((power - 1.0).abs() <= 0.1 + 1e-9, "power {power}");
-    assert_eq!(v["devices"][0]["throttle"]["duration_source"], "violation_counters");
-    assert_eq!(v["thermal"]["throttle_detected"], true, "the brake is a slowdown");
+    assert_eq!(
+        v["devices"][0]["throttle"]["duration_source"],
+        "violation_counters"
+    );
+    assert_eq!(
+        v["thermal"]["throttle_detected"], true,
+        "the brake is a slowdown"
+    );
     // one unsupported policy does not discard the other
     sb.scenario_file(
         "half.json",
@@ -629,9 +786,15 @@ fn violation_counters_refine_per_policy_and_keep_the_power_brake() {
             {"start_s": 0.9, "end_s": 1.2, "power_w": 300, "throttle": ["hw_thermal_slowdown"]}]}"#,
     );
     let v = run_nvml(&sb, "half.json", "half", &["--no-baseline"], "1.6");
-    assert_eq!(v["devices"][0]["throttle"]["duration_source"], "violation_counters");
+    assert_eq!(
+        v["devices"][0]["throttle"]["duration_source"],
+        "violation_counters"
+    );
     let thermal = f(&v, "/thermal/thermal_duration_s");
-    assert!((thermal - 0.3).abs() <= 0.1 + 1e-9, "thermal from samples: {thermal}");
+    assert!(
+        (thermal - 0.3).abs() <= 0.1 + 1e-9,
+        "thermal from samples: {thermal}"
+    );
     assert!((f(&v, "/thermal/power_duration_s") - 0.5).abs() <= 0.1 + 1e-9);
 }
 
@@ -644,7 +807,17 @@ fn the_power_cap_alone_is_reported_but_not_a_throttle() {
     );
     let o = sb.run_nvml(
         "cap.json",
-        &["run", "--device", "nvml", "--experiment-id", "cap", "--no-baseline", "--", "sleep", "1"],
+        &[
+            "run",
+            "--device",
+            "nvml",
+            "--experiment-id",
+            "cap",
+            "--no-baseline",
+            "--",
+            "sleep",
+            "1",
+        ],
     );
     assert!(o.status.success());
     let v = sb.json("results/raw/cap/process_0.json");
@@ -671,8 +844,14 @@ fn readings_that_fall_back_from_the_instant_field_are_counted() {
         p["usage_readings"].as_f64().unwrap(),
     );
     // calls 6, 9, 12... of the instant field fail and fall back, one reading in three
-    assert!(usage >= 2.0 && inst >= usage, "{inst} instant, {usage} usage");
-    assert!((usage - (inst + usage) / 3.0).abs() <= 2.0, "{inst} instant, {usage} usage");
+    assert!(
+        usage >= 2.0 && inst >= usage,
+        "{inst} instant, {usage} usage"
+    );
+    assert!(
+        (usage - (inst + usage) / 3.0).abs() <= 2.0,
+        "{inst} instant, {usage} usage"
+    );
     assert!(has_warning(&v, "fell back"), "{:?}", warnings(&v));
 }
 
@@ -711,16 +890,33 @@ fn memory_in_mib_temperature_from_the_newer_call_and_one_power_basis() {
     );
     let o = sb.run_nvml(
         "m.json",
-        &["run", "--device", "nvml", "--experiment-id", "m", "--no-baseline", "--", "sleep", "0.6"],
+        &[
+            "run",
+            "--device",
+            "nvml",
+            "--experiment-id",
+            "m",
+            "--no-baseline",
+            "--",
+            "sleep",
+            "0.6",
+        ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let v = sb.json("results/raw/m/process_0.json");
     assert_eq!(f(&v, "/devices/0/memory/peak_used_mb"), 20480.0);
     assert_eq!(f(&v, "/devices/0/memory/total_mb"), 81559.0);
-    assert!(v["devices"][0]["temperature"]["start_c"].is_number(), "{}", v["devices"][0]);
+    assert!(
+        v["devices"][0]["temperature"]["start_c"].is_number(),
+        "{}",
+        v["devices"][0]
+    );
     // two GPUs at 310 W: mean and peak both describe the pair
     let (mean, peak) = (f(&v, "/power/mean_w"), f(&v, "/power/peak_w"));
-    assert!((mean - 620.0).abs() < 6.0 && (peak - 620.0).abs() < 1.0, "{mean} {peak}");
+    assert!(
+        (mean - 620.0).abs() < 6.0 && (peak - 620.0).abs() < 1.0,
+        "{mean} {peak}"
+    );
     let err = stderr(&o);
     assert!(err.contains("mean 62") && err.contains("peak 620"), "{err}");
 }
@@ -733,7 +929,14 @@ fn the_sampler_calls_the_driver_at_the_interval() {
     let o = sb
         .nvml_cmd("c.json")
         .env("LEM_FAKE_NVML_LOG", &log)
-        .args(["run", "--device", "nvml", "--no-baseline", "--interval-ms", "50"])
+        .args([
+            "run",
+            "--device",
+            "nvml",
+            "--no-baseline",
+            "--interval-ms",
+            "50",
+        ])
         .args(["--experiment-id", "cad", "--", "sleep", "1"])
         .output()
         .unwrap();

@@ -120,7 +120,8 @@ pub(crate) fn throttle_from_samples(
         if r.is_power() {
             out.power += dt;
         }
-        if r.contains(ThrottleReasons::HW_POWER_BRAKE) && !r.contains(ThrottleReasons::SW_POWER_CAP) {
+        if r.contains(ThrottleReasons::HW_POWER_BRAKE) && !r.contains(ThrottleReasons::SW_POWER_CAP)
+        {
             out.brake_without_cap += dt;
         }
         out.seen = out.seen.union(r);

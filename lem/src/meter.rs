@@ -590,9 +590,9 @@ impl Meter {
             // has seen it failing since some earlier time, or it says it is lost; a single
             // failed read with good samples around it is transient (integration covers it).
             let lost = end.failure.as_ref().and_then(|e| {
-                shared.down_since(i).or_else(|| {
-                    matches!(e, Error::DeviceLost { .. }).then(|| (t1, e.to_string()))
-                })
+                shared
+                    .down_since(i)
+                    .or_else(|| matches!(e, Error::DeviceLost { .. }).then(|| (t1, e.to_string())))
             });
             let b = self.baselines.get(i);
             let w = DeviceWindow {
@@ -606,10 +606,7 @@ impl Meter {
                 samples: &mine,
                 edges: st.edge0.zip(end.edge),
                 lost,
-                counter_failed: (
-                    st.e0_failed,
-                    d.info().energy_counter && end.e1.is_none(),
-                ),
+                counter_failed: (st.e0_failed, d.info().energy_counter && end.e1.is_none()),
                 baseline_w: b.and_then(|b| b.power_w),
                 baseline_method: b.map_or(BaselineMethod::Unavailable, |b| b.method),
             };

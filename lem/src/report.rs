@@ -359,7 +359,10 @@ pub fn merge_reports(name: &str, reports: &[EnergyReport]) -> Option<EnergyRepor
             mean_w: add(&|r| r.energy.raw_j)
                 .filter(|_| duration_s > 0.0)
                 .map(|e| e / duration_s),
-            peak_w: reports.iter().filter_map(|r| r.power.peak_w).reduce(f64::max),
+            peak_w: reports
+                .iter()
+                .filter_map(|r| r.power.peak_w)
+                .reduce(f64::max),
         },
         devices,
         thermal: ThermalSummary {

@@ -15,10 +15,10 @@ use crate::error::Result;
 pub use crate::throttle_reasons::ThrottleReasons;
 
 pub use nvml::NvmlDevice;
-pub use visible::{resolve_visible_devices, Visible, VisibleEntry};
 pub use rapl::{RaplDomain, DEFAULT_POWERCAP_ROOT};
 pub use sim::{Scenario, Segment, SimDevice};
 pub use spec::{open_devices, open_devices_with_powercap, DeviceSpec, OpenedDevices};
+pub use visible::{resolve_visible_devices, Visible, VisibleEntry};
 
 /// What kind of source a device is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -149,7 +149,9 @@ pub(crate) fn enumerate() -> Result<Vec<VisibleEntry>> {
                 entry.name = d.name().ok();
                 match d.uuid() {
                     Ok(u) => entry.uuid = Some(u),
-                    Err(e) => entry.problem = Some(format!("its UUID read failed: {}", describe(&e))),
+                    Err(e) => {
+                        entry.problem = Some(format!("its UUID read failed: {}", describe(&e)))
+                    }
                 }
             }
             Err(e) => entry.problem = Some(describe(&e)),
@@ -214,14 +216,16 @@ impl NvmlDevice {
         // `nvmlDeviceGetPowerUsage` averages over 1 s on Ampere and newer, GA100 (8.0) excepted.
         let usage_averaged = match (arch.as_ref(), cc.as_ref()) {
             (Some(a), Some(c)) => {
-                !matches!(
+                let before_ampere = matches!(
                     a,
                     DeviceArchitecture::Kepler
                         | DeviceArchitecture::Maxwell
                         | DeviceArchitecture::Pascal
                         | DeviceArchitecture::Volta
                         | DeviceArchitecture::Turing
-                ) && !(c.major == 8 && c.minor == 0)
+                );
+                let ga100 = c.major == 8 && c.minor == 0;
+                !(before_ampere || ga100)
             }
             // Unknown: assume the common modern case, and say "averaged" (the cautious label).
             _ => true,
@@ -316,10 +320,7 @@ impl NvmlDevice {
 
 fn instant_power(dev: &Device<'_>) -> std::result::Result<f64, NvmlError> {
     let vals = dev.field_values_for(&[FieldId(FI_POWER_INSTANT)])?;
-    let sample = vals
-        .into_iter()
-        .next()
-        .ok_or(NvmlError::NotSupported)??;
+    let sample = vals.into_iter().next().ok_or(NvmlError::NotSupported)??;
     let mw = match sample.value? {
         SampleValue::U32(v) => f64::from(v),
         SampleValue::U64(v) => v as f64,
@@ -480,8 +481,9 @@ impl NvmlDevice {
 
     fn read_clocks(&self) -> std::result::Result<Option<ThrottleReasons>, NvmlError> {
         match self.support.clocks {
-            ClocksCall::EventReasons => event_reasons(self.nvml, &self.dev)
-                .map(|b| Some(ThrottleReasons::from_bits(b))),
+            ClocksCall::EventReasons => {
+                event_reasons(self.nvml, &self.dev).map(|b| Some(ThrottleReasons::from_bits(b)))
+            }
             ClocksCall::ThrottleReasons => self
                 .dev
                 .current_throttle_reasons()

@@ -449,7 +449,9 @@ impl EnergySource for SimDevice {
         // As on NVIDIA GPUs: the power policy counts the SW power cap only (not the HW
         // power brake), the thermal policy SW and HW thermal slowdown.
         Some(Violations {
-            power_ns: Some(ns(self.time_where(t, |r| r.contains(ThrottleReasons::SW_POWER_CAP)))),
+            power_ns: Some(ns(
+                self.time_where(t, |r| r.contains(ThrottleReasons::SW_POWER_CAP))
+            )),
             thermal_ns: Some(ns(self.time_where(t, ThrottleReasons::is_thermal))),
         })
     }

@@ -135,10 +135,7 @@ fn open_nvml(indices: Option<&[u32]>) -> Result<OpenedDevices> {
     let chosen: Vec<u32> = match indices {
         None => visible.indices,
         Some(want) => {
-            if visible.mixed_models
-                && cvd.is_none()
-                && order.as_deref() != Some("PCI_BUS_ID")
-            {
+            if visible.mixed_models && cvd.is_none() && order.as_deref() != Some("PCI_BUS_ID") {
                 let mut names: Vec<&str> = all.iter().filter_map(|e| e.name.as_deref()).collect();
                 names.sort_unstable();
                 names.dedup();

@@ -154,7 +154,11 @@ mod tests {
             name: Some("H100".into()),
             problem: None,
         };
-        vec![e(0, "GPU-aaaa1111"), e(1, "GPU-bbbb2222"), e(2, "GPU-bbbc3333")]
+        vec![
+            e(0, "GPU-aaaa1111"),
+            e(1, "GPU-bbbb2222"),
+            e(2, "GPU-bbbc3333"),
+        ]
     }
 
     fn no_mig(_: &str) -> Option<String> {
@@ -176,7 +180,10 @@ mod tests {
         let v = resolve(Some("2,0")).unwrap();
         assert_eq!(v.indices, vec![2, 0]);
         assert!(v.notices.is_empty());
-        assert_eq!(resolve(Some("GPU-bbbb2222, 0")).unwrap().indices, vec![1, 0]);
+        assert_eq!(
+            resolve(Some("GPU-bbbb2222, 0")).unwrap().indices,
+            vec![1, 0]
+        );
         assert_eq!(resolve(Some("bbbc")).unwrap().indices, vec![2]);
         assert_eq!(resolve(Some("GPU-aaaa")).unwrap().indices, vec![0]);
     }
@@ -200,8 +207,7 @@ mod tests {
     #[test]
     fn mig_entries_resolve_to_their_parent_once() {
         let parent = |m: &str| (m == "MIG-1234" || m == "MIG-5678").then(|| "GPU-bbbb2222".into());
-        let v =
-            resolve_visible_devices(Some("MIG-1234,MIG-5678"), None, &gpus(), &parent).unwrap();
+        let v = resolve_visible_devices(Some("MIG-1234,MIG-5678"), None, &gpus(), &parent).unwrap();
         assert_eq!(v.indices, vec![1]);
         assert_eq!(v.mig_parents, vec![1]);
         assert_eq!(v.notices.len(), 1, "{:?}", v.notices);

@@ -75,7 +75,11 @@ pub const FUNCTIONS: &[&str] = &[
 /// The return code named `name`.
 pub fn return_code(name: &str) -> Option<u32> {
     let bare = name.strip_prefix("NVML_ERROR_").unwrap_or(name);
-    let bare = if name == "NVML_SUCCESS" { "SUCCESS" } else { bare };
+    let bare = if name == "NVML_SUCCESS" {
+        "SUCCESS"
+    } else {
+        bare
+    };
     RETURN_CODES
         .iter()
         .find(|(n, _)| *n == bare)
@@ -247,9 +251,9 @@ impl Fault {
         };
         let time = |v: Option<f64>, what: &str| -> Result<Option<f64>, String> {
             match v {
-                Some(x) if !(x.is_finite() && x >= 0.0) => {
-                    Err(format!("{at}: {what} must be a finite number >= 0, got {x}"))
-                }
+                Some(x) if !(x.is_finite() && x >= 0.0) => Err(format!(
+                    "{at}: {what} must be a finite number >= 0, got {x}"
+                )),
                 other => Ok(other),
             }
         };
@@ -311,7 +315,7 @@ impl Fault {
             && t < self.until_s
             && n > self.after_calls
             && n <= self.first_calls
-            && n % self.every == 0
+            && n.is_multiple_of(self.every)
     }
 }
 
@@ -381,9 +385,15 @@ mod tests {
         for (bad, want) in [
             (r#"{"gpu": 0}"#, "exactly one"),
             (r#"{"return": "X"}"#, "unknown return code `X`"),
-            (r#"{"function": "nvmlFoo", "return": "UNKNOWN"}"#, "unknown function"),
+            (
+                r#"{"function": "nvmlFoo", "return": "UNKNOWN"}"#,
+                "unknown function",
+            ),
             (r#"{"return": "UNKNOWN", "every": 0}"#, "every must be"),
-            (r#"{"return": "UNKNOWN", "from_s": 2, "until_s": 1}"#, "until_s"),
+            (
+                r#"{"return": "UNKNOWN", "from_s": 2, "until_s": 1}"#,
+                "until_s",
+            ),
             (r#"{"return": "UNKNOWN", "colour": 1}"#, "unknown field"),
         ] {
             let e = fault(bad).unwrap_err();

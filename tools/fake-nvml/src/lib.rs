@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use nvml_wrapper_sys::bindings::{
-    field_id, nvmlDevice_t, nvmlFieldValue_t, nvmlMemory_t, nvmlMemory_v2_t,
-    nvmlPciInfo_t, nvmlPerfPolicyType_t, nvmlReturn_t, nvmlTemperatureSensors_t,
-    nvmlTemperature_t, nvmlUtilization_t, nvmlValue_t, nvmlViolationTime_t,
+    field_id, nvmlDevice_t, nvmlFieldValue_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlPciInfo_t,
+    nvmlPerfPolicyType_t, nvmlReturn_t, nvmlTemperatureSensors_t, nvmlTemperature_t,
+    nvmlUtilization_t, nvmlValue_t, nvmlViolationTime_t,
 };
 
 use lem::device::EnergySource;
@@ -94,9 +94,11 @@ fn on_gpu(
         return NOT_SUPPORTED;
     }
     let gpu = h.gpu;
-    call(function, Some(gpu), |fake, t| match fake.gpus.get(gpu as usize) {
-        Some(g) => body(fake, g, t),
-        None => INVALID_ARGUMENT,
+    call(function, Some(gpu), |fake, t| {
+        match fake.gpus.get(gpu as usize) {
+            Some(g) => body(fake, g, t),
+            None => INVALID_ARGUMENT,
+        }
     })
 }
 
@@ -282,7 +284,9 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByUUID(
         return INVALID_ARGUMENT;
     }
     // SAFETY: non-null, NUL-terminated per the caller's contract.
-    let want = unsafe { CStr::from_ptr(uuid) }.to_string_lossy().into_owned();
+    let want = unsafe { CStr::from_ptr(uuid) }
+        .to_string_lossy()
+        .into_owned();
     let Some(fake) = active() else {
         return UNINITIALIZED;
     };
@@ -477,9 +481,11 @@ pub unsafe extern "C" fn nvmlDeviceGetEnforcedPowerLimit(
     limit: *mut c_uint,
 ) -> nvmlReturn_t {
     // SAFETY: the caller's contract.
-    on_gpu("nvmlDeviceGetEnforcedPowerLimit", device, |_, g, _| unsafe {
-        put(limit, (g.power_limit_w * 1000.0) as c_uint)
-    })
+    on_gpu(
+        "nvmlDeviceGetEnforcedPowerLimit",
+        device,
+        |_, g, _| unsafe { put(limit, (g.power_limit_w * 1000.0) as c_uint) },
+    )
 }
 
 /// # Safety
@@ -715,13 +721,17 @@ pub unsafe extern "C" fn nvmlDeviceGetCurrentClocksEventReasons(
     device: nvmlDevice_t,
     reasons: *mut c_ulonglong,
 ) -> nvmlReturn_t {
-    on_gpu("nvmlDeviceGetCurrentClocksEventReasons", device, |_, g, t| {
-        if !g.clocks_new {
-            return FUNCTION_NOT_FOUND;
-        }
-        // SAFETY: the caller's contract.
-        unsafe { put(reasons, clocks(g, t)) }
-    })
+    on_gpu(
+        "nvmlDeviceGetCurrentClocksEventReasons",
+        device,
+        |_, g, t| {
+            if !g.clocks_new {
+                return FUNCTION_NOT_FOUND;
+            }
+            // SAFETY: the caller's contract.
+            unsafe { put(reasons, clocks(g, t)) }
+        },
+    )
 }
 
 /// # Safety

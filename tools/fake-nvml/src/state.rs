@@ -121,8 +121,7 @@ impl Fake {
             return Ok(None);
         };
         let path = Path::new(&path);
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let log = match std::env::var_os(LOG_VAR) {
             Some(p) => Some(
                 std::fs::OpenOptions::new()
@@ -156,7 +155,10 @@ impl Fake {
             .map(|(i, f)| Fault::from_spec(i, f))
             .collect::<Result<Vec<_>, _>>()
             .map_err(bad)?;
-        if let Some(f) = faults.iter().find(|f| f.gpu.is_some_and(|g| g >= scenario.count)) {
+        if let Some(f) = faults
+            .iter()
+            .find(|f| f.gpu.is_some_and(|g| g >= scenario.count))
+        {
             return Err(bad(format!(
                 "a fault names GPU {:?}, but the scenario has {}",
                 f.gpu, scenario.count
@@ -196,9 +198,10 @@ impl Fake {
             );
             let first_reset_s = one.counter_resets_s.iter().copied().reduce(f64::min);
             let clock = Arc::new(ManualClock::new());
-            let sim = SimDevice::open_all(&one, clock, i).into_iter().next().ok_or_else(|| {
-                bad("the scenario opened no device".to_string())
-            })?;
+            let sim = SimDevice::open_all(&one, clock, i)
+                .into_iter()
+                .next()
+                .ok_or_else(|| bad("the scenario opened no device".to_string()))?;
             let (policy_power, policy_thermal) = match &block.violation_policies {
                 Some(p) => (
                     p.power
@@ -312,7 +315,9 @@ impl Fake {
         }
         let n = {
             let mut calls = lock(&self.calls);
-            let c = calls.entry((gpu.unwrap_or(u32::MAX), function)).or_insert(0);
+            let c = calls
+                .entry((gpu.unwrap_or(u32::MAX), function))
+                .or_insert(0);
             *c += 1;
             *c
         };
@@ -347,7 +352,10 @@ impl Fake {
     /// The energy counter of `gpu` at `t`, in mJ.
     pub fn counter_mj(&self, gpu: &Gpu, g: u32, t: f64) -> u64 {
         let frozen = self.faults.iter().find(|f| {
-            f.effect == Effect::Frozen && f.gpu.is_none_or(|x| x == g) && t >= f.from_s && t < f.until_s
+            f.effect == Effect::Frozen
+                && f.gpu.is_none_or(|x| x == g)
+                && t >= f.from_s
+                && t < f.until_s
         });
         let t = frozen.map_or(t, |f| f.from_s);
         let j = gpu.sim.counter_at(t);
@@ -416,10 +424,17 @@ mod tests {
         let g = &f.gpus[0];
         assert_eq!(g.arch, 9);
         assert!(g.counter && g.instant_field && g.usage_averaged);
-        assert!(g.uuid.starts_with("GPU-") && g.uuid.len() == 40, "{}", g.uuid);
+        assert!(
+            g.uuid.starts_with("GPU-") && g.uuid.len() == 40,
+            "{}",
+            g.uuid
+        );
         assert_ne!(f.gpus[0].uuid, f.gpus[1].uuid);
         let a100 = fake(r#"{"idle_w": 60, "nvml": {"architecture": "ampere"}}"#).unwrap();
-        assert!(!a100.gpus[0].usage_averaged, "GA100's power usage is instantaneous");
+        assert!(
+            !a100.gpus[0].usage_averaged,
+            "GA100's power usage is instantaneous"
+        );
         let pascal = fake(r#"{"idle_w": 60, "nvml": {"architecture": "pascal"}}"#).unwrap();
         assert!(!pascal.gpus[0].counter, "no energy counter before Volta");
     }
@@ -464,10 +479,19 @@ mod tests {
     #[test]
     fn bad_extras_name_the_file() {
         for (json, want) in [
-            (r#"{"idle_w": 1, "nvml": {"architecture": "fermi2"}}"#, "unknown architecture"),
+            (
+                r#"{"idle_w": 1, "nvml": {"architecture": "fermi2"}}"#,
+                "unknown architecture",
+            ),
             (r#"{"idle_w": 1, "nvml": {"colour": 1}}"#, "unknown field"),
-            (r#"{"idle_w": 1, "faults": [{"gpu": 3, "return": "UNKNOWN"}]}"#, "names GPU"),
-            (r#"{"idle_w": 1, "nvml": {"clocks_event_reasons": "maybe"}}"#, "clocks_event_reasons"),
+            (
+                r#"{"idle_w": 1, "faults": [{"gpu": 3, "return": "UNKNOWN"}]}"#,
+                "names GPU",
+            ),
+            (
+                r#"{"idle_w": 1, "nvml": {"clocks_event_reasons": "maybe"}}"#,
+                "clocks_event_reasons",
+            ),
         ] {
             let e = fake(json).unwrap_err();
             assert!(e.starts_with("f.json: invalid scenario:"), "{e}");
