@@ -482,4 +482,176 @@ mod tests {
         assert!((ev[0].start_s - 0.0).abs() < 1e-9 && (ev[0].end_s - 0.2).abs() < 1e-9);
         assert!((ev[1].start_s - 0.3).abs() < 1e-9 && (ev[1].end_s - 0.35).abs() < 1e-9);
     }
+
+    use crate::device::{DeviceKind, PowerSource};
+
+    fn gpu() -> DeviceInfo {
+        DeviceInfo {
+            index: 0,
+            kind: DeviceKind::NvmlGpu,
+            name: "G".into(),
+            uuid: "GPU-x".into(),
+            nvml_index: Some(0),
+            pci_bus_id: None,
+            compute_capability: None,
+            memory_total_mb: None,
+            power_limit_w: None,
+            mig: false,
+            simulated: false,
+            energy_counter: true,
+            counter_update_s: 0.1,
+            power_source: PowerSource::Instant,
+            architecture: None,
+        }
+    }
+
+    /// Samples every 0.1 s over [0, 4] of `power(t)` with `reasons(t)`.
+    fn samples(
+        power: impl Fn(f64) -> f64,
+        reasons: impl Fn(f64) -> ThrottleReasons,
+    ) -> Vec<Sample> {
+        (0..=40)
+            .map(|i| {
+                let t = f64::from(i) * 0.1;
+                Sample {
+                    t_s: t,
+                    device: 0,
+                    reading: Reading {
+                        power_w: Some(power(t)),
+                        power_source: Some(PowerSource::Instant),
+                        throttle: Some(reasons(t)),
+                        ..Reading::default()
+                    },
+                }
+            })
+            .collect()
+    }
+
+    fn window<'a>(
+        info: &'a DeviceInfo,
+        s: &'a [Sample],
+        e: (Option<f64>, Option<f64>),
+    ) -> DeviceWindow<'a> {
+        DeviceWindow {
+            info,
+            t0: 0.0,
+            t1: 4.0,
+            e0: e.0,
+            e1: e.1,
+            temp0: None,
+            violations: None,
+            samples: s,
+            edges: None,
+            baseline_w: None,
+            baseline_method: BaselineMethod::Disabled,
+            lost: None,
+            counter_failed: (e.0.is_none(), e.1.is_none()),
+        }
+    }
+
+    fn none(_: f64) -> ThrottleReasons {
+        ThrottleReasons::NONE
+    }
+
+    #[test]
+    fn a_lost_device_reports_no_energy_rather_than_holding_its_last_reading() {
+        let info = gpu();
+        let s = samples(|_| 300.0, none);
+        let mut w = window(&info, &s[..20], (Some(0.0), None));
+        w.lost = Some((1.9, "GPU_IS_LOST".into()));
+        let (r, _, warn) = account(&w);
+        assert_eq!(r.energy.raw_j, None);
+        assert_eq!(r.energy.method, None);
+        assert!(
+            warn.iter().any(|x| x.contains("1.900 s into the window")),
+            "{warn:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_counter_read_integrates_and_says_so() {
+        let info = gpu();
+        let s = samples(|_| 300.0, none);
+        let (r, _, warn) = account(&window(&info, &s, (Some(0.0), None)));
+        assert_eq!(r.energy.method, Some(EnergyMethod::PowerIntegration));
+        assert!((r.energy.raw_j.unwrap() - 1200.0).abs() < 1e-6);
+        assert!(
+            warn.iter()
+                .any(|x| x.contains("failed at the window's end")),
+            "{warn:?}"
+        );
+    }
+
+    #[test]
+    fn a_counter_far_from_the_samples_is_replaced_and_a_close_one_kept() {
+        let info = gpu();
+        let s = samples(|_| 300.0, none);
+        // frozen for half the window: 600 J counted of 1200 J drawn
+        let (r, _, warn) = account(&window(&info, &s, (Some(0.0), Some(600.0))));
+        assert_eq!(r.energy.method, Some(EnergyMethod::PowerIntegration));
+        assert!(warn.iter().any(|x| x.contains("disagrees")), "{warn:?}");
+        // within 10 %: the counter stands
+        let (r, _, warn) = account(&window(&info, &s, (Some(0.0), Some(1150.0))));
+        assert_eq!(r.energy.method, Some(EnergyMethod::EnergyCounter));
+        assert_eq!(r.energy.raw_j, Some(1150.0));
+        assert!(warn.is_empty(), "{warn:?}");
+    }
+
+    #[test]
+    fn counters_refine_only_their_own_reasons() {
+        let info = gpu();
+        // cap over [1, 2), brake over [2, 3), HW thermal over [3, 3.5)
+        let reasons = |t: f64| {
+            if (1.0..2.0).contains(&t) {
+                ThrottleReasons::SW_POWER_CAP
+            } else if (2.0..3.0).contains(&t) {
+                ThrottleReasons::HW_POWER_BRAKE
+            } else if (3.0..3.5).contains(&t) {
+                ThrottleReasons::HW_THERMAL
+            } else {
+                ThrottleReasons::NONE
+            }
+        };
+        let s = samples(|_| 300.0, reasons);
+        let mut w = window(&info, &s, (Some(0.0), Some(1200.0)));
+        // the power counter says 0.98 s at the cap; no thermal counter
+        w.violations = Some((
+            Violations {
+                power_ns: Some(5_000_000_000),
+                thermal_ns: None,
+            },
+            Violations {
+                power_ns: Some(5_980_000_000),
+                thermal_ns: None,
+            },
+        ));
+        let (r, _, _) = account(&w);
+        assert!(
+            (r.throttle.power_duration_s - 1.98).abs() < 1e-6,
+            "{:?}",
+            r.throttle
+        );
+        assert!((r.throttle.thermal_duration_s - 0.5).abs() < 1e-6);
+        assert!(
+            (r.throttle.throttle_duration_s - 1.5).abs() < 1e-6,
+            "brake + thermal"
+        );
+        assert!(r.throttle.detected);
+        assert_eq!(
+            r.throttle.duration_source,
+            ThrottleSource::ViolationCounters
+        );
+    }
+
+    #[test]
+    fn the_power_cap_alone_is_not_a_throttle() {
+        let info = gpu();
+        let s = samples(|_| 700.0, |_| ThrottleReasons::SW_POWER_CAP);
+        let (r, events, warn) = account(&window(&info, &s, (Some(0.0), Some(2800.0))));
+        assert!(!r.throttle.detected);
+        assert!((r.throttle.power_duration_s - 4.0).abs() < 1e-9);
+        assert_eq!(r.throttle.throttle_duration_s, 0.0);
+        assert_eq!(events.len(), 1);
+        assert!(warn.is_empty(), "{warn:?}");
+    }
 }

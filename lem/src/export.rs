@@ -328,6 +328,15 @@ mod tests {
         }
         let unique: std::collections::HashSet<_> = h.iter().collect();
         assert_eq!(unique.len(), h.len());
+        assert!(h.contains(&"throttle_thermal_duration_s"));
+        assert!(h.contains(&"throttle_power_duration_s"));
+        for c in &h {
+            let parts: Vec<&str> = c.split('_').collect();
+            assert!(
+                parts.len() < 2 || parts[0] != parts[1],
+                "column {c} repeats its prefix"
+            );
+        }
     }
 
     #[test]

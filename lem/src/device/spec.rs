@@ -364,6 +364,32 @@ mod tests {
     }
 
     #[test]
+    fn auto_falling_back_to_rapl_says_no_gpu_was_measured_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path().join("intel-rapl:0");
+        std::fs::create_dir_all(&pkg).unwrap();
+        std::fs::write(pkg.join("name"), "package-0\n").unwrap();
+        std::fs::write(pkg.join("max_energy_range_uj"), "262143328850\n").unwrap();
+        std::fs::write(pkg.join("energy_uj"), "1000\n").unwrap();
+        let clock = Arc::new(ManualClock::new());
+        let o = open_devices_with_powercap(&DeviceSpec::Auto, clock, dir.path()).unwrap();
+        if o.devices
+            .iter()
+            .any(|d| d.info().kind == super::super::DeviceKind::NvmlGpu)
+        {
+            return; // a real GPU here: auto rightly took it
+        }
+        assert_eq!(o.devices.len(), 1);
+        assert!(
+            o.notices[0].contains("no GPU measured") && o.notices[0].contains("RAPL"),
+            "{:?}",
+            o.notices
+        );
+        // the reason NVML was not used travels with it
+        assert!(o.notices[0].contains("nvml"), "{:?}", o.notices);
+    }
+
+    #[test]
     fn rapl_spec_uses_the_injected_root() {
         let clock = Arc::new(ManualClock::new());
         let dir = tempfile::tempdir().unwrap();
