@@ -75,6 +75,36 @@ fn corpus() -> Vec<(String, String)> {
     out
 }
 
+/// Energy two processes may differ by when their windows sit a few ms apart on the trace:
+/// 10 ms of every step inside `[0, until_s]`, plus one update of a quantised counter.
+fn offset_allowance_j(json: &str, until_s: f64) -> f64 {
+    let v: Value = serde_json::from_str(json).unwrap();
+    let idle = v["idle_w"].as_f64().unwrap();
+    let count = v["count"].as_f64().unwrap_or(1.0);
+    let segs: Vec<(f64, f64, f64)> = v["segments"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| (f(s, "/start_s"), f(s, "/end_s"), f(s, "/power_w")))
+                .collect()
+        })
+        .unwrap_or_default();
+    let power = |t: f64| {
+        segs.iter()
+            .find(|(a, b, _)| *a <= t && t < *b)
+            .map_or(idle, |s| s.2)
+    };
+    let steps: f64 = segs
+        .iter()
+        .flat_map(|(a, b, _)| [*a, *b])
+        .filter(|t| *t > 0.0 && *t < until_s)
+        .map(|t| (power(t + 1e-9) - power(t - 1e-9)).abs() * 0.010)
+        .sum();
+    let peak = segs.iter().map(|s| s.2).fold(idle, f64::max);
+    let quantum = v["counter_update_ms"].as_f64().unwrap_or(0.0) / 1000.0 * peak;
+    count * (steps + quantum)
+}
+
 #[test]
 fn sim_and_fake_nvml_agree_on_every_corpus_scenario() {
     let sb = Sandbox::new();
@@ -117,15 +147,19 @@ fn sim_and_fake_nvml_agree_on_every_corpus_scenario() {
             s["devices"].as_array().unwrap().len(),
             n["devices"].as_array().unwrap().len()
         );
-        // Two processes: the windows differ by a few ms, so compare energy per second of
-        // window (the trace is constant where these windows fall).
+        // Two processes: the windows differ in length by a few ms, so compare energy per
+        // second of window. Where the window holds a step or a quantised counter, the two
+        // processes also sit at slightly different places on the trace; that is allowed for
+        // (up to 10 ms of offset at each step, one counter update), and nothing else.
+        let d = f(&s, "/duration_s").min(f(&n, "/duration_s"));
         let (ps, pn) = (
             f(&s, "/energy/raw_j") / f(&s, "/duration_s"),
             f(&n, "/energy/raw_j") / f(&n, "/duration_s"),
         );
+        let allowed_w = (0.001 * ps).max(offset_allowance_j(&json, d + 0.1) / d);
         assert!(
-            (ps - pn).abs() / ps <= 0.001,
-            "{name}: sim {ps:.3} W vs nvml {pn:.3} W"
+            (ps - pn).abs() <= allowed_w,
+            "{name}: sim {ps:.3} W vs nvml {pn:.3} W (allowed {allowed_w:.3} W)"
         );
         for key in [
             "throttle_duration_s",

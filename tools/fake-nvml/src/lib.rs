@@ -133,6 +133,10 @@ unsafe fn put_str(s: &str, buf: *mut c_char, len: c_uint) -> nvmlReturn_t {
 }
 
 fn init(function: &'static str) -> nvmlReturn_t {
+    catch_unwind(|| init_inner(function)).unwrap_or(UNKNOWN)
+}
+
+fn init_inner(function: &'static str) -> nvmlReturn_t {
     let driver = DRIVER.get_or_init(Fake::from_env);
     match driver {
         Ok(None) => DRIVER_NOT_LOADED,
