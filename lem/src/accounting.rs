@@ -6,7 +6,7 @@ use crate::baseline::BaselineMethod;
 use crate::device::{DeviceInfo, Reading, ThrottleReasons, Violations};
 use crate::report::{
     DeviceEnergy, DeviceReport, DeviceThrottle, EnergyMethod, MemoryStats, PowerStats,
-    TemperatureStats, ThrottleEvent, ThrottleSource, UtilisationStats,
+    TemperatureStats, ThrottleEvent, ThrottleSource, UncertaintyMethod, UtilisationStats,
 };
 use crate::sampler::Sample;
 
@@ -34,6 +34,79 @@ pub(crate) struct DeviceWindow<'a> {
     pub lost: Option<(f64, String)>,
     /// Which counter reads failed: (start, end).
     pub counter_failed: (bool, bool),
+    /// The sampling interval, s.
+    pub interval_s: f64,
+    /// The counter's update period to bound staleness with, s, and where it came from.
+    pub counter_update: (f64, Option<String>),
+    /// The baseline's own uncertainty, W.
+    pub baseline_uncertainty_w: Option<f64>,
+}
+
+/// The averaging window of `nvmlDeviceGetPowerUsage` on Ampere and newer, s.
+pub const POWER_AVERAGE_S: f64 = 1.0;
+
+/// The highest power among points inside `[from, to]` and the nearest point on each side.
+fn max_power_near(points: &[(f64, f64)], from: f64, to: f64) -> Option<f64> {
+    let lo = points.partition_point(|p| p.0 < from);
+    let hi = points.partition_point(|p| p.0 <= to);
+    let first = lo.saturating_sub(1);
+    let last = (hi + 1).min(points.len());
+    points
+        .get(first..last)?
+        .iter()
+        .map(|p| p.1)
+        .reduce(f64::max)
+}
+
+/// The spread (max − min) of power among points near `[from, to]`.
+fn power_range_near(points: &[(f64, f64)], from: f64, to: f64) -> f64 {
+    let lo = points.partition_point(|p| p.0 < from).saturating_sub(1);
+    let hi = (points.partition_point(|p| p.0 <= to) + 1).min(points.len());
+    let Some(near) = points.get(lo..hi) else {
+        return 0.0;
+    };
+    let max = near.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+    let min = near.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+    if max >= min {
+        max - min
+    } else {
+        0.0
+    }
+}
+
+/// Bound on the error of [`integrate`] over `[t0, t1]` for a piecewise-constant trace: a
+/// step between two samples is unseen for up to their gap (half of it on average, which the
+/// trapezoid recovers: |Δp| × gap / 2 for a whole gap, |Δp| × the part for a gap the window
+/// cuts); a held stretch before the first or after the last sample may hide any change the
+/// window's samples span.
+pub fn integration_bound(points: &[(f64, f64)], t0: f64, t1: f64) -> f64 {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return 0.0;
+    };
+    let mut bound = 0.0;
+    for w in points.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let lo = a.0.max(t0);
+        let hi = b.0.min(t1);
+        if hi <= lo || b.0 <= a.0 {
+            continue;
+        }
+        let dp = (b.1 - a.1).abs();
+        let whole = lo == a.0 && hi == b.0;
+        bound += if whole {
+            dp * (hi - lo) / 2.0
+        } else {
+            dp * (hi - lo)
+        };
+    }
+    let range = power_range_near(points, f64::MIN, f64::MAX);
+    if t0 < first.0 {
+        bound += range * (first.0.min(t1) - t0);
+    }
+    if t1 > last.0 {
+        bound += range * (t1 - last.0.max(t0));
+    }
+    bound
 }
 
 /// A counter and integrated samples that differ by more than this fraction over a window of
@@ -308,6 +381,62 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
             usage_readings + instant_readings
         ));
     }
+    // The bound on |raw − truth| and what it was computed from.
+    let mut inputs = crate::report::UncertaintyInputs::default();
+    let peak_seen = points.iter().map(|p| p.1).reduce(f64::max);
+    let (uncertainty, uncertainty_method) = match method {
+        Some(EnergyMethod::EnergyCounter) => {
+            let (period, source) = (w.counter_update.0, w.counter_update.1.clone());
+            let lead = if averaged_readings {
+                POWER_AVERAGE_S
+            } else {
+                0.0
+            };
+            let near = |t: f64| {
+                max_power_near(&points, t - period - lead - w.interval_s, t + w.interval_s)
+                    .or(peak_seen)
+                    .or(info.power_limit_w)
+                    .or(raw.filter(|_| duration > 0.0).map(|r| r / duration))
+            };
+            let (p0, p1) = (near(w.t0), near(w.t1));
+            inputs.counter_update_s = Some(period);
+            inputs.counter_update_source = source;
+            inputs.power_near_start_w = p0;
+            inputs.power_near_end_w = p1;
+            inputs.counter_step_j = Some(info.counter_step_j);
+            // Each read may be stale by up to one period: the start read over-counts, the end
+            // read under-counts, by at most period × the power near that end.
+            let bound = p0
+                .zip(p1)
+                .map(|(a, b)| period * a.max(b) + info.counter_step_j);
+            (bound, bound.map(|_| UncertaintyMethod::CounterStaleness))
+        }
+        Some(_) => {
+            let sampling = integration_bound(&points, w.t0, w.t1);
+            let averaging = if averaged_readings {
+                let near = |t: f64| {
+                    power_range_near(&points, t - 2.0 * POWER_AVERAGE_S, t + POWER_AVERAGE_S)
+                };
+                POWER_AVERAGE_S / 2.0 * (near(w.t0) + near(w.t1))
+            } else {
+                0.0
+            };
+            inputs.interval_s = Some(w.interval_s);
+            inputs.sampling_j = Some(sampling);
+            inputs.averaging_j = averaged_readings.then_some(averaging);
+            (
+                Some(sampling + averaging),
+                Some(UncertaintyMethod::Integration),
+            )
+        }
+        None => (None, None),
+    };
+    inputs.baseline_uncertainty_w = w.baseline_uncertainty_w;
+    let adjusted_uncertainty = match (uncertainty, w.baseline_w) {
+        (Some(u), Some(_)) => w.baseline_uncertainty_w.map(|b| u + b * duration),
+        _ => None,
+    };
+
     let adjusted = match (raw, w.baseline_w) {
         (Some(r), Some(b)) => {
             let a = r - b * duration;
@@ -396,6 +525,10 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
             baseline_method: w.baseline_method,
             method,
             below_resolution: below,
+            uncertainty_j: uncertainty,
+            adjusted_uncertainty_j: adjusted_uncertainty,
+            uncertainty_method,
+            uncertainty: inputs,
         },
         power: PowerStats {
             mean_w: raw.filter(|_| duration > 0.0).map(|r| r / duration),
@@ -500,6 +633,7 @@ mod tests {
             simulated: false,
             energy_counter: true,
             counter_update_s: 0.1,
+            counter_step_j: 0.001,
             power_source: PowerSource::Instant,
             architecture: None,
         }
@@ -546,6 +680,9 @@ mod tests {
             baseline_method: BaselineMethod::Disabled,
             lost: None,
             counter_failed: (e.0.is_none(), e.1.is_none()),
+            interval_s: 0.1,
+            counter_update: (0.1, Some("default".into())),
+            baseline_uncertainty_w: None,
         }
     }
 

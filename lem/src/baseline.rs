@@ -144,6 +144,22 @@ pub struct Baseline {
 }
 
 impl Baseline {
+    /// The baseline's own uncertainty, W: the standard error of its power samples, plus the
+    /// staleness of the two counter reads it was taken from (`counter_update_s` × the power,
+    /// over its duration). `None` when there is no baseline.
+    pub fn uncertainty_w(&self, counter_update_s: f64) -> Option<f64> {
+        let p = self.power_w?;
+        let se = match (self.power_cv, self.sample_count) {
+            (Some(cv), n) if n > 1 => p * cv / (n as f64).sqrt(),
+            _ => 0.0,
+        };
+        let staleness = self
+            .duration_s
+            .filter(|d| *d > 0.0)
+            .map_or(0.0, |d| counter_update_s * p / d);
+        Some(se + staleness)
+    }
+
     fn without(uuid: &str, method: BaselineMethod) -> Self {
         Self {
             uuid: uuid.to_string(),
@@ -261,7 +277,7 @@ pub fn read_cache(path: &Path, uuid: &str) -> std::result::Result<Option<CacheEn
 }
 
 /// Create the cache directory, private to the user.
-fn ensure_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;

@@ -34,6 +34,22 @@ pub struct DeviceEnv {
     pub power_source: crate::device::PowerSource,
     /// Temperature when the environment was read, °C.
     pub temperature_c: Option<f64>,
+    /// The cached `lem probe` of this GPU model and driver, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeBrief>,
+}
+
+/// The parts of a cached probe worth showing beside a device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeBrief {
+    /// Median interval between energy-counter changes, ms.
+    pub counter_update_ms: Option<f64>,
+    /// Its 95th percentile, ms (what bounds use).
+    pub counter_update_p95_ms: Option<f64>,
+    /// Median interval between power-reading changes, ms; `None` when constant.
+    pub power_update_ms: Option<f64>,
+    /// When probed, RFC 3339.
+    pub timestamp: String,
 }
 
 /// Where a measurement ran.
@@ -161,6 +177,17 @@ pub fn collect(devices: &[SharedDevice]) -> Environment {
                 energy_counter: i.energy_counter,
                 power_source: i.power_source,
                 temperature_c: d.temperature_c(),
+                probe: crate::probe::load(
+                    &crate::baseline::default_cache_dir(),
+                    &i.name,
+                    d.driver_version().as_deref(),
+                )
+                .map(|p| ProbeBrief {
+                    counter_update_ms: p.counter_update_ms.map(|s| s.median),
+                    counter_update_p95_ms: p.counter_update_ms.map(|s| s.p95),
+                    power_update_ms: p.power_update_ms.map(|s| s.median),
+                    timestamp: p.timestamp,
+                }),
             }
         })
         .collect();

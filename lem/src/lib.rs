@@ -11,6 +11,7 @@ mod error;
 pub mod export;
 mod meter;
 pub mod output;
+pub mod probe;
 pub mod report;
 pub mod sampler;
 pub mod stats;

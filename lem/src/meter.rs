@@ -286,6 +286,12 @@ impl MeterBuilder {
             )?
         };
         notices.extend(outcome.warnings);
+        let counter_updates = devices
+            .iter()
+            .map(|d| {
+                crate::probe::counter_update_for(d.as_ref(), self.baseline.cache_dir.as_deref())
+            })
+            .collect();
         let sampler = Sampler::start(devices.clone(), clock.clone(), self.interval)?;
         sampler.shared().set_keep_all(self.keep_timeseries);
         let origin_s = clock.now().as_secs_f64();
@@ -303,6 +309,7 @@ impl MeterBuilder {
             origin_s,
             interval: self.interval,
             spec: self.spec,
+            counter_updates,
         })
     }
 }
@@ -325,6 +332,8 @@ pub struct Meter {
     origin_unix_s: f64,
     interval: Duration,
     spec: DeviceSpec,
+    /// Per device: the counter's update period used for bounds, and where it came from.
+    counter_updates: Vec<(f64, Option<String>)>,
 }
 
 impl std::fmt::Debug for Meter {
@@ -606,6 +615,9 @@ impl Meter {
                 samples: &mine,
                 edges: st.edge0.zip(end.edge),
                 lost,
+                interval_s: self.interval.as_secs_f64(),
+                counter_update: self.counter_updates[i].clone(),
+                baseline_uncertainty_w: b.and_then(|b| b.uncertainty_w(self.counter_updates[i].0)),
                 counter_failed: (st.e0_failed, d.info().energy_counter && end.e1.is_none()),
                 baseline_w: b.and_then(|b| b.power_w),
                 baseline_method: b.map_or(BaselineMethod::Unavailable, |b| b.method),
@@ -710,6 +722,11 @@ impl Meter {
                 baseline_timestamp: oldest.and_then(|b| b.timestamp.clone()),
                 baseline_cache_age_s: cache_age,
                 method,
+                uncertainty_j: raw_j.and(all(&|d| d.energy.uncertainty_j)),
+                adjusted_uncertainty_j: adjusted_j.and(all(&|d| d.energy.adjusted_uncertainty_j)),
+                uncertainty_method: crate::report::combine_methods(
+                    devices.iter().map(|d| d.energy.uncertainty_method),
+                ),
                 below_resolution,
             },
             power,

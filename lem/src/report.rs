@@ -79,6 +79,63 @@ pub struct TotalPower {
     pub peak_w: Option<f64>,
 }
 
+/// How an energy bound was derived (README, "How sure is a joule").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UncertaintyMethod {
+    /// Energy counter: each read may be stale by up to one update period, so each end can
+    /// miss up to period × the power near it; plus one counter step.
+    CounterStaleness,
+    /// Integrated power samples: a step between two samples is unseen for up to the gap;
+    /// plus the smoothing of 1-second averaged readings at the window's ends.
+    Integration,
+    /// Devices whose bounds came from different models.
+    Mixed,
+}
+
+impl std::fmt::Display for UncertaintyMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::CounterStaleness => "counter_staleness",
+            Self::Integration => "integration",
+            Self::Mixed => "mixed",
+        })
+    }
+}
+
+/// What one device's bound was computed from (the inputs, recorded in the result).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UncertaintyInputs {
+    /// The counter's update period used, s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter_update_s: Option<f64>,
+    /// Where that period came from: `probed`, `simulated` or `default (<architecture>)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter_update_source: Option<String>,
+    /// Highest power seen near the window's start, W.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_near_start_w: Option<f64>,
+    /// Highest power seen near the window's end, W.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_near_end_w: Option<f64>,
+    /// The counter's resolution, J.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter_step_j: Option<f64>,
+    /// Sampling interval, s (integration).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_s: Option<f64>,
+    /// Part of the bound from power changes between samples, J (integration).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampling_j: Option<f64>,
+    /// Part of the bound from 1-second averaged readings, J (integration).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub averaging_j: Option<f64>,
+    /// The idle baseline's own uncertainty, W (standard error, plus the counter's staleness
+    /// over the baseline measurement).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_uncertainty_w: Option<f64>,
+}
+
 /// Energy totals over all devices.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnergySummary {
@@ -97,6 +154,16 @@ pub struct EnergySummary {
     pub baseline_cache_age_s: Option<f64>,
     /// How raw energy was obtained; `null` when nothing was measured.
     pub method: Option<EnergyMethod>,
+    /// A bound on |raw_j − true energy| in J (the devices' bounds summed); `null` when the
+    /// energy, or what the bound needs, is unknown.
+    #[serde(default)]
+    pub uncertainty_j: Option<f64>,
+    /// A bound on |adjusted_j − true net energy| in J: raw's plus the baselines'.
+    #[serde(default)]
+    pub adjusted_uncertainty_j: Option<f64>,
+    /// The model the bound came from (`counter_staleness`, `integration` or `mixed`).
+    #[serde(default)]
+    pub uncertainty_method: Option<UncertaintyMethod>,
     /// Some device's window was too short for its energy counter's resolution.
     #[serde(default)]
     pub below_resolution: bool,
@@ -147,6 +214,18 @@ pub struct DeviceEnergy {
     pub method: Option<EnergyMethod>,
     /// The window is shorter than a few counter updates: the figure is coarse.
     pub below_resolution: bool,
+    /// A bound on |raw_j − true energy| in J.
+    #[serde(default)]
+    pub uncertainty_j: Option<f64>,
+    /// A bound on |adjusted_j − true net energy| in J.
+    #[serde(default)]
+    pub adjusted_uncertainty_j: Option<f64>,
+    /// The model the bound came from.
+    #[serde(default)]
+    pub uncertainty_method: Option<UncertaintyMethod>,
+    /// What the bound was computed from.
+    #[serde(default)]
+    pub uncertainty: UncertaintyInputs,
 }
 
 /// Power statistics in W.
@@ -265,6 +344,21 @@ pub struct SamplingSummary {
     pub failed_reads: u64,
 }
 
+/// One model if every figure used it, `mixed` if they differ, `None` if any is unknown.
+pub fn combine_methods(
+    methods: impl Iterator<Item = Option<UncertaintyMethod>>,
+) -> Option<UncertaintyMethod> {
+    let mut out: Option<UncertaintyMethod> = None;
+    for m in methods {
+        let m = m?;
+        out = Some(match out {
+            Some(o) if o != m => UncertaintyMethod::Mixed,
+            _ => m,
+        });
+    }
+    out
+}
+
 impl EnergyReport {
     /// The report as pretty JSON.
     ///
@@ -303,6 +397,11 @@ pub fn merge_reports(name: &str, reports: &[EnergyReport]) -> Option<EnergyRepor
         if mine.iter().any(|x| x.energy.method != d.energy.method) {
             d.energy.method = Some(EnergyMethod::Mixed);
         }
+        // Bounds of separate windows add.
+        d.energy.uncertainty_j = sum(&|x| x.energy.uncertainty_j);
+        d.energy.adjusted_uncertainty_j = sum(&|x| x.energy.adjusted_uncertainty_j);
+        d.energy.uncertainty_method =
+            combine_methods(mine.iter().map(|x| x.energy.uncertainty_method));
         let dur: f64 = duration_s;
         d.power.mean_w = d.energy.raw_j.filter(|_| dur > 0.0).map(|e| e / dur);
         d.power.peak_w = max(&|x| x.power.peak_w);
@@ -344,6 +443,11 @@ pub fn merge_reports(name: &str, reports: &[EnergyReport]) -> Option<EnergyRepor
         energy: EnergySummary {
             raw_j: add(&|r| r.energy.raw_j),
             adjusted_j: add(&|r| r.energy.adjusted_j),
+            uncertainty_j: add(&|r| r.energy.uncertainty_j),
+            adjusted_uncertainty_j: add(&|r| r.energy.adjusted_uncertainty_j),
+            uncertainty_method: combine_methods(
+                reports.iter().map(|r| r.energy.uncertainty_method),
+            ),
             below_resolution: reports.iter().any(|r| r.energy.below_resolution),
             method: if reports
                 .iter()

@@ -77,8 +77,12 @@ pub struct DeviceInfo {
     pub simulated: bool,
     /// The device has a cumulative energy counter.
     pub energy_counter: bool,
-    /// How often the energy counter updates, in seconds (0 = continuously).
+    /// How often the energy counter updates, in seconds (0 = continuously): the
+    /// architecture's documented default, or what the device says.
     pub counter_update_s: f64,
+    /// The energy counter's resolution, J (NVML counts mJ, RAPL µJ).
+    #[serde(default)]
+    pub counter_step_j: f64,
     /// Which power reading `power_w` is when nothing falls back.
     pub power_source: PowerSource,
     /// GPU architecture ("hopper"), where known.
@@ -157,6 +161,27 @@ pub trait EnergySource: Send + Sync + fmt::Debug {
     /// CUDA driver version ("13.0"), where known.
     fn cuda_version(&self) -> Option<String> {
         None
+    }
+
+    /// The calls one sampler round makes on this device, by name (timed by `lem probe`).
+    fn round_calls(&self) -> Vec<&'static str> {
+        vec!["read", "energy_counter"]
+    }
+
+    /// Make one of [`round_calls`](Self::round_calls) once.
+    ///
+    /// # Errors
+    /// The call's own error; [`Error::NotSupported`](crate::Error::NotSupported) for an
+    /// unknown name.
+    fn call(&self, name: &str) -> Result<()> {
+        match name {
+            "read" => self.read().map(|_| ()),
+            "energy_counter" => self.energy_j().map(|_| ()),
+            other => Err(crate::Error::NotSupported {
+                device: self.info().name.clone(),
+                what: format!("call `{other}`"),
+            }),
+        }
     }
 }
 

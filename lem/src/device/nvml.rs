@@ -275,6 +275,7 @@ impl NvmlDevice {
             energy_counter,
             // About 100 ms on A100/H100 (MEASUREMENT.md); lem flags windows shorter than a few.
             counter_update_s: 0.1,
+            counter_step_j: 0.001,
             power_source: if instant {
                 PowerSource::Instant
             } else if usage_averaged {
@@ -460,6 +461,75 @@ impl EnergySource for NvmlDevice {
 
     fn driver_version(&self) -> Option<String> {
         self.driver.clone()
+    }
+
+    fn round_calls(&self) -> Vec<&'static str> {
+        let s = &self.support;
+        let mut v = Vec::new();
+        if self.info.energy_counter {
+            v.push("nvmlDeviceGetTotalEnergyConsumption");
+        }
+        if s.instant {
+            v.push("nvmlDeviceGetFieldValues(POWER_INSTANT)");
+        }
+        if s.usage {
+            v.push("nvmlDeviceGetPowerUsage");
+        }
+        if s.memory {
+            v.push("nvmlDeviceGetMemoryInfo_v2");
+        }
+        if s.utilisation {
+            v.push("nvmlDeviceGetUtilizationRates");
+        }
+        match s.temperature {
+            TempCall::Legacy => v.push("nvmlDeviceGetTemperature"),
+            TempCall::Versioned => v.push("nvmlDeviceGetTemperatureV"),
+            TempCall::None => {}
+        }
+        match s.clocks {
+            ClocksCall::EventReasons => v.push("nvmlDeviceGetCurrentClocksEventReasons"),
+            ClocksCall::ThrottleReasons => v.push("nvmlDeviceGetCurrentClocksThrottleReasons"),
+            ClocksCall::None => {}
+        }
+        if s.violations_power || s.violations_thermal {
+            v.push("nvmlDeviceGetViolationStatus");
+        }
+        v
+    }
+
+    fn call(&self, name: &str) -> Result<()> {
+        let ctx = |e: NvmlError| Error::nvml(format!("{} {name}", self.info.name), e);
+        match name {
+            "nvmlDeviceGetTotalEnergyConsumption" => {
+                self.dev.total_energy_consumption().map(drop).map_err(ctx)
+            }
+            "nvmlDeviceGetFieldValues(POWER_INSTANT)" => {
+                instant_power(&self.dev).map(drop).map_err(ctx)
+            }
+            "nvmlDeviceGetPowerUsage" => self.dev.power_usage().map(drop).map_err(ctx),
+            "nvmlDeviceGetMemoryInfo_v2" => self.dev.memory_info().map(drop).map_err(ctx),
+            "nvmlDeviceGetUtilizationRates" => self.dev.utilization_rates().map(drop).map_err(ctx),
+            "nvmlDeviceGetTemperature" | "nvmlDeviceGetTemperatureV" => {
+                self.read_temperature().map(drop).map_err(ctx)
+            }
+            "nvmlDeviceGetCurrentClocksEventReasons"
+            | "nvmlDeviceGetCurrentClocksThrottleReasons" => {
+                self.read_clocks().map(drop).map_err(ctx)
+            }
+            "nvmlDeviceGetViolationStatus" => self
+                .dev
+                .violation_status(if self.support.violations_power {
+                    PerformancePolicy::Power
+                } else {
+                    PerformancePolicy::Thermal
+                })
+                .map(drop)
+                .map_err(ctx),
+            other => Err(Error::NotSupported {
+                device: self.info.name.clone(),
+                what: format!("call `{other}`"),
+            }),
+        }
     }
 
     fn cuda_version(&self) -> Option<String> {

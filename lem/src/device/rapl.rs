@@ -110,6 +110,7 @@ impl RaplDomain {
                     simulated: false,
                     energy_counter: true,
                     counter_update_s: 0.001,
+                    counter_step_j: 1e-6,
                     power_source: PowerSource::CounterDelta,
                     architecture: None,
                 },

@@ -319,6 +319,7 @@ impl SimDevice {
             simulated: true,
             energy_counter: scenario.energy_counter,
             counter_update_s: scenario.counter_update_ms / 1000.0,
+            counter_step_j: 0.0,
             power_source: PowerSource::Simulated,
             architecture: None,
         };

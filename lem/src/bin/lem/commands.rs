@@ -178,8 +178,137 @@ pub fn env(ui: &Ui, device: Option<&str>) -> Result<(), Failure> {
             if g.mig { " | MIG" } else { "" }
         );
     }
+    for g in &env.gpus {
+        if let Some(p) = &g.probe {
+            println!(
+                "probe {}     energy counter every {} ms (p95 {}); power {}; probed {}",
+                g.index,
+                p.counter_update_ms
+                    .map_or("-".into(), |v| format!("{v:.1}")),
+                p.counter_update_p95_ms
+                    .map_or("-".into(), |v| format!("{v:.1}")),
+                p.power_update_ms
+                    .map_or("constant while probed".into(), |v| format!(
+                        "every {v:.1} ms"
+                    )),
+                p.timestamp
+            );
+        }
+    }
     for n in &opened.notices {
         ui.warn(n);
+    }
+    Ok(())
+}
+
+fn describe_probe(r: &lem::probe::ProbeResult) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{}{} (driver {}), probed {} for {:.1} s per phase",
+        r.name,
+        if r.simulated { " [simulated]" } else { "" },
+        r.driver_version.as_deref().unwrap_or("-"),
+        r.timestamp,
+        r.duration_s
+    )];
+    lines.push(match r.counter_update_ms {
+        Some(s) => format!(
+            "  energy counter: changes every {:.1} ms (p95 {:.1} ms), smallest step {} mJ",
+            s.median,
+            s.p95,
+            r.counter_step_mj.map_or("-".into(), |v| format!("{v:.1}"))
+        ),
+        None if r.counter_changes > 0 => format!(
+            "  energy counter: only {} change(s) seen: probe longer",
+            r.counter_changes
+        ),
+        None => "  energy counter: none, or it did not move".into(),
+    });
+    lines.push(match (r.power_update_ms, r.power_constant) {
+        (Some(s), _) => format!(
+            "  power reading: changes every {:.1} ms (p95 {:.1} ms)",
+            s.median, s.p95
+        ),
+        (None, true) => "  power reading: constant while probed".into(),
+        (None, false) => "  power reading: changed once".into(),
+    });
+    for c in &r.calls {
+        lines.push(format!(
+            "  {:<45} {:>8.1} µs median {:>8.1} µs p95{}",
+            c.call,
+            c.latency_us.median,
+            c.latency_us.p95,
+            if c.failures > 0 {
+                format!(" ({} failed)", c.failures)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    lines
+}
+
+pub fn probe(ui: &Ui, device: Option<&str>, duration: Option<&str>) -> Result<(), Failure> {
+    let spec = match device {
+        Some(d) => DeviceSpec::parse_for("--device", d)?,
+        None => DeviceSpec::from_env()?,
+    };
+    let duration = match duration {
+        Some(d) => {
+            lem::probe::validate_duration("--duration", lem::parse_seconds("--duration", d)?)?
+        }
+        None => std::time::Duration::from_secs(5),
+    };
+    let clock: Arc<dyn lem::Clock> = Arc::new(MonotonicClock::new());
+    let opened = lem::device::open_devices(&spec, clock.clone())?;
+    for n in &opened.notices {
+        ui.warn(n);
+    }
+    if opened.devices.is_empty() {
+        return Err(Failure::new(
+            "no device to probe (see the notice above; try --device)",
+        ));
+    }
+    let dir = baseline::default_cache_dir();
+    let results = lem::probe::probe_all(&opened.devices, &clock, duration);
+    for r in &results {
+        lem::probe::save(&dir, r)?;
+    }
+    if ui.json {
+        return ui.json_out(&results);
+    }
+    for (i, r) in results.iter().enumerate() {
+        for (k, line) in describe_probe(r).into_iter().enumerate() {
+            if k == 0 {
+                ui.out(format!("device {i}: {line}"));
+            } else {
+                ui.out(line);
+            }
+        }
+    }
+    ui.out(format!("cached in {}", dir.display()));
+    Ok(())
+}
+
+pub fn probe_show(ui: &Ui) -> Result<(), Failure> {
+    let dir = baseline::default_cache_dir();
+    let list = lem::probe::list(&dir);
+    if ui.json {
+        let ok: Vec<&lem::probe::ProbeResult> =
+            list.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+        return ui.json_out(&ok);
+    }
+    if list.is_empty() {
+        ui.out(format!("no cached probe in {}", dir.display()));
+    }
+    for (path, r) in &list {
+        match r {
+            Ok(r) => {
+                for line in describe_probe(r) {
+                    ui.out(line);
+                }
+            }
+            Err(e) => ui.warn(format!("{}: unreadable ({e})", path.display())),
+        }
     }
     Ok(())
 }

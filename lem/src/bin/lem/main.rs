@@ -50,6 +50,9 @@ enum Cmd {
     Baseline(BaselineCmd),
     /// Show the environment (GPUs, driver, CUDA, CPU, OS).
     Env(EnvArgs),
+    /// Measure each device's energy-counter and power update periods and call latencies
+    /// (cached per GPU model and driver; bounds use it).
+    Probe(ProbeArgs),
     /// Combine the process (and cycle) results of one experiment.
     Aggregate(AggregateArgs),
     /// Export results to CSV.
@@ -88,6 +91,19 @@ struct BaselineShowArgs {
     /// Time a cached baseline stays valid, s (for the "expires in" column).
     #[arg(long, default_value = "3600")]
     ttl: String,
+}
+
+#[derive(Debug, Args)]
+struct ProbeArgs {
+    /// Device spec (default: LEM_DEVICE or auto).
+    #[arg(long)]
+    device: Option<String>,
+    /// Seconds to poll the counter, then the power reading (default 5).
+    #[arg(long)]
+    duration: Option<String>,
+    /// List the cached probes instead of probing.
+    #[arg(long)]
+    show: bool,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +212,12 @@ fn main() -> ExitCode {
         Cmd::Baseline(BaselineCmd::Show(a)) => commands::baseline_show(&ui, &a.ttl).map(|()| 0),
         Cmd::Baseline(BaselineCmd::Clear) => commands::baseline_clear(&ui).map(|()| 0),
         Cmd::Env(a) => commands::env(&ui, a.device.as_deref()).map(|()| 0),
+        Cmd::Probe(a) => if a.show {
+            commands::probe_show(&ui)
+        } else {
+            commands::probe(&ui, a.device.as_deref(), a.duration.as_deref())
+        }
+        .map(|()| 0),
         Cmd::Aggregate(a) => {
             commands::aggregate(&ui, &a.dir, a.strict, a.output.as_deref()).map(|()| 0)
         }
