@@ -257,6 +257,18 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
     }
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
     let integrated = integrate(&points, w.t0, w.t1);
+    // Every power reading known around the window (samples before it included), for the
+    // counter's staleness bound.
+    let mut near_points: Vec<(f64, f64)> = w
+        .samples
+        .iter()
+        .filter_map(|s| s.reading.power_w.map(|p| (s.t_s, p)))
+        .collect();
+    if let Some((r0, r1)) = &w.edges {
+        near_points.extend(r0.power_w.map(|p| (w.t0, p)));
+        near_points.extend(r1.power_w.map(|p| (w.t1, p)));
+    }
+    near_points.sort_by(|a, b| a.0.total_cmp(&b.0));
     let averaged_readings = inside
         .iter()
         .any(|s| s.reading.power_source == Some(crate::device::PowerSource::Averaged));
@@ -393,7 +405,7 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
                 0.0
             };
             let near = |t: f64| {
-                max_power_near(&points, t - period - lead - w.interval_s, t + w.interval_s)
+                max_power_near(&near_points, t - period - lead - w.interval_s, t)
                     .or(peak_seen)
                     .or(info.power_limit_w)
                     .or(raw.filter(|_| duration > 0.0).map(|r| r / duration))

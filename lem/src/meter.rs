@@ -395,10 +395,14 @@ impl Meter {
                 e0_failed,
                 temp0: d.temperature_c(),
                 viol0: d.violations(),
-                edge0: if info.energy_counter {
-                    None
-                } else {
-                    d.read().ok()
+                // The power at the window's edge: integrated by devices without a counter, and
+                // the counter's staleness bound needs the power near each end.
+                edge0: match d.power_reading() {
+                    Ok(r) => Some(r),
+                    Err(_) => {
+                        failed_here += 1;
+                        None
+                    }
                 },
             });
         }
@@ -560,8 +564,12 @@ impl Meter {
                     Ok(e) => end.e1 = Some(e),
                     Err(e) => end.failure = Some(e),
                 }
+                match d.power_reading() {
+                    Ok(r) => end.edge = Some(r),
+                    Err(_) => failed_here += 1,
+                }
             } else {
-                match d.read() {
+                match d.power_reading() {
                     Ok(r) if r.power_w.is_some() => end.edge = Some(r),
                     Ok(r) => {
                         end.edge = Some(r);
@@ -579,7 +587,16 @@ impl Meter {
         }
         let shared = self.sampler.shared();
         shared.unregister(scope.id);
-        let (samples, rounds, failed_total) = shared.window(scope.t0, t1);
+        // Samples from a little before the window too: the counter's staleness at the start
+        // depends on the power during the update period before it.
+        let lookback = self
+            .counter_updates
+            .iter()
+            .map(|c| c.0)
+            .fold(0.0, f64::max)
+            + self.interval.as_secs_f64()
+            + crate::accounting::POWER_AVERAGE_S;
+        let (samples, rounds, failed_total) = shared.window_with_lookback(scope.t0, t1, lookback);
         let t0 = scope.t0;
         let duration = (t1 - t0).max(0.0);
 

@@ -34,6 +34,10 @@ pub fn validate_interval(field: &str, d: Duration) -> Result<Duration> {
     Ok(d)
 }
 
+/// History kept before the oldest open scope (beyond two intervals), s: covers a counter
+/// update period (≤ 1 s) and a 1-second power average.
+pub const LOOKBACK_S: f64 = 2.0;
+
 /// One reading of one device, timestamped on the meter's clock.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -148,9 +152,10 @@ impl Shared {
         b.total_rounds += 1;
         b.rounds.push_back(round_t);
         if !b.keep_all {
-            // Keep what open scopes need (plus a little before their start, for the state at
-            // the window's left edge) or, with none open, only the last few rounds.
-            let margin = 2.0 * self.interval.as_secs_f64();
+            // Keep what open scopes need (plus a little before their start: the state at the
+            // window's left edge, and the power during the counter update period and the 1 s
+            // power average before it) or, with none open, only that much history.
+            let margin = 2.0 * self.interval.as_secs_f64() + LOOKBACK_S;
             let horizon = match b.active.iter().map(|(_, s)| *s).reduce(f64::min) {
                 Some(oldest) => oldest - margin,
                 None => round_t - margin,
@@ -175,8 +180,21 @@ impl Shared {
     /// Samples of every device from just before `from_s` (the last one per device before it)
     /// up to `to_s`, with the number of rounds inside the window and failed reads so far.
     pub(crate) fn window(&self, from_s: f64, to_s: f64) -> (Vec<Sample>, u64, u64) {
+        self.window_with_lookback(from_s, to_s, 0.0)
+    }
+
+    /// [`window`](Self::window), with every sample from `lookback_s` (≤ [`LOOKBACK_S`])
+    /// before `from_s` as well; rounds still count from `from_s`.
+    pub(crate) fn window_with_lookback(
+        &self,
+        from_s: f64,
+        to_s: f64,
+        lookback_s: f64,
+    ) -> (Vec<Sample>, u64, u64) {
         let b = lock(&self.buf);
-        let first_inside = b.samples.partition_point(|s| s.t_s < from_s);
+        let first_inside = b
+            .samples
+            .partition_point(|s| s.t_s < from_s - lookback_s.clamp(0.0, LOOKBACK_S));
         let mut out: Vec<Sample> = Vec::new();
         // the last sample of each device before the window
         for d in &self.devices {

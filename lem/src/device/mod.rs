@@ -143,6 +143,15 @@ pub trait EnergySource: Send + Sync + fmt::Debug {
     /// A device error when nothing could be read.
     fn read(&self) -> Result<Reading>;
 
+    /// The power alone (cheaper than [`read`](Self::read) where the device can): read at
+    /// both ends of every window.
+    ///
+    /// # Errors
+    /// A device error when the power could not be read.
+    fn power_reading(&self) -> Result<Reading> {
+        self.read()
+    }
+
     /// The temperature alone (cheaper than [`read`](Self::read)); `None` where unknown.
     fn temperature_c(&self) -> Option<f64> {
         self.read().ok().and_then(|r| r.temperature_c)

@@ -444,6 +444,38 @@ impl EnergySource for NvmlDevice {
         self.read_temperature().ok().flatten()
     }
 
+    fn power_reading(&self) -> Result<Reading> {
+        let mut r = Reading::default();
+        if self.support.instant {
+            match instant_power(&self.dev) {
+                Ok(w) => {
+                    r.power_w = Some(w);
+                    r.power_source = Some(PowerSource::Instant);
+                    return Ok(r);
+                }
+                Err(NvmlError::GpuLost) => return Err(self.lost("power")),
+                Err(_) => r.failed_fields += 1,
+            }
+        }
+        if self.support.usage {
+            match self.dev.power_usage() {
+                Ok(mw) => {
+                    r.power_w = Some(f64::from(mw) / 1000.0);
+                    r.power_source = Some(self.usage_source());
+                }
+                Err(NvmlError::GpuLost) => return Err(self.lost("power")),
+                Err(_) => r.failed_fields += 1,
+            }
+        }
+        if r.power_w.is_none() {
+            return Err(Error::Device {
+                device: format!("device {} ({})", self.info.index, self.info.name),
+                reason: "power read failed".into(),
+            });
+        }
+        Ok(r)
+    }
+
     fn violations(&self) -> Option<Violations> {
         let s = &self.support;
         if !s.violations_power && !s.violations_thermal {
