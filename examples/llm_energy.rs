@@ -95,6 +95,14 @@ fn fmt_j(v: Option<f64>) -> String {
     v.map_or_else(|| "not measured".into(), |j| format!("{j:.3} J"))
 }
 
+/// A figure with its bound (`1.234 ± 0.056 J`); the bare figure where the bound is unknown.
+fn fmt_j_pm(v: Option<f64>, u: Option<f64>) -> String {
+    match (v, u) {
+        (Some(j), Some(u)) => format!("{j:.3} ± {u:.3} J"),
+        _ => fmt_j(v),
+    }
+}
+
 fn fmt_ms(v: &serde_json::Value) -> String {
     v.as_f64()
         .map_or_else(|| "-".into(), |x| format!("{x:.2} ms"))
@@ -293,6 +301,10 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
         }
         let report = run_scope.finish().map_err(|e| e.to_string())?;
         let (workload, metrics, phases) = sections(&info, &reqs);
+        let mut report = report;
+        report
+            .warnings
+            .extend(lem_burn::workload::uncertainty_warnings(&phases));
         let mut rf = meter.result_file(report, experiment_id.clone(), 0);
         rf.extra.insert("workload".into(), workload);
         rf.extra.insert("metrics".into(), metrics);
@@ -390,16 +402,25 @@ fn print_table(rf: &lem::ResultFile, cycle: usize, cycles: usize) {
     for phase in ["prefill", "decode", "request"] {
         let e = &p[phase]["energy"];
         println!(
-            "  {phase:<13} raw {:<14} adjusted {:<14} {:.3} s",
-            fmt_j(e["raw_j"].as_f64()),
-            fmt_j(e["adjusted_j"].as_f64()),
+            "  {phase:<13} raw {:<24} adjusted {:<24} {:.3} s",
+            fmt_j_pm(e["raw_j"].as_f64(), e["uncertainty_j"].as_f64()),
+            fmt_j_pm(
+                e["adjusted_j"].as_f64(),
+                e["adjusted_uncertainty_j"].as_f64()
+            ),
             p[phase]["duration_s"].as_f64().unwrap_or(0.0)
         );
     }
     println!(
         "  J/token       {} adjusted | {} raw ({} tokens out)",
-        fmt_j(m["energy_per_output_token_j"].as_f64()),
-        fmt_j(m["energy_per_output_token_raw_j"].as_f64()),
+        fmt_j_pm(
+            m["energy_per_output_token_j"].as_f64(),
+            m["energy_per_output_token_uncertainty_j"].as_f64()
+        ),
+        fmt_j_pm(
+            m["energy_per_output_token_raw_j"].as_f64(),
+            m["energy_per_output_token_raw_uncertainty_j"].as_f64()
+        ),
         w["tokens_out"]
     );
     if rf.report.energy.raw_j.is_none() {

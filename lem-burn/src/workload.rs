@@ -75,6 +75,21 @@ pub fn sections(info: &WorkloadInfo, reqs: &[RequestMeasurement]) -> (Value, Val
         .map(|r| r.decode.as_ref().map_or(Some(0.0), |d| d.energy.adjusted_j)));
     let request_raw = sum(reqs.iter().map(|r| r.request.energy.raw_j));
     let request_adj = sum(reqs.iter().map(|r| r.request.energy.adjusted_j));
+    // bounds of separate windows add
+    let prefill_u = sum(reqs.iter().map(|r| r.prefill.energy.uncertainty_j));
+    let prefill_adj_u = sum(reqs.iter().map(|r| r.prefill.energy.adjusted_uncertainty_j));
+    let decode_u = sum(reqs.iter().map(|r| {
+        r.decode
+            .as_ref()
+            .map_or(Some(0.0), |d| d.energy.uncertainty_j)
+    }));
+    let decode_adj_u = sum(reqs.iter().map(|r| {
+        r.decode
+            .as_ref()
+            .map_or(Some(0.0), |d| d.energy.adjusted_uncertainty_j)
+    }));
+    let request_u = sum(reqs.iter().map(|r| r.request.energy.uncertainty_j));
+    let request_adj_u = sum(reqs.iter().map(|r| r.request.energy.adjusted_uncertainty_j));
     let prefill_s: f64 = reqs.iter().map(|r| r.prefill.duration_s).sum();
     let decode_s: f64 = reqs
         .iter()
@@ -125,6 +140,8 @@ pub fn sections(info: &WorkloadInfo, reqs: &[RequestMeasurement]) -> (Value, Val
         "decode_tokens_per_s": div(Some(decode_tokens as f64), decode_s),
         "energy_per_output_token_j": div(both(prefill_adj, decode_adj), tokens_out as f64),
         "energy_per_output_token_raw_j": div(both(prefill_raw, decode_raw), tokens_out as f64),
+        "energy_per_output_token_uncertainty_j": div(both(prefill_adj_u, decode_adj_u), tokens_out as f64),
+        "energy_per_output_token_raw_uncertainty_j": div(both(prefill_u, decode_u), tokens_out as f64),
         "energy_per_prompt_token_prefill_j": div(prefill_adj, prompt_tokens as f64),
         "energy_per_prompt_token_prefill_raw_j": div(prefill_raw, prompt_tokens as f64),
         "peak_memory_mb": peak,
@@ -137,18 +154,44 @@ pub fn sections(info: &WorkloadInfo, reqs: &[RequestMeasurement]) -> (Value, Val
         reqs.iter().filter_map(f).map(|(s, d)| [s, s + d]).collect()
     };
     let phases = json!({
-        "request": { "energy": { "raw_j": request_raw, "adjusted_j": request_adj },
+        "request": { "energy": { "raw_j": request_raw, "adjusted_j": request_adj,
+                                 "uncertainty_j": request_u, "adjusted_uncertainty_j": request_adj_u },
                      "duration_s": request_s, "count": reqs.len(),
                      "start_s": start(&|r| Some(r.request.start_s)),
                      "intervals": spans(&|r| Some((r.request.start_s, r.request.duration_s))) },
-        "prefill": { "energy": { "raw_j": prefill_raw, "adjusted_j": prefill_adj },
+        "prefill": { "energy": { "raw_j": prefill_raw, "adjusted_j": prefill_adj,
+                                 "uncertainty_j": prefill_u, "adjusted_uncertainty_j": prefill_adj_u },
                      "duration_s": prefill_s, "count": reqs.len(),
                      "start_s": start(&|r| Some(r.prefill.start_s)),
                      "intervals": spans(&|r| Some((r.prefill.start_s, r.prefill.duration_s))) },
-        "decode": { "energy": { "raw_j": decode_raw, "adjusted_j": decode_adj },
+        "decode": { "energy": { "raw_j": decode_raw, "adjusted_j": decode_adj,
+                                "uncertainty_j": decode_u, "adjusted_uncertainty_j": decode_adj_u },
                     "duration_s": decode_s, "count": reqs.iter().filter(|r| r.decode.is_some()).count(),
                     "start_s": start(&|r| r.decode.as_ref().map(|d| d.start_s)),
                     "intervals": spans(&|r| r.decode.as_ref().map(|d| (d.start_s, d.duration_s))) },
     });
     (workload, metrics, phases)
+}
+
+/// Relative uncertainty above which a phase's energy deserves a warning.
+pub const MAX_RELATIVE_UNCERTAINTY: f64 = 0.05;
+
+/// Warnings for phases whose energy bound exceeds [`MAX_RELATIVE_UNCERTAINTY`] of the
+/// energy, each saying what would reduce it.
+pub fn uncertainty_warnings(phases: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for phase in ["prefill", "decode", "request"] {
+        let e = &phases[phase]["energy"];
+        let (Some(j), Some(u)) = (e["raw_j"].as_f64(), e["uncertainty_j"].as_f64()) else {
+            continue;
+        };
+        if j > 0.0 && u / j > MAX_RELATIVE_UNCERTAINTY {
+            out.push(format!(
+                "{phase} energy is uncertain by ±{:.1} % (±{u:.3} J of {j:.3} J), above {:.0} %: measure more requests (--requests), longer generations (--gen-tokens) or a larger batch (--batch) so each window spans many energy-counter updates",
+                u / j * 100.0,
+                MAX_RELATIVE_UNCERTAINTY * 100.0
+            ));
+        }
+    }
+    out
 }

@@ -67,6 +67,7 @@ pub fn expand(f: &ItemFn, o: &Options, shape: &Shape) -> TokenStream {
     let warmup_iters = some_usize(o.warmup_iters);
     let samples = some_usize(o.samples);
     let min_sample_s = some_f64(o.min_sample_s);
+    let max_uncertainty = some_f64(o.max_uncertainty);
     let cycles = some_usize(o.cycles);
     let cycle_gap_s = some_f64(o.cycle_gap_s);
     let units = some(o.units.as_deref());
@@ -95,6 +96,7 @@ pub fn expand(f: &ItemFn, o: &Options, shape: &Shape) -> TokenStream {
                     warmup_iters: #warmup_iters,
                     samples: #samples,
                     min_sample_s: #min_sample_s,
+                    max_uncertainty: #max_uncertainty,
                     cycles: #cycles,
                     cycle_gap_s: #cycle_gap_s,
                     units: #units,

@@ -15,6 +15,7 @@ pub const VALID: &[&str] = &[
     "warmup_iters",
     "samples",
     "min_sample_s",
+    "max_uncertainty",
     "cycles",
     "cycle_gap_s",
     "units",
@@ -62,6 +63,7 @@ pub struct Options {
     pub warmup_iters: Option<u64>,
     pub samples: Option<u64>,
     pub min_sample_s: Option<f64>,
+    pub max_uncertainty: Option<f64>,
     pub cycles: Option<u64>,
     pub cycle_gap_s: Option<f64>,
     pub units: Option<String>,
@@ -171,87 +173,99 @@ pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             continue;
         }
         seen.push(key.clone());
-        let r: syn::Result<()> =
-            (|| {
-                match key.as_str() {
-                    "cv" => {
-                        let v = number(o)?;
-                        if v <= 0.0 {
-                            return Err(syn::Error::new(o.name.span(), "option `cv` must be > 0"));
-                        }
-                        out.cv = Some(v);
+        let r: syn::Result<()> = (|| {
+            match key.as_str() {
+                "cv" => {
+                    let v = number(o)?;
+                    if v <= 0.0 {
+                        return Err(syn::Error::new(o.name.span(), "option `cv` must be > 0"));
                     }
-                    "min_sample_s" => out.min_sample_s = Some(number(o)?),
-                    "cycle_gap_s" => out.cycle_gap_s = Some(number(o)?),
-                    "window" => out.window = Some(integer(o)?),
-                    "min_warmup" => out.min_warmup = Some(integer(o)?),
-                    "max_warmup" => out.max_warmup = Some(integer(o)?),
-                    "warmup_iters" => out.warmup_iters = Some(integer(o)?),
-                    "samples" => {
-                        let n = integer(o)?;
-                        if n == 0 {
-                            return Err(syn::Error::new(
+                    out.cv = Some(v);
+                }
+                "min_sample_s" => out.min_sample_s = Some(number(o)?),
+                "max_uncertainty" => {
+                    let v = number(o)?;
+                    if !(v > 0.0 && v < 1.0) {
+                        return Err(syn::Error::new(
                                 o.name.span(),
-                                "option `samples` must be at least 1",
+                                "option `max_uncertainty` is a fraction of the energy: > 0 and < 1 (0.01 = 1 %)",
                             ));
-                        }
-                        out.samples = Some(n);
                     }
-                    "cycles" => {
-                        let n = integer(o)?;
-                        if n == 0 {
-                            return Err(syn::Error::new(
-                                o.name.span(),
-                                "option `cycles` must be at least 1",
-                            ));
-                        }
-                        out.cycles = Some(n);
+                    out.max_uncertainty = Some(v);
+                }
+                "cycle_gap_s" => out.cycle_gap_s = Some(number(o)?),
+                "window" => out.window = Some(integer(o)?),
+                "min_warmup" => out.min_warmup = Some(integer(o)?),
+                "max_warmup" => out.max_warmup = Some(integer(o)?),
+                "warmup_iters" => out.warmup_iters = Some(integer(o)?),
+                "samples" => {
+                    let n = integer(o)?;
+                    if n == 0 {
+                        return Err(syn::Error::new(
+                            o.name.span(),
+                            "option `samples` must be at least 1",
+                        ));
                     }
-                    "warmup" => {
-                        let (s, e) = string(o)?;
-                        out.warmup_fixed = Some(match s.as_str() {
-                            "converge" => false,
-                            "fixed" => true,
+                    out.samples = Some(n);
+                }
+                "cycles" => {
+                    let n = integer(o)?;
+                    if n == 0 {
+                        return Err(syn::Error::new(
+                            o.name.span(),
+                            "option `cycles` must be at least 1",
+                        ));
+                    }
+                    out.cycles = Some(n);
+                }
+                "warmup" => {
+                    let (s, e) = string(o)?;
+                    out.warmup_fixed = Some(match s.as_str() {
+                        "converge" => false,
+                        "fixed" => true,
+                        _ => {
+                            return Err(syn::Error::new_spanned(
+                                e,
+                                "option `warmup` is \"converge\" or \"fixed\"",
+                            ))
+                        }
+                    });
+                }
+                "units" => out.units = Some(string(o)?.0),
+                "device" => out.device = Some(string(o)?.0),
+                "name" => out.name = Some(string(o)?.0),
+                "ignore" => {
+                    out.ignore = match &o.value {
+                        None => true,
+                        Some(e) => match lit(e) {
+                            Some(Lit::Bool(b)) => b.value,
                             _ => {
                                 return Err(syn::Error::new_spanned(
                                     e,
-                                    "option `warmup` is \"converge\" or \"fixed\"",
+                                    "option `ignore` is a flag: `ignore` or `ignore = true`",
                                 ))
                             }
-                        });
+                        },
                     }
-                    "units" => out.units = Some(string(o)?.0),
-                    "device" => out.device = Some(string(o)?.0),
-                    "name" => out.name = Some(string(o)?.0),
-                    "ignore" => {
-                        out.ignore =
-                            match &o.value {
-                                None => true,
-                                Some(e) => match lit(e) {
-                                    Some(Lit::Bool(b)) => b.value,
-                                    _ => return Err(syn::Error::new_spanned(
-                                        e,
-                                        "option `ignore` is a flag: `ignore` or `ignore = true`",
-                                    )),
-                                },
-                            }
-                    }
-                    "args" => {
-                        let e = need_value(o, "[1, 8, 32]")?;
-                        match e {
-                            Expr::Array(a) if !a.elems.is_empty() => {
-                                out.args = Some((a.elems.into_iter().collect(), o.name.span()));
-                            }
-                            other => return Err(syn::Error::new_spanned(
+                }
+                "args" => {
+                    let e = need_value(o, "[1, 8, 32]")?;
+                    match e {
+                        Expr::Array(a) if !a.elems.is_empty() => {
+                            out.args = Some((a.elems.into_iter().collect(), o.name.span()));
+                        }
+                        other => {
+                            return Err(syn::Error::new_spanned(
                                 other,
                                 "option `args` expects a non-empty array, like `args = [1, 8, 32]`",
-                            )),
+                            ))
                         }
                     }
-                    _ => {}
                 }
-                Ok(())
-            })();
+                _ => {}
+            }
+            Ok(())
+        })();
         if let Err(e) = r {
             push(e);
         }

@@ -273,11 +273,42 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
         .iter()
         .any(|s| s.reading.power_source == Some(crate::device::PowerSource::Averaged));
 
+    // Both models' bounds, computed up front: the cross-check between counter and samples
+    // only flags a disagreement larger than the two bounds allow.
+    let period = w.counter_update.0;
+    let peak_seen = points.iter().map(|p| p.1).reduce(f64::max);
+    let lead = if averaged_readings {
+        POWER_AVERAGE_S
+    } else {
+        0.0
+    };
+    let near = |t: f64| {
+        max_power_near(&near_points, t - period - lead - w.interval_s, t)
+            .or(peak_seen)
+            .or(info.power_limit_w)
+    };
+    let (near0, near1) = (near(w.t0), near(w.t1));
+    // Each counter read may be stale by up to one period: the start read over-counts, the end
+    // read under-counts, by at most period × the power near that end; plus one step.
+    let counter_bound = near0
+        .zip(near1)
+        .map(|(a, b)| period * a.max(b) + info.counter_step_j);
+    let sampling_bound = integration_bound(&points, w.t0, w.t1);
+    let averaging_bound = if averaged_readings {
+        let range =
+            |t: f64| power_range_near(&points, t - 2.0 * POWER_AVERAGE_S, t + POWER_AVERAGE_S);
+        POWER_AVERAGE_S / 2.0 * (range(w.t0) + range(w.t1))
+    } else {
+        0.0
+    };
+
     let counter = match (w.e0, w.e1) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    let limit_s = MIN_COUNTER_UPDATES * info.counter_update_s;
+    // Below resolution: shorter than a few updates of the counter as known (probed, or the
+    // architecture's default), not a fixed constant.
+    let limit_s = MIN_COUNTER_UPDATES * period;
     let mut below = false;
     let integration = || {
         (
@@ -317,8 +348,8 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
             }
             Some(d) if d == 0.0 && duration > 0.0 => {
                 below = true;
-                let period = if info.counter_update_s > 0.0 {
-                    format!(" (it updates every ~{:.0} ms)", info.counter_update_s * 1e3)
+                let period = if period > 0.0 {
+                    format!(" (it updates every ~{:.0} ms)", period * 1e3)
                 } else {
                     String::new()
                 };
@@ -341,7 +372,12 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
                         && largest_gap(&points, w.t0, w.t1) <= (0.1 * duration).max(0.5)
                 });
                 match checkable {
-                    Some(i) if (d - i).abs() > CROSS_CHECK_TOLERANCE * i => {
+                    Some(i)
+                        if (d - i).abs()
+                            > (CROSS_CHECK_TOLERANCE * i).max(
+                                counter_bound.unwrap_or(0.0) + sampling_bound + averaging_bound,
+                            ) =>
+                    {
                         warnings.push(format!(
                             "{dev}: the energy counter ({d:.1} J) disagrees with the integrated power samples ({i:.1} J) by {:.0} % over {duration:.1} s (a frozen or reset counter?); used the integrated samples",
                             (d - i).abs() / i * 100.0
@@ -354,7 +390,7 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
                             warnings.push(format!(
                                 "{dev}: below_resolution: the {:.1} ms window spans fewer than {MIN_COUNTER_UPDATES} energy-counter updates (~{:.0} ms each); the energy is coarse: measure longer windows or more iterations per window",
                                 duration * 1e3,
-                                info.counter_update_s * 1e3
+                                period * 1e3
                             ));
                         }
                         (Some(d), Some(EnergyMethod::EnergyCounter))
@@ -395,49 +431,24 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
     }
     // The bound on |raw − truth| and what it was computed from.
     let mut inputs = crate::report::UncertaintyInputs::default();
-    let peak_seen = points.iter().map(|p| p.1).reduce(f64::max);
     let (uncertainty, uncertainty_method) = match method {
         Some(EnergyMethod::EnergyCounter) => {
-            let (period, source) = (w.counter_update.0, w.counter_update.1.clone());
-            let lead = if averaged_readings {
-                POWER_AVERAGE_S
-            } else {
-                0.0
-            };
-            let near = |t: f64| {
-                max_power_near(&near_points, t - period - lead - w.interval_s, t)
-                    .or(peak_seen)
-                    .or(info.power_limit_w)
-                    .or(raw.filter(|_| duration > 0.0).map(|r| r / duration))
-            };
-            let (p0, p1) = (near(w.t0), near(w.t1));
             inputs.counter_update_s = Some(period);
-            inputs.counter_update_source = source;
-            inputs.power_near_start_w = p0;
-            inputs.power_near_end_w = p1;
+            inputs.counter_update_source = w.counter_update.1.clone();
+            inputs.power_near_start_w = near0;
+            inputs.power_near_end_w = near1;
             inputs.counter_step_j = Some(info.counter_step_j);
-            // Each read may be stale by up to one period: the start read over-counts, the end
-            // read under-counts, by at most period × the power near that end.
-            let bound = p0
-                .zip(p1)
-                .map(|(a, b)| period * a.max(b) + info.counter_step_j);
-            (bound, bound.map(|_| UncertaintyMethod::CounterStaleness))
+            (
+                counter_bound,
+                counter_bound.map(|_| UncertaintyMethod::CounterStaleness),
+            )
         }
         Some(_) => {
-            let sampling = integration_bound(&points, w.t0, w.t1);
-            let averaging = if averaged_readings {
-                let near = |t: f64| {
-                    power_range_near(&points, t - 2.0 * POWER_AVERAGE_S, t + POWER_AVERAGE_S)
-                };
-                POWER_AVERAGE_S / 2.0 * (near(w.t0) + near(w.t1))
-            } else {
-                0.0
-            };
             inputs.interval_s = Some(w.interval_s);
-            inputs.sampling_j = Some(sampling);
-            inputs.averaging_j = averaged_readings.then_some(averaging);
+            inputs.sampling_j = Some(sampling_bound);
+            inputs.averaging_j = averaged_readings.then_some(averaging_bound);
             (
-                Some(sampling + averaging),
+                Some(sampling_bound + averaging_bound),
                 Some(UncertaintyMethod::Integration),
             )
         }

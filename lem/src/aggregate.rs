@@ -21,6 +21,12 @@ pub struct AggregateEnergy {
     pub raw_j: Option<f64>,
     /// Net energy over every cycle and device, J; `null` if any part is unknown.
     pub adjusted_j: Option<f64>,
+    /// Bound on |raw_j − truth|, J: the counted devices' bounds summed.
+    #[serde(default)]
+    pub uncertainty_j: Option<f64>,
+    /// Bound on |adjusted_j − truth|, J.
+    #[serde(default)]
+    pub adjusted_uncertainty_j: Option<f64>,
     /// Sum of the distinct devices' baselines, W.
     pub baseline_power_w: Option<f64>,
     /// How the raw energy was obtained.
@@ -72,6 +78,12 @@ pub struct CycleRow {
     pub raw_j: Option<f64>,
     /// Net energy, J.
     pub adjusted_j: Option<f64>,
+    /// Bound on the gross energy's error, J.
+    #[serde(default)]
+    pub uncertainty_j: Option<f64>,
+    /// Bound on the net energy's error, J.
+    #[serde(default)]
+    pub adjusted_uncertainty_j: Option<f64>,
     /// Time span, s.
     pub duration_s: f64,
     /// Start temperature (highest device), °C.
@@ -176,7 +188,15 @@ pub fn is_result_name(p: &Path) -> bool {
 /// (host, uuid): one physical device.
 type DeviceKey = (String, String);
 /// (name, raw J, adjusted J, process indices that measured it).
-type SeenDevice = (String, Option<f64>, Option<f64>, Vec<u32>);
+/// (name, raw, adjusted, measured by, raw bound, adjusted bound)
+type SeenDevice = (
+    String,
+    Option<f64>,
+    Option<f64>,
+    Vec<u32>,
+    Option<f64>,
+    Option<f64>,
+);
 
 fn cycle_of(r: &ResultFile) -> u64 {
     r.extra
@@ -298,16 +318,20 @@ pub fn aggregate(
                             d.energy.raw_j,
                             d.energy.adjusted_j,
                             Vec::new(),
+                            d.energy.uncertainty_j,
+                            d.energy.adjusted_uncertainty_j,
                         )
                     });
                 if !e.3.is_empty() && d.energy.raw_j.unwrap_or(0.0) > e.1.unwrap_or(0.0) {
                     e.1 = d.energy.raw_j;
                     e.2 = d.energy.adjusted_j;
+                    e.4 = d.energy.uncertainty_j;
+                    e.5 = d.energy.adjusted_uncertainty_j;
                 }
                 e.3.push(r.process_index);
             }
         }
-        for ((host, uuid), (_, _, _, by)) in &cycle_devices {
+        for ((host, uuid), (_, _, _, by, _, _)) in &cycle_devices {
             if by.len() > 1 {
                 problems.push(format!(
                     "{label}device {uuid} on {host} was measured by processes {by:?}: counted once"
@@ -316,7 +340,9 @@ pub fn aggregate(
         }
         let raw = sum_all(cycle_devices.values().map(|v| v.1));
         let adjusted = sum_all(cycle_devices.values().map(|v| v.2));
-        for ((host, uuid), (name, r, a, by)) in cycle_devices {
+        let uncertainty = sum_all(cycle_devices.values().map(|v| v.4));
+        let adjusted_uncertainty = sum_all(cycle_devices.values().map(|v| v.5));
+        for ((host, uuid), (name, r, a, by, _, _)) in cycle_devices {
             let d = devices
                 .entry((host.clone(), uuid.clone()))
                 .or_insert_with(|| AggregateDevice {
@@ -340,6 +366,8 @@ pub fn aggregate(
             num_processes: procs.len(),
             raw_j: raw,
             adjusted_j: adjusted,
+            uncertainty_j: raw.and(uncertainty),
+            adjusted_uncertainty_j: adjusted.and(adjusted_uncertainty),
             duration_s: span,
             start_temp_c: procs
                 .iter()
@@ -465,6 +493,8 @@ pub fn aggregate(
         energy: AggregateEnergy {
             raw_j: sum_all(rows.iter().map(|r| r.raw_j)),
             adjusted_j: sum_all(rows.iter().map(|r| r.adjusted_j)),
+            uncertainty_j: sum_all(rows.iter().map(|r| r.uncertainty_j)),
+            adjusted_uncertainty_j: sum_all(rows.iter().map(|r| r.adjusted_uncertainty_j)),
             baseline_power_w: sum_all(baseline_by_device.values().copied()),
             method,
             baseline_method: results

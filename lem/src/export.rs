@@ -66,6 +66,15 @@ const COLUMNS: &[(&str, Col)] = &[
     ("duration_s", Col::Ptr(&["/duration_s"])),
     ("energy_raw_j", Col::Ptr(&["/energy/raw_j"])),
     ("energy_adjusted_j", Col::Ptr(&["/energy/adjusted_j"])),
+    ("energy_uncertainty_j", Col::Ptr(&["/energy/uncertainty_j"])),
+    (
+        "energy_adjusted_uncertainty_j",
+        Col::Ptr(&["/energy/adjusted_uncertainty_j"]),
+    ),
+    (
+        "energy_uncertainty_method",
+        Col::Ptr(&["/energy/uncertainty_method"]),
+    ),
     ("energy_baseline_w", Col::Ptr(&["/energy/baseline_power_w"])),
     (
         "energy_baseline_method",
@@ -306,6 +315,8 @@ mod tests {
             "duration_s",
             "energy_raw_j",
             "energy_adjusted_j",
+            "energy_uncertainty_j",
+            "energy_adjusted_uncertainty_j",
             "energy_baseline_w",
             "energy_baseline_method",
             "energy_method",

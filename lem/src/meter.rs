@@ -589,11 +589,7 @@ impl Meter {
         shared.unregister(scope.id);
         // Samples from a little before the window too: the counter's staleness at the start
         // depends on the power during the update period before it.
-        let lookback = self
-            .counter_updates
-            .iter()
-            .map(|c| c.0)
-            .fold(0.0, f64::max)
+        let lookback = self.counter_updates.iter().map(|c| c.0).fold(0.0, f64::max)
             + self.interval.as_secs_f64()
             + crate::accounting::POWER_AVERAGE_S;
         let (samples, rounds, failed_total) = shared.window_with_lookback(scope.t0, t1, lookback);

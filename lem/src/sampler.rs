@@ -386,9 +386,18 @@ mod tests {
         // 10 rounds × 2 devices inside, plus the last sample of each device before 1.0
         assert_eq!(w.len(), 22);
         sh.unregister(1);
-        sh.sample_round();
-        let (w, _, _) = sh.window(0.0, 10.0);
-        assert!(w.len() <= 8, "pruned when no scope is open: {}", w.len());
+        for _ in 0..40 {
+            clock.advance_s(0.1);
+            sh.sample_round();
+        }
+        // with no scope open, only the lookback (2 s + two intervals) is kept: 23 rounds
+        let (w, _, _) = sh.window(0.0, 100.0);
+        assert!(
+            w.len() <= 2 * 24,
+            "pruned when no scope is open: {}",
+            w.len()
+        );
+        assert!(w.len() >= 2 * 20, "the lookback is kept: {}", w.len());
     }
 
     #[test]

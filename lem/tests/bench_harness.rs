@@ -169,3 +169,62 @@ fn units_give_energy_per_unit() {
     // sync after each warmup iteration and at both ends of every sample
     assert_eq!(synced.get(), 2 + 3 * 2);
 }
+
+#[test]
+fn max_uncertainty_lengthens_samples_until_their_bound_is_small_enough() {
+    let _one = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // a counter that updates every 50 ms: a 0.05 s sample at 300 W is uncertain by ~30 %
+    let p = dir.path().join("q.json");
+    std::fs::write(&p, r#"{"idle_w": 300, "counter_update_ms": 50}"#).unwrap();
+    let m = Meter::builder()
+        .device(DeviceSpec::Sim(p))
+        .baseline_mode(BaselineMode::Off)
+        .interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let opts = |max: Option<f64>| BenchOptions {
+        samples: Some(3),
+        min_sample_s: Some(0.05),
+        cv: Some(0.5),
+        max_uncertainty: max,
+        ..BenchOptions::DEFAULT
+    };
+    // without the option the bound is reported, and nothing acts on it
+    let out = run_one(&m, "plain", &opts(None), |b| {
+        b.iter(|| spin(Duration::from_millis(5)))
+    })
+    .unwrap()
+    .unwrap();
+    let plain = out.stats.achieved_relative_uncertainty.unwrap();
+    assert!(plain > 0.05, "a short sample is coarse: {plain}");
+    assert!(out.stats.energy_per_iter_uncertainty_j.unwrap() > 0.0);
+    for r in &out.stats.per_sample {
+        assert!(r.uncertainty_j.is_some() && r.relative_uncertainty.is_some());
+    }
+    // with max_uncertainty = 5 %: every sample's bound is under 5 % of its energy
+    let out = run_one(&m, "bounded", &opts(Some(0.05)), |b| {
+        b.iter(|| spin(Duration::from_millis(5)))
+    })
+    .unwrap()
+    .unwrap();
+    let s = &out.stats;
+    assert_eq!(s.max_uncertainty, Some(0.05));
+    for r in &s.per_sample {
+        let rel = r.relative_uncertainty.unwrap();
+        assert!(rel <= 0.05, "{rel} with {} iterations", r.iterations);
+    }
+    assert!(s.achieved_relative_uncertainty.unwrap() <= 0.05);
+    assert!(
+        s.per_sample.iter().all(|r| r.duration_s > 0.1),
+        "lengthened"
+    );
+    assert!(
+        !out.warnings.iter().any(|w| w.contains("max_uncertainty")),
+        "{:?}",
+        out.warnings
+    );
+    // a bad value is a named configuration error
+    let e = run_one(&m, "bad", &opts(Some(1.5)), |_| {}).unwrap_err();
+    assert!(e.to_string().contains("max_uncertainty"), "{e}");
+}

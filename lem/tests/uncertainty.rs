@@ -159,14 +159,16 @@ fn counter_windows_on_constant_load_are_about_3x_tight() {
     for _ in 0..10 {
         let ms = rng.pick(&[50.0, 100.0, 200.0]);
         let p = rng.uniform(100.0, 700.0);
-        let json = format!(
-            r#"{{"idle_w": {p}, "counter_update_ms": {ms}}}"#
-        );
+        let json = format!(r#"{{"idle_w": {p}, "counter_update_ms": {ms}}}"#);
         play(&json, 0.1, 100, &mut rng, &mut o);
     }
     report("counter, constant", &o);
     assert!(o.coverage() >= 0.99, "coverage {}", o.coverage());
-    assert!(o.tightness() <= 5.0 && o.tightness() >= 2.0, "tightness {}", o.tightness());
+    assert!(
+        o.tightness() <= 5.0 && o.tightness() >= 2.0,
+        "tightness {}",
+        o.tightness()
+    );
 }
 
 #[test]

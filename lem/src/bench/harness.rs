@@ -269,15 +269,29 @@ fn fmt_energy(j: f64) -> String {
 }
 
 fn line(label: &str, i: &Option<Interval>, f: fn(f64) -> String) -> Option<String> {
+    line_pm(label, i, None, f)
+}
+
+/// A statistic's row; with `bound`, the mean carries "± bound" (the measurement's own
+/// error bound, beside the spread the CI shows).
+fn line_pm(
+    label: &str,
+    i: &Option<Interval>,
+    bound: Option<f64>,
+    f: fn(f64) -> String,
+) -> Option<String> {
     let i = i.as_ref()?;
     let ci = match (i.ci95_low, i.ci95_high) {
         (Some(l), Some(h)) => format!("[{}, {}]", f(l), f(h)),
         _ => "[-]".into(),
     };
     let cv = i.cv.map_or("-".into(), |c| format!("{:.1} %", c * 100.0));
+    let mean = match bound {
+        Some(b) => format!("{} ± {}", f(i.mean), f(b)),
+        None => f(i.mean),
+    };
     Some(format!(
-        "  {label:<22} {:>12}   95% CI {ci:<28} CV {cv}",
-        f(i.mean)
+        "  {label:<22} {mean:>22}   95% CI {ci:<28} CV {cv}"
     ))
 }
 
@@ -296,16 +310,23 @@ fn print_table(o: &BenchOutcome, simulated: bool) {
     let unit = s.units.clone().unwrap_or_default();
     let rows = [
         line("time/iter", &s.time_per_iter_s, fmt_time),
-        line("energy/iter (raw)", &s.energy_per_iter_j, fmt_energy),
-        line(
+        line_pm(
+            "energy/iter (raw)",
+            &s.energy_per_iter_j,
+            s.energy_per_iter_uncertainty_j,
+            fmt_energy,
+        ),
+        line_pm(
             "energy/iter (adjusted)",
             &s.adjusted_energy_per_iter_j,
+            s.adjusted_energy_per_iter_uncertainty_j,
             fmt_energy,
         ),
         line("power", &s.power_w, |w| format!("{w:.1} W")),
-        line(
+        line_pm(
             &format!("energy/{unit} (raw)"),
             &s.energy_per_unit_j,
+            s.energy_per_unit_uncertainty_j,
             fmt_energy,
         ),
         line(
@@ -320,6 +341,15 @@ fn print_table(o: &BenchOutcome, simulated: bool) {
     }
     if s.energy_per_iter_j.is_none() {
         println!("  energy                 not measured (no energy source; see LEM_DEVICE)");
+    }
+    if let Some(r) = s.achieved_relative_uncertainty {
+        let target = s.max_uncertainty.map_or(String::new(), |t| {
+            format!(" (max_uncertainty {:.2} %)", t * 100.0)
+        });
+        println!(
+            "  uncertainty            ≤ {:.2} % of each sample's energy{target}",
+            r * 100.0
+        );
     }
     for w in &o.warnings {
         println!("  warning: {w}");
@@ -340,6 +370,8 @@ const CSV_HEADER: &[&str] = &[
     "energy_per_iter_j_cv",
     "energy_per_iter_j_ci95_low",
     "energy_per_iter_j_ci95_high",
+    "energy_per_iter_uncertainty_j",
+    "relative_uncertainty_max",
     "adjusted_energy_per_iter_j_mean",
     "adjusted_energy_per_iter_j_ci95_low",
     "adjusted_energy_per_iter_j_ci95_high",
@@ -378,6 +410,8 @@ fn csv_row(o: &BenchOutcome, simulated: bool, gpu: &str, command: &str) -> Vec<S
         f(s.energy_per_iter_j.as_ref().and_then(|i| i.cv)),
         lo(&s.energy_per_iter_j),
         hi(&s.energy_per_iter_j),
+        f(s.energy_per_iter_uncertainty_j),
+        f(s.achieved_relative_uncertainty),
         m(&s.adjusted_energy_per_iter_j),
         lo(&s.adjusted_energy_per_iter_j),
         hi(&s.adjusted_energy_per_iter_j),

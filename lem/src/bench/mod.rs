@@ -41,6 +41,9 @@ pub struct BenchOptions {
     pub samples: Option<usize>,
     /// Minimum length of one sample in seconds (default 1.0).
     pub min_sample_s: Option<f64>,
+    /// Lengthen each sample until its energy bound is under this fraction of its energy
+    /// (`0.01` = 1 %); default: report the bound without acting on it.
+    pub max_uncertainty: Option<f64>,
     /// Repetitions of warmup + samples (default 1).
     pub cycles: Option<usize>,
     /// Idle gap between cycles in seconds (default 0).
@@ -66,6 +69,7 @@ impl BenchOptions {
         warmup_iters: None,
         samples: None,
         min_sample_s: None,
+        max_uncertainty: None,
         cycles: None,
         cycle_gap_s: None,
         units: None,
@@ -107,6 +111,15 @@ pub struct SampleRecord {
     pub raw_j: Option<f64>,
     /// Net energy, J.
     pub adjusted_j: Option<f64>,
+    /// Bound on |raw_j − truth|, J.
+    #[serde(default)]
+    pub uncertainty_j: Option<f64>,
+    /// Bound on |adjusted_j − truth|, J.
+    #[serde(default)]
+    pub adjusted_uncertainty_j: Option<f64>,
+    /// uncertainty_j / raw_j.
+    #[serde(default)]
+    pub relative_uncertainty: Option<f64>,
     /// Units produced (when `units` is set).
     pub units: Option<f64>,
     /// Throttling during the sample.
@@ -142,6 +155,22 @@ pub struct BenchStats {
     pub adjusted_energy_per_unit_j: Option<Interval>,
     /// Units per second.
     pub units_per_s: Option<Interval>,
+    /// Bound on the systematic error of the mean gross energy per iteration, J: the mean of
+    /// the samples' bounds per iteration (each sample's error is within its bound).
+    #[serde(default)]
+    pub energy_per_iter_uncertainty_j: Option<f64>,
+    /// The same for the net energy per iteration, J.
+    #[serde(default)]
+    pub adjusted_energy_per_iter_uncertainty_j: Option<f64>,
+    /// The same for the gross energy per unit, J.
+    #[serde(default)]
+    pub energy_per_unit_uncertainty_j: Option<f64>,
+    /// The largest relative bound of any sample (what `max_uncertainty` holds down).
+    #[serde(default)]
+    pub achieved_relative_uncertainty: Option<f64>,
+    /// The `max_uncertainty` asked for.
+    #[serde(default)]
+    pub max_uncertainty: Option<f64>,
     /// Each sample.
     pub per_sample: Vec<SampleRecord>,
 }
@@ -166,6 +195,7 @@ pub(crate) struct Plan {
     pub warmup: WarmupConfig,
     pub samples: usize,
     pub min_sample_s: f64,
+    pub max_uncertainty: Option<f64>,
     pub cycles: usize,
     pub cycle_gap: Duration,
     pub units: Option<&'static str>,
@@ -182,6 +212,15 @@ impl Plan {
             warmup,
             samples: options.samples.unwrap_or(10).max(1),
             min_sample_s: options.min_sample_s.unwrap_or(1.0).max(0.0),
+            max_uncertainty: match options.max_uncertainty {
+                Some(v) if !(v > 0.0 && v < 1.0) => {
+                    return Err(crate::Error::config(
+                        "max_uncertainty",
+                        format!("{v} is not a fraction of the energy (> 0 and < 1)"),
+                    ))
+                }
+                other => other,
+            },
             cycles: options.cycles.unwrap_or(1).max(1),
             cycle_gap: Duration::from_secs_f64(options.cycle_gap_s.unwrap_or(0.0).max(0.0)),
             units: options.units,
@@ -295,39 +334,30 @@ impl<'m> Bencher<'m> {
             }
             warmups.push(w);
             for _ in 0..plan.samples {
-                sync();
-                let start_temp = self
-                    .meter
-                    .devices()
-                    .iter()
-                    .filter_map(|d| d.temperature_c())
-                    .reduce(f64::max);
-                let scope = match self.meter.start(plan.name.clone()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        warnings.push(format!("{}: could not open a scope: {e}", plan.name));
-                        break;
+                // A sample whose bound is above `max_uncertainty` is measured again, longer:
+                // the counter's staleness is fixed per window, so the relative bound falls
+                // as the window grows.
+                let mut attempts = 0;
+                let (rep, units, counted, start_temp) = loop {
+                    let Some(got) =
+                        self.sample(&plan, &mut routine, sync, iters_per_sample, &mut warnings)
+                    else {
+                        break (None, 0.0, false, None);
+                    };
+                    let rel = relative(&got.0);
+                    match (plan.max_uncertainty, rel) {
+                        (Some(target), Some(r)) if r > target && attempts < MAX_LENGTHENING => {
+                            attempts += 1;
+                            iters_per_sample = ((iters_per_sample as f64) * (r / target) * 1.1)
+                                .ceil()
+                                .min(100_000_000.0)
+                                as u64;
+                        }
+                        _ => break (Some(got.0), got.1, got.2, got.3),
                     }
                 };
-                let mut units = 0.0;
-                let mut counted = plan.units.is_some();
-                for _ in 0..iters_per_sample {
-                    let r = routine();
-                    if counted {
-                        match units_of(&r) {
-                            Some(u) => units += u,
-                            None => counted = false,
-                        }
-                    }
-                    black_box(r);
-                }
-                sync();
-                let rep = match scope.finish() {
-                    Ok(r) => r,
-                    Err(e) => {
-                        warnings.push(format!("{}: could not close a scope: {e}", plan.name));
-                        break;
-                    }
+                let Some(rep) = rep else {
+                    break;
                 };
                 if plan.units.is_some() && !counted {
                     let msg = format!(
@@ -338,12 +368,28 @@ impl<'m> Bencher<'m> {
                         warnings.push(msg);
                     }
                 }
+                if let (Some(target), Some(r)) = (plan.max_uncertainty, relative(&rep)) {
+                    if r > target {
+                        let msg = format!(
+                            "{}: a sample's energy bound is {:.2} % of its energy, above max_uncertainty {:.2} % after lengthening it {MAX_LENGTHENING} times",
+                            plan.name,
+                            r * 100.0,
+                            target * 100.0
+                        );
+                        if !warnings.contains(&msg) {
+                            warnings.push(msg);
+                        }
+                    }
+                }
                 records.push(SampleRecord {
                     cycle,
                     iterations: iters_per_sample,
                     duration_s: rep.duration_s,
                     raw_j: rep.energy.raw_j,
                     adjusted_j: rep.energy.adjusted_j,
+                    uncertainty_j: rep.energy.uncertainty_j,
+                    adjusted_uncertainty_j: rep.energy.adjusted_uncertainty_j,
+                    relative_uncertainty: relative(&rep),
                     units: counted.then_some(units),
                     throttled: rep.thermal.throttle_detected,
                     start_temp_c: start_temp,
@@ -376,6 +422,52 @@ impl<'m> Bencher<'m> {
         });
     }
 
+    /// One measured sample of `iters` iterations: its report, the units produced, whether
+    /// the routine returned units, and the start temperature. `None` if no scope opened.
+    fn sample<R: Any>(
+        &self,
+        plan: &Plan,
+        routine: &mut impl FnMut() -> R,
+        sync: &dyn Fn(),
+        iters: u64,
+        warnings: &mut Vec<String>,
+    ) -> Option<(EnergyReport, f64, bool, Option<f64>)> {
+        sync();
+        let start_temp = self
+            .meter
+            .devices()
+            .iter()
+            .filter_map(|d| d.temperature_c())
+            .reduce(f64::max);
+        let scope = match self.meter.start(plan.name.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                warnings.push(format!("{}: could not open a scope: {e}", plan.name));
+                return None;
+            }
+        };
+        let mut units = 0.0;
+        let mut counted = plan.units.is_some();
+        for _ in 0..iters {
+            let r = routine();
+            if counted {
+                match units_of(&r) {
+                    Some(u) => units += u,
+                    None => counted = false,
+                }
+            }
+            black_box(r);
+        }
+        sync();
+        match scope.finish() {
+            Ok(r) => Some((r, units, counted, start_temp)),
+            Err(e) => {
+                warnings.push(format!("{}: could not close a scope: {e}", plan.name));
+                None
+            }
+        }
+    }
+
     pub(crate) fn take_outcome(&mut self) -> Option<BenchOutcome> {
         self.outcome.take()
     }
@@ -396,6 +488,22 @@ pub fn run_one(
     let mut b = Bencher::new(meter, Plan::new(name, options, false)?);
     f(&mut b);
     Ok(b.take_outcome())
+}
+
+/// How many times a sample is measured again, longer, to meet `max_uncertainty`.
+const MAX_LENGTHENING: u32 = 6;
+
+/// A report's bound as a fraction of its energy.
+fn relative(r: &EnergyReport) -> Option<f64> {
+    let (j, u) = (r.energy.raw_j?, r.energy.uncertainty_j?);
+    (j > 0.0).then(|| u / j)
+}
+
+/// The mean of `f` over the samples; `None` if any is unknown.
+fn mean_of(records: &[SampleRecord], f: impl Fn(&SampleRecord) -> Option<f64>) -> Option<f64> {
+    let v: Option<Vec<f64>> = records.iter().map(f).collect();
+    v.filter(|v| !v.is_empty())
+        .map(|v| v.iter().sum::<f64>() / v.len() as f64)
 }
 
 fn per(records: &[SampleRecord], f: impl Fn(&SampleRecord) -> Option<f64>) -> Option<Interval> {
@@ -423,6 +531,16 @@ fn stats_of(plan: &Plan, iters: u64, records: &[SampleRecord]) -> BenchStats {
         energy_per_unit_j: per(records, |r| Some(r.raw_j? / units(r)?)),
         adjusted_energy_per_unit_j: per(records, |r| Some(r.adjusted_j? / units(r)?)),
         units_per_s: per(records, |r| Some(units(r)? / r.duration_s)),
+        energy_per_iter_uncertainty_j: mean_of(records, |r| r.uncertainty_j.map(|u| u / n(r))),
+        adjusted_energy_per_iter_uncertainty_j: mean_of(records, |r| {
+            r.adjusted_uncertainty_j.map(|u| u / n(r))
+        }),
+        energy_per_unit_uncertainty_j: mean_of(records, |r| Some(r.uncertainty_j? / units(r)?)),
+        achieved_relative_uncertainty: records
+            .iter()
+            .filter_map(|r| r.relative_uncertainty)
+            .reduce(f64::max),
+        max_uncertainty: plan.max_uncertainty,
         per_sample: records.to_vec(),
     }
 }

@@ -8,6 +8,7 @@ use lem::energy_bench;
     warmup = "converge",
     samples = 3,
     min_sample_s = 0,
+    max_uncertainty = 0.01,
     cycles = 1,
     cycle_gap_s = 0.5,
     units = "items",

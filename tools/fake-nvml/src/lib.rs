@@ -186,6 +186,16 @@ pub extern "C" fn nvmlShutdown() -> nvmlReturn_t {
     rc
 }
 
+/// Not NVML: the fake driver's clock (seconds since its first initialisation), so a test
+/// can place lem's windows on the scenario's trace exactly. -1 before initialisation.
+#[no_mangle]
+pub extern "C" fn fake_nvml_time_s() -> f64 {
+    match DRIVER.get() {
+        Some(Ok(Some(f))) => f.now(),
+        _ => -1.0,
+    }
+}
+
 /// A static description of a return code.
 #[no_mangle]
 pub extern "C" fn nvmlErrorString(result: nvmlReturn_t) -> *const c_char {

@@ -330,8 +330,8 @@ pub fn aggregate(ui: &Ui, dir: &Path, strict: bool, output: Option<&Path>) -> Re
     ));
     ui.out(format!(
         "  energy    raw {} | adjusted {} over {:.2} s",
-        crate::ui::joules(agg.energy.raw_j),
-        crate::ui::joules(agg.energy.adjusted_j),
+        crate::ui::joules_pm(agg.energy.raw_j, agg.energy.uncertainty_j),
+        crate::ui::joules_pm(agg.energy.adjusted_j, agg.energy.adjusted_uncertainty_j),
         agg.duration_s
     ));
     if let Some(i) = &agg.cycles.energy_adjusted_j {

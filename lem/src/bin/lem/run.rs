@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use lem::output::process_result_path;
 use lem::{BaselineMode, DeviceSpec, MeterBuilder};
 
-use crate::ui::{age, joules, watts, Ui};
+use crate::ui::{age, joules_pm, watts, Ui};
 use crate::{Failure, EXIT_LEM, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
 
 #[derive(Debug, Args)]
@@ -422,8 +422,8 @@ fn summarise(
     let method = e.method.map_or("-".to_string(), |m| m.to_string());
     ui.say(format!(
         "  energy    raw {} | adjusted {}  ({method})",
-        joules(e.raw_j),
-        joules(e.adjusted_j)
+        joules_pm(e.raw_j, e.uncertainty_j),
+        joules_pm(e.adjusted_j, e.adjusted_uncertainty_j)
     ));
     // One basis for mean and peak: all devices together.
     let all = if r.devices.len() > 1 {

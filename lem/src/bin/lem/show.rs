@@ -3,7 +3,7 @@
 use serde_json::Value;
 use std::path::Path;
 
-use crate::ui::{joules, watts, Ui};
+use crate::ui::{joules, joules_pm, watts, Ui};
 use crate::Failure;
 
 fn f(v: &Value, p: &str) -> Option<f64> {
@@ -84,8 +84,11 @@ pub fn show(ui: &Ui, path: &Path) -> Result<(), Failure> {
     println!("  duration    {:.3} s", f(&v, "/duration_s").unwrap_or(0.0));
     println!(
         "  energy      raw {} | adjusted {} ({})",
-        joules(f(&v, "/energy/raw_j")),
-        joules(f(&v, "/energy/adjusted_j")),
+        joules_pm(f(&v, "/energy/raw_j"), f(&v, "/energy/uncertainty_j")),
+        joules_pm(
+            f(&v, "/energy/adjusted_j"),
+            f(&v, "/energy/adjusted_uncertainty_j")
+        ),
         s(&v, "/energy/method")
     );
     println!(
@@ -102,8 +105,14 @@ pub fn show(ui: &Ui, path: &Path) -> Result<(), Failure> {
                     .cloned()
                     .unwrap_or(Value::Null),
                 s(d, "/name"),
-                joules(f(d, "/energy/raw_j").or(f(d, "/raw_j"))),
-                joules(f(d, "/energy/adjusted_j").or(f(d, "/adjusted_j"))),
+                joules_pm(
+                    f(d, "/energy/raw_j").or(f(d, "/raw_j")),
+                    f(d, "/energy/uncertainty_j")
+                ),
+                joules_pm(
+                    f(d, "/energy/adjusted_j").or(f(d, "/adjusted_j")),
+                    f(d, "/energy/adjusted_uncertainty_j")
+                ),
                 watts(f(d, "/power/mean_w")),
                 watts(f(d, "/power/peak_w")),
                 f(d, "/temperature/max_c").map_or("-".into(), |t| format!("{t:.0}"))

@@ -71,6 +71,15 @@ pub fn joules(j: Option<f64>) -> String {
     }
 }
 
+/// `123.45 ± 1.20 J`: a figure with its bound; the bare figure when the bound is unknown.
+pub fn joules_pm(j: Option<f64>, u: Option<f64>) -> String {
+    match (j, u) {
+        (Some(j), Some(u)) if j.abs() >= 1e4 => format!("{:.2} ± {:.2} kJ", j / 1e3, u / 1e3),
+        (Some(j), Some(u)) => format!("{j:.2} ± {u:.2} J"),
+        _ => joules(j),
+    }
+}
+
 /// `300.0 W`, or `-`.
 pub fn watts(w: Option<f64>) -> String {
     w.map_or_else(|| "-".into(), |w| format!("{w:.1} W"))
