@@ -27,6 +27,9 @@ pub struct AggregateEnergy {
     /// Bound on |adjusted_j − truth|, J.
     #[serde(default)]
     pub adjusted_uncertainty_j: Option<f64>,
+    /// The model the bounds came from.
+    #[serde(default)]
+    pub uncertainty_method: Option<crate::report::UncertaintyMethod>,
     /// Sum of the distinct devices' baselines, W.
     pub baseline_power_w: Option<f64>,
     /// How the raw energy was obtained.
@@ -495,6 +498,11 @@ pub fn aggregate(
             adjusted_j: sum_all(rows.iter().map(|r| r.adjusted_j)),
             uncertainty_j: sum_all(rows.iter().map(|r| r.uncertainty_j)),
             adjusted_uncertainty_j: sum_all(rows.iter().map(|r| r.adjusted_uncertainty_j)),
+            uncertainty_method: crate::report::combine_methods(
+                results
+                    .iter()
+                    .map(|(_, r)| r.report.energy.uncertainty_method),
+            ),
             baseline_power_w: sum_all(baseline_by_device.values().copied()),
             method,
             baseline_method: results
