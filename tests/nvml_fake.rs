@@ -394,6 +394,18 @@ fn llm_energy_twin_measures_through_nvml() {
     let raw = f(&v, "/energy/raw_j");
     assert!((raw / d - 72.0).abs() < 72.0 * 0.1, "{raw} J over {d} s");
     assert!(f(&v, "/metrics/energy_per_output_token_raw_j") > 0.0);
+    // every phase and J/token carries its bound; tiny windows on a ~100 ms counter are
+    // coarse, and the example says so and what would help
+    for phase in ["prefill", "decode", "request"] {
+        assert!(f(&v, &format!("/phases/{phase}/energy/uncertainty_j")) >= 0.0);
+    }
+    assert!(f(&v, "/metrics/energy_per_output_token_raw_uncertainty_j") > 0.0);
+    assert!(
+        has_warning(&v, "decode energy is uncertain by") && has_warning(&v, "--requests"),
+        "{:?}",
+        warnings(&v)
+    );
+    assert!(stdout(&o).contains(" ± "), "{}", stdout(&o));
 }
 
 // ---- 3a. no silent source switch ----------------------------------------------------------
