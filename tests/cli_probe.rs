@@ -47,7 +47,7 @@ fn probe_through_the_fake_driver_is_cached_shown_and_used() {
     assert!(stdout(&o).contains("Fake Q80"), "{}", stdout(&o));
     let o = sb.run_nvml("q.json", &["env", "--device", "nvml"]);
     assert!(
-        stdout(&o).contains("energy counter every 8"),
+        stdout(&o).contains("probe 0     energy counter every "),
         "{}",
         stdout(&o)
     );
