@@ -24,7 +24,9 @@ pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use device::{DeviceSpec, EnergySource, SharedDevice};
 pub use env::Environment;
 pub use error::{Error, Result};
-pub use meter::{parse_interval_ms, parse_seconds, EnergyScope, Meter, MeterBuilder, SyncHook};
+pub use meter::{
+    parse_interval_ms, parse_seconds, EnergyScope, Meter, MeterBuilder, OpenWindow, SyncHook,
+};
 pub use output::ResultFile;
 pub use report::{EnergyMethod, EnergyReport, SCHEMA_VERSION};
 

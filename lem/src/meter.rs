@@ -310,6 +310,7 @@ impl MeterBuilder {
             interval: self.interval,
             spec: self.spec,
             counter_updates,
+            meter_id: NEXT_METER_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 }
@@ -334,7 +335,12 @@ pub struct Meter {
     spec: DeviceSpec,
     /// Per device: the counter's update period used for bounds, and where it came from.
     counter_updates: Vec<(f64, Option<String>)>,
+    /// Tells this meter's open windows from another's.
+    meter_id: u64,
 }
+
+/// Source of [`Meter`] identities.
+static NEXT_METER_ID: AtomicU64 = AtomicU64::new(1);
 
 impl std::fmt::Debug for Meter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -376,6 +382,19 @@ impl Meter {
     /// # Errors
     /// None today; the `Result` leaves room for devices that fail at the window's start.
     pub fn start(&self, name: impl Into<Cow<'static, str>>) -> Result<EnergyScope<'_>> {
+        Ok(EnergyScope {
+            meter: self,
+            window: Some(self.open_window(name)?),
+        })
+    }
+
+    /// Open a window that does not borrow the meter (for owners that keep the meter behind
+    /// an `Arc`, such as language bindings): close it with [`close_window`](Self::close_window)
+    /// on this meter, or [`discard_window`](Self::discard_window).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn open_window(&self, name: impl Into<Cow<'static, str>>) -> Result<OpenWindow> {
         if let Some(s) = &self.sync {
             s();
         }
@@ -410,16 +429,37 @@ impl Meter {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = self.sampler.shared();
         shared.register(id, t0);
-        Ok(EnergyScope {
-            meter: self,
+        Ok(OpenWindow {
+            meter_id: self.meter_id,
             id,
             name: name.into(),
             t0,
             failed0: shared.failed_reads(),
             failed_here,
             starts,
-            open: true,
         })
+    }
+
+    /// Close a window opened by [`open_window`](Self::open_window) (after the sync hook) and
+    /// account it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when the window belongs to another meter.
+    pub fn close_window(&self, window: OpenWindow) -> Result<EnergyReport> {
+        if window.meter_id != self.meter_id {
+            return Err(Error::config(
+                "window",
+                format!("`{}` was opened on another meter", window.name),
+            ));
+        }
+        Ok(self.finish_scope(&window))
+    }
+
+    /// Forget an open window: its samples are no longer kept for it.
+    pub fn discard_window(&self, window: OpenWindow) {
+        if window.meter_id == self.meter_id {
+            self.sampler.shared().unregister(window.id);
+        }
     }
 
     /// Measure `f` in a scope named `name`; returns its value and the report.
@@ -549,7 +589,7 @@ impl Meter {
         crate::output::write_result(path, result, ts.as_ref())
     }
 
-    fn finish_scope(&self, scope: &EnergyScope<'_>) -> EnergyReport {
+    fn finish_scope(&self, scope: &OpenWindow) -> EnergyReport {
         if let Some(s) = &self.sync {
             s();
         }
@@ -790,11 +830,13 @@ struct DeviceEnd {
     failure: Option<Error>,
 }
 
-/// An open measurement window. Close it with [`finish`](Self::finish) to get its report;
-/// dropping it discards the measurement.
-#[must_use = "dropping an EnergyScope discards its measurement; call finish() to get the report"]
-pub struct EnergyScope<'m> {
-    meter: &'m Meter,
+/// An open window that does not borrow its meter ([`Meter::open_window`]). Dropping it
+/// without [`Meter::close_window`] or [`Meter::discard_window`] leaves its samples kept
+/// until the meter is dropped.
+#[derive(Debug)]
+#[must_use = "an open window is measured only when closed with Meter::close_window"]
+pub struct OpenWindow {
+    meter_id: u64,
     id: u64,
     name: Cow<'static, str>,
     t0: f64,
@@ -802,14 +844,34 @@ pub struct EnergyScope<'m> {
     /// Reads that failed at the window's start (not the sampler's).
     failed_here: u64,
     starts: Vec<DeviceStart>,
-    open: bool,
+}
+
+impl OpenWindow {
+    /// The window's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// When the window started, seconds on its meter's clock.
+    pub fn start_clock_s(&self) -> f64 {
+        self.t0
+    }
+}
+
+/// An open measurement window. Close it with [`finish`](Self::finish) to get its report;
+/// dropping it discards the measurement.
+#[must_use = "dropping an EnergyScope discards its measurement; call finish() to get the report"]
+pub struct EnergyScope<'m> {
+    meter: &'m Meter,
+    /// `None` once finished.
+    window: Option<OpenWindow>,
 }
 
 impl std::fmt::Debug for EnergyScope<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EnergyScope")
-            .field("name", &self.name)
-            .field("start_s", &(self.t0 - self.meter.origin_s))
+            .field("name", &self.name())
+            .field("elapsed_s", &self.elapsed_s())
             .finish_non_exhaustive()
     }
 }
@@ -817,12 +879,14 @@ impl std::fmt::Debug for EnergyScope<'_> {
 impl EnergyScope<'_> {
     /// The scope's name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.window.as_ref().map_or("", |w| &w.name)
     }
 
     /// Seconds since the scope started.
     pub fn elapsed_s(&self) -> f64 {
-        self.meter.clock.now().as_secs_f64() - self.t0
+        self.window
+            .as_ref()
+            .map_or(0.0, |w| self.meter.clock.now().as_secs_f64() - w.t0)
     }
 
     /// Close the window (after the sync hook) and account it.
@@ -830,17 +894,18 @@ impl EnergyScope<'_> {
     /// # Errors
     /// None today; the `Result` leaves room for devices that fail at the window's end.
     pub fn finish(mut self) -> Result<EnergyReport> {
-        let report = self.meter.finish_scope(&self);
-        self.open = false;
-        Ok(report)
+        match self.window.take() {
+            Some(w) => self.meter.close_window(w),
+            None => Err(Error::config("scope", "already finished")),
+        }
     }
 }
 
 impl Drop for EnergyScope<'_> {
     fn drop(&mut self) {
-        if self.open {
+        if let Some(w) = self.window.take() {
             // Best effort: stop keeping samples for a window nobody will read.
-            self.meter.sampler.shared().unregister(self.id);
+            self.meter.discard_window(w);
         }
     }
 }
