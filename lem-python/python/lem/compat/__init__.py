@@ -1,0 +1,1 @@
+"""Drop-in facades for other energy tools' APIs, backed by lem."""

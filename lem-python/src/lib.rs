@@ -1,0 +1,542 @@
+//! `lem._lem`: lem's meter, scopes and reports for Python. The sampler stays a Rust thread
+//! that never takes the GIL; opening and closing windows, and measuring a baseline, release
+//! it. A Rust panic surfaces as a Python exception (pyo3's `PanicException`).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+create_exception!(
+    _lem,
+    LemError,
+    PyException,
+    "Base of every lem error: one line naming the setting, file or device and the problem."
+);
+create_exception!(
+    _lem,
+    ConfigError,
+    LemError,
+    "An invalid setting (device spec, interval, baseline mode, ...)."
+);
+create_exception!(
+    _lem,
+    DeviceError,
+    LemError,
+    "No device, or a device that cannot be opened or read."
+);
+create_exception!(
+    _lem,
+    BaselineError,
+    LemError,
+    "A required idle baseline could not be established."
+);
+create_exception!(
+    _lem,
+    FileError,
+    LemError,
+    "A file could not be read or written, or is not what lem expected."
+);
+
+fn err(e: lem::Error) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        lem::Error::InvalidConfig { .. } | lem::Error::Scenario { .. } => ConfigError::new_err(msg),
+        lem::Error::BaselineRequired(_) => BaselineError::new_err(msg),
+        lem::Error::Io { .. } | lem::Error::BadFile { .. } | lem::Error::Json(_) => {
+            FileError::new_err(msg)
+        }
+        lem::Error::NoDevice(_)
+        | lem::Error::NotSupported { .. }
+        | lem::Error::Device { .. }
+        | lem::Error::DeviceLost { .. }
+        | lem::Error::Nvml { .. }
+        | lem::Error::RaplPermission { .. } => DeviceError::new_err(msg),
+        _ => LemError::new_err(msg),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A JSON text as Python objects (dicts, lists, floats, None), through Python's own parser.
+fn json_to_py<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import("json")?.call_method1("loads", (text,))
+}
+
+/// The sync callable: a Python callable, or `"torch"` for `torch.cuda.synchronize`.
+fn resolve_sync(py: Python<'_>, sync: Option<Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
+    let Some(s) = sync else {
+        return Ok(None);
+    };
+    if s.is_none() {
+        return Ok(None);
+    }
+    if let Ok(name) = s.extract::<String>() {
+        if name != "torch" {
+            return Err(ConfigError::new_err(format!(
+                "invalid sync: `{name}` (expected a callable, \"torch\" or None)"
+            )));
+        }
+        let torch = py.import("torch").map_err(|e| {
+            ConfigError::new_err(format!("invalid sync: \"torch\" needs PyTorch ({e})"))
+        })?;
+        let cuda = torch.getattr("cuda")?;
+        if !cuda.call_method0("is_available")?.is_truthy()? {
+            return Err(ConfigError::new_err(
+                "invalid sync: \"torch\" needs CUDA, and torch.cuda.is_available() is False",
+            ));
+        }
+        return Ok(Some(cuda.getattr("synchronize")?.unbind()));
+    }
+    if !s.is_callable() {
+        return Err(ConfigError::new_err(
+            "invalid sync: expected a callable, \"torch\" or None",
+        ));
+    }
+    Ok(Some(s.unbind()))
+}
+
+fn call_sync(py: Python<'_>, sync: &Option<Py<PyAny>>) -> PyResult<()> {
+    if let Some(s) = sync {
+        s.call0(py)?;
+    }
+    Ok(())
+}
+
+/// Devices, their idle baselines and a background sampler: what scopes measure with.
+///
+/// `Meter(device="auto", interval_ms=100, baseline="auto", baseline_duration_s=30.0,
+/// cache_dir=None, sync=None, keep_timeseries=False)`. Building may measure the idle
+/// baseline (keep the GPU idle); a cached one is reused for an hour.
+#[pyclass(module = "lem._lem", frozen)]
+struct Meter {
+    inner: Arc<lem::Meter>,
+    sync: Option<Py<PyAny>>,
+}
+
+fn build(py: Python<'_>, b: lem::MeterBuilder) -> PyResult<Arc<lem::Meter>> {
+    // the baseline may take its whole duration: let other Python threads run
+    py.detach(move || b.build()).map(Arc::new).map_err(err)
+}
+
+#[pymethods]
+impl Meter {
+    #[new]
+    #[pyo3(signature = (device="auto", interval_ms=100.0, baseline="auto", baseline_duration_s=30.0, cache_dir=None, sync=None, keep_timeseries=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        device: &str,
+        interval_ms: f64,
+        baseline: &str,
+        baseline_duration_s: f64,
+        cache_dir: Option<std::path::PathBuf>,
+        sync: Option<Bound<'_, PyAny>>,
+        keep_timeseries: bool,
+    ) -> PyResult<Self> {
+        let spec = lem::DeviceSpec::parse_for("device", device).map_err(err)?;
+        let interval =
+            lem::parse_interval_ms("interval_ms", &interval_ms.to_string()).map_err(err)?;
+        let mode = lem::BaselineMode::parse_for("baseline", baseline).map_err(err)?;
+        let duration = lem::parse_seconds("baseline_duration_s", &baseline_duration_s.to_string())
+            .map_err(err)?;
+        let sync = resolve_sync(py, sync)?;
+        let mut b = lem::Meter::builder()
+            .device(spec)
+            .interval(interval)
+            .baseline_mode(mode)
+            .baseline_duration(duration)
+            .keep_timeseries(keep_timeseries);
+        if let Some(dir) = cache_dir {
+            b = b.cache_dir(dir);
+        }
+        Ok(Self {
+            inner: build(py, b)?,
+            sync,
+        })
+    }
+
+    /// A meter configured from `LEM_DEVICE`, `LEM_CACHE_DIR`, `LEM_BASELINE`,
+    /// `LEM_BASELINE_DURATION_S` and `LEM_INTERVAL_MS`.
+    #[staticmethod]
+    #[pyo3(signature = (sync=None))]
+    fn from_env(py: Python<'_>, sync: Option<Bound<'_, PyAny>>) -> PyResult<Self> {
+        let sync = resolve_sync(py, sync)?;
+        let b = lem::MeterBuilder::from_env().map_err(err)?;
+        Ok(Self {
+            inner: build(py, b)?,
+            sync,
+        })
+    }
+
+    /// A scope to use with `with`: the window opens on entry and closes on exit;
+    /// `scope.report` then holds its report.
+    fn scope(&self, py: Python<'_>, name: String) -> Scope {
+        Scope {
+            meter: self.inner.clone(),
+            sync: self.sync.as_ref().map(|s| s.clone_ref(py)),
+            name,
+            window: Mutex::new(None),
+            report: Mutex::new(None),
+        }
+    }
+
+    /// Open a window now; close it with `finish()`. Windows may nest and overlap.
+    fn start(&self, py: Python<'_>, name: String) -> PyResult<Scope> {
+        let s = self.scope(py, name);
+        s.open(py)?;
+        Ok(s)
+    }
+
+    /// `measure(fn, *args, **kwargs)`: call `fn` inside a window; returns `(its result, report)`.
+    /// If `fn` raises, the window is discarded and the exception propagates.
+    #[pyo3(signature = (f, *args, **kwargs))]
+    fn measure<'py>(
+        &self,
+        py: Python<'py>,
+        f: Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<(Py<PyAny>, Report)> {
+        let name: String = f
+            .getattr("__name__")
+            .and_then(|n| n.extract())
+            .unwrap_or_else(|_| "measure".into());
+        let s = self.start(py, name)?;
+        match f.call(args, kwargs) {
+            Ok(v) => {
+                let r = s.finish(py)?;
+                Ok((v.unbind(), r))
+            }
+            Err(e) => {
+                s.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Write `report` as a result file at `path` (atomically), with its time series beside it
+    /// when `timeseries` (needs `keep_timeseries=True`).
+    #[pyo3(signature = (report, path, experiment_id, process_index=0, timeseries=false))]
+    fn save(
+        &self,
+        py: Python<'_>,
+        report: &Report,
+        path: std::path::PathBuf,
+        experiment_id: String,
+        process_index: u32,
+        timeseries: bool,
+    ) -> PyResult<()> {
+        let m = self.inner.clone();
+        let r = report.inner.clone();
+        py.detach(move || {
+            let mut rf = m.result_file(r, experiment_id, process_index);
+            m.save(&mut rf, &path, timeseries)
+        })
+        .map_err(err)
+    }
+
+    /// The measured devices, as dicts (index, kind, name, uuid, ...).
+    #[getter]
+    fn devices<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let infos: Vec<&lem::device::DeviceInfo> =
+            self.inner.devices().iter().map(|d| d.info()).collect();
+        let text = serde_json::to_string(&infos).map_err(|e| err(e.into()))?;
+        json_to_py(py, &text)
+    }
+
+    /// The idle baseline of each device, as dicts.
+    #[getter]
+    fn baselines<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text = serde_json::to_string(self.inner.baselines()).map_err(|e| err(e.into()))?;
+        json_to_py(py, &text)
+    }
+
+    /// Notices from opening the devices and establishing the baseline.
+    #[getter]
+    fn notices(&self) -> Vec<String> {
+        self.inner.notices().to_vec()
+    }
+
+    /// Whether any device is simulated.
+    #[getter]
+    fn simulated(&self) -> bool {
+        self.inner.is_simulated()
+    }
+
+    /// The sampling interval, ms.
+    #[getter]
+    fn interval_ms(&self) -> f64 {
+        self.inner.interval().as_secs_f64() * 1000.0
+    }
+
+    /// The environment around the meter's devices, as `lem env --json` prints it.
+    fn environment<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text =
+            serde_json::to_string(&self.inner.environment()).map_err(|e| err(e.into()))?;
+        json_to_py(py, &text)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<lem.Meter {} device(s), spec {}, interval {} ms{}>",
+            self.inner.devices().len(),
+            self.inner.spec(),
+            self.inner.interval().as_millis(),
+            if self.inner.is_simulated() {
+                ", SIMULATED"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// One measurement window. From `meter.scope(name)` (a context manager) or
+/// `meter.start(name)` (already open; close it with `finish()`).
+#[pyclass(module = "lem._lem", frozen)]
+struct Scope {
+    meter: Arc<lem::Meter>,
+    sync: Option<Py<PyAny>>,
+    name: String,
+    window: Mutex<Option<lem::OpenWindow>>,
+    report: Mutex<Option<Report>>,
+}
+
+impl Scope {
+    fn open(&self, py: Python<'_>) -> PyResult<()> {
+        if lock(&self.window).is_some() || lock(&self.report).is_some() {
+            return Err(LemError::new_err(format!(
+                "scope `{}` was already started",
+                self.name
+            )));
+        }
+        call_sync(py, &self.sync)?;
+        let m = self.meter.clone();
+        let name = self.name.clone();
+        let w = py.detach(move || m.open_window(name)).map_err(err)?;
+        *lock(&self.window) = Some(w);
+        Ok(())
+    }
+
+    fn discard(&self) {
+        if let Some(w) = lock(&self.window).take() {
+            self.meter.discard_window(w);
+        }
+    }
+}
+
+#[pymethods]
+impl Scope {
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        slf.get().open(slf.py())?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        // the window is measured whether or not the body raised
+        self.finish(py)?;
+        Ok(false)
+    }
+
+    /// Close the window and return its report.
+    fn finish(&self, py: Python<'_>) -> PyResult<Report> {
+        let Some(w) = lock(&self.window).take() else {
+            return Err(LemError::new_err(match lock(&self.report).is_some() {
+                true => format!("scope `{}` was already finished", self.name),
+                false => format!("scope `{}` was never started", self.name),
+            }));
+        };
+        if let Err(e) = call_sync(py, &self.sync) {
+            self.meter.discard_window(w);
+            return Err(e);
+        }
+        let m = self.meter.clone();
+        let r = py.detach(move || m.close_window(w)).map_err(err)?;
+        let report = Report { inner: r };
+        *lock(&self.report) = Some(report.clone());
+        Ok(report)
+    }
+
+    /// The report, once the scope is finished.
+    #[getter]
+    fn report(&self) -> PyResult<Report> {
+        lock(&self.report).clone().ok_or_else(|| {
+            LemError::new_err(format!(
+                "scope `{}` has no report yet: finish it (or leave its `with` block) first",
+                self.name
+            ))
+        })
+    }
+
+    /// The scope's name.
+    #[getter]
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    /// Whether the window is open.
+    #[getter]
+    fn active(&self) -> bool {
+        lock(&self.window).is_some()
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if lock(&self.window).is_some() {
+            "open"
+        } else if lock(&self.report).is_some() {
+            "finished"
+        } else {
+            "not started"
+        };
+        format!("<lem.Scope `{}` {state}>", self.name)
+    }
+}
+
+/// The report of one window: lem's schema-v3 report. Energy that could not be measured is
+/// `None`, never `0.0`.
+#[pyclass(module = "lem._lem", frozen)]
+#[derive(Clone)]
+struct Report {
+    inner: lem::EnergyReport,
+}
+
+#[pymethods]
+impl Report {
+    /// Gross energy, J.
+    #[getter]
+    fn raw_j(&self) -> Option<f64> {
+        self.inner.energy.raw_j
+    }
+    /// Net energy (raw − baseline × duration, floored at 0), J.
+    #[getter]
+    fn adjusted_j(&self) -> Option<f64> {
+        self.inner.energy.adjusted_j
+    }
+    /// A bound on |raw_j − true energy|, J.
+    #[getter]
+    fn uncertainty_j(&self) -> Option<f64> {
+        self.inner.energy.uncertainty_j
+    }
+    /// A bound on |adjusted_j − true net energy|, J.
+    #[getter]
+    fn adjusted_uncertainty_j(&self) -> Option<f64> {
+        self.inner.energy.adjusted_uncertainty_j
+    }
+    /// The idle baseline used, W.
+    #[getter]
+    fn baseline_power_w(&self) -> Option<f64> {
+        self.inner.energy.baseline_power_w
+    }
+    /// `energy_counter`, `power_integration`, `mixed`, or None.
+    #[getter]
+    fn method(&self) -> Option<String> {
+        self.inner.energy.method.map(|m| m.to_string())
+    }
+    /// Window length, s.
+    #[getter]
+    fn duration_s(&self) -> f64 {
+        self.inner.duration_s
+    }
+    /// Window start, s since the meter was built.
+    #[getter]
+    fn start_s(&self) -> f64 {
+        self.inner.start_s
+    }
+    /// The scope's name.
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.name.clone()
+    }
+    /// A device slowed down (thermal, HW slowdown, power brake).
+    #[getter]
+    fn throttle_detected(&self) -> bool {
+        self.inner.thermal.throttle_detected
+    }
+    /// The window was shorter than a few counter updates.
+    #[getter]
+    fn below_resolution(&self) -> bool {
+        self.inner.energy.below_resolution
+    }
+    /// Whether a simulated device produced it.
+    #[getter]
+    fn simulated(&self) -> bool {
+        self.inner.simulated
+    }
+    /// Everything to know before trusting the numbers.
+    #[getter]
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings.clone()
+    }
+    /// One dict per device (schema v3 keys).
+    #[getter]
+    fn devices<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text = serde_json::to_string(&self.inner.devices).map_err(|e| err(e.into()))?;
+        json_to_py(py, &text)
+    }
+    /// The whole report as a dict, with the same keys as lem's JSON.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_to_py(py, &self.to_json()?)
+    }
+    /// The report as lem's JSON text.
+    fn to_json(&self) -> PyResult<String> {
+        self.inner.to_json().map_err(err)
+    }
+    fn __repr__(&self) -> String {
+        let e = |v: Option<f64>| v.map_or("None".into(), |j| format!("{j:.3}"));
+        format!(
+            "<lem.Report `{}` {:.3} s raw_j={} ± {} adjusted_j={}{}>",
+            self.inner.name,
+            self.inner.duration_s,
+            e(self.inner.energy.raw_j),
+            e(self.inner.energy.uncertainty_j),
+            e(self.inner.energy.adjusted_j),
+            if self.inner.simulated {
+                " SIMULATED"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// The environment (host, OS, CPU, GPUs, driver, CUDA) for the devices `device` (default:
+/// `LEM_DEVICE` or auto), as `lem env --json` prints it.
+#[pyfunction]
+#[pyo3(signature = (device=None))]
+fn environment<'py>(py: Python<'py>, device: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+    let spec = match device {
+        Some(d) => lem::DeviceSpec::parse_for("device", d),
+        None => lem::DeviceSpec::from_env(),
+    }
+    .map_err(err)?;
+    let text = py
+        .detach(move || {
+            let clock: Arc<dyn lem::Clock> = Arc::new(lem::MonotonicClock::new());
+            let opened = lem::device::open_devices(&spec, clock)?;
+            serde_json::to_string(&lem::env::collect(&opened.devices)).map_err(lem::Error::from)
+        })
+        .map_err(err)?;
+    json_to_py(py, &text)
+}
+
+#[pymodule]
+fn _lem(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Meter>()?;
+    m.add_class::<Scope>()?;
+    m.add_class::<Report>()?;
+    m.add_function(wrap_pyfunction!(environment, m)?)?;
+    m.add("LemError", py.get_type::<LemError>())?;
+    m.add("ConfigError", py.get_type::<ConfigError>())?;
+    m.add("DeviceError", py.get_type::<DeviceError>())?;
+    m.add("BaselineError", py.get_type::<BaselineError>())?;
+    m.add("FileError", py.get_type::<FileError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
