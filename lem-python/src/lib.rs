@@ -276,8 +276,7 @@ impl Meter {
 
     /// The environment around the meter's devices, as `lem env --json` prints it.
     fn environment<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let text =
-            serde_json::to_string(&self.inner.environment()).map_err(|e| err(e.into()))?;
+        let text = serde_json::to_string(&self.inner.environment()).map_err(|e| err(e.into()))?;
         json_to_py(py, &text)
     }
 
@@ -478,6 +477,21 @@ impl Report {
     fn devices<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let text = serde_json::to_string(&self.inner.devices).map_err(|e| err(e.into()))?;
         json_to_py(py, &text)
+    }
+    /// Per device: `(index, raw_j, adjusted_j, uncertainty_j)` (cheaper than `devices`).
+    fn device_energy(&self) -> Vec<(u32, Option<f64>, Option<f64>, Option<f64>)> {
+        self.inner
+            .devices
+            .iter()
+            .map(|d| {
+                (
+                    d.index,
+                    d.energy.raw_j,
+                    d.energy.adjusted_j,
+                    d.energy.uncertainty_j,
+                )
+            })
+            .collect()
     }
     /// The whole report as a dict, with the same keys as lem's JSON.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

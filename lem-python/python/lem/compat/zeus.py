@@ -55,20 +55,20 @@ class Measurement:
         return sum(us)
 
 
-def _sync(sync_with: str) -> None:
+def _sync_function(sync_with: str):
+    """The framework's synchronize, or None where there is nothing to wait for (the
+    framework is not installed, or has no GPU). Resolved once: imports are not free."""
     if sync_with == "torch":
         try:
             import torch  # noqa: PLC0415
         except ImportError:
-            return
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-    elif sync_with == "jax":
-        try:
-            import jax  # noqa: PLC0415
-        except ImportError:
-            return
-        (jax.device_put(0.0) + 0).block_until_ready()
+            return None
+        return torch.cuda.synchronize if torch.cuda.is_available() else None
+    try:
+        import jax  # noqa: PLC0415
+    except ImportError:
+        return None
+    return lambda: (jax.device_put(0.0) + 0).block_until_ready()
 
 
 class ZeusMonitor:
@@ -106,6 +106,7 @@ class ZeusMonitor:
                 stacklevel=2,
             )
         self.sync_with = sync_execution_with
+        self._sync = _sync_function(sync_execution_with)
         self.meter = lem.Meter.from_env()
         devices = self.meter.devices
         gpus = [d["index"] for d in devices if d["kind"] != "rapl_cpu"]
@@ -134,8 +135,8 @@ class ZeusMonitor:
             # reserve the key before syncing, so a racing begin_window of the same key fails
             self._windows[key] = None  # type: ignore[assignment]
         try:
-            if sync_execution and self.gpu_indices:
-                _sync(self.sync_with)
+            if sync_execution and self.gpu_indices and self._sync is not None:
+                self._sync()
             scope = self.meter.start(key)
         except BaseException:
             with self._lock:
@@ -154,16 +155,17 @@ class ZeusMonitor:
             if scope is None:
                 raise ValueError(f"Measurement window '{key}' does not exist")
             del self._windows[key]
-        if sync_execution and self.gpu_indices:
-            _sync(self.sync_with)
+        if sync_execution and self.gpu_indices and self._sync is not None:
+            self._sync()
         report = scope.finish()
         if cancel:
             return Measurement(time=0.0, gpu_energy={})
-        by_index = {d["index"]: d for d in report.devices}
+        by_index = {e[0]: e for e in report.device_energy()}
+        column = {"raw_j": 1, "adjusted_j": 2, "uncertainty_j": 3}
 
         def energy(device: int, key: str) -> Optional[float]:
-            d = by_index.get(device)
-            return None if d is None else d["energy"].get(key)
+            e = by_index.get(device)
+            return None if e is None else e[column[key]]
 
         gpu = {}
         for i, dev in self._gpu_device.items():
