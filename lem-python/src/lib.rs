@@ -58,6 +58,9 @@ fn err(e: lem::Error) -> PyErr {
     }
 }
 
+/// `(index, raw_j, adjusted_j, uncertainty_j)` of one device.
+type DeviceEnergyRow = (u32, Option<f64>, Option<f64>, Option<f64>);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -126,7 +129,7 @@ fn build(py: Python<'_>, b: lem::MeterBuilder) -> PyResult<Arc<lem::Meter>> {
 #[pymethods]
 impl Meter {
     #[new]
-    #[pyo3(signature = (device="auto", interval_ms=100.0, baseline="auto", baseline_duration_s=30.0, cache_dir=None, sync=None, keep_timeseries=false))]
+    #[pyo3(signature = (device="auto", interval_ms=100.0, baseline="auto", baseline_duration_s=30.0, cache_dir=None, sync=None, keep_timeseries=false, require_baseline=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -137,6 +140,7 @@ impl Meter {
         cache_dir: Option<std::path::PathBuf>,
         sync: Option<Bound<'_, PyAny>>,
         keep_timeseries: bool,
+        require_baseline: bool,
     ) -> PyResult<Self> {
         let spec = lem::DeviceSpec::parse_for("device", device).map_err(err)?;
         let interval =
@@ -150,6 +154,7 @@ impl Meter {
             .interval(interval)
             .baseline_mode(mode)
             .baseline_duration(duration)
+            .baseline_required(require_baseline)
             .keep_timeseries(keep_timeseries);
         if let Some(dir) = cache_dir {
             b = b.cache_dir(dir);
@@ -479,7 +484,7 @@ impl Report {
         json_to_py(py, &text)
     }
     /// Per device: `(index, raw_j, adjusted_j, uncertainty_j)` (cheaper than `devices`).
-    fn device_energy(&self) -> Vec<(u32, Option<f64>, Option<f64>, Option<f64>)> {
+    fn device_energy(&self) -> Vec<DeviceEnergyRow> {
         self.inner
             .devices
             .iter()
@@ -539,6 +544,42 @@ fn environment<'py>(py: Python<'py>, device: Option<&str>) -> PyResult<Bound<'py
     json_to_py(py, &text)
 }
 
+/// Probe each device of `device` (default: `LEM_DEVICE` or auto): the energy counter's and
+/// the power reading's update periods and each sampler call's latency, `duration_s` per
+/// phase. Results are cached (as `lem probe` does) and returned as dicts. Releases the GIL.
+#[pyfunction]
+#[pyo3(signature = (device=None, duration_s=5.0))]
+fn probe<'py>(
+    py: Python<'py>,
+    device: Option<&str>,
+    duration_s: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let spec = match device {
+        Some(d) => lem::DeviceSpec::parse_for("device", d),
+        None => lem::DeviceSpec::from_env(),
+    }
+    .map_err(err)?;
+    let duration = lem::parse_seconds("duration_s", &duration_s.to_string())
+        .and_then(|d| lem::probe::validate_duration("duration_s", d))
+        .map_err(err)?;
+    let text = py
+        .detach(move || {
+            let clock: Arc<dyn lem::Clock> = Arc::new(lem::MonotonicClock::new());
+            let opened = lem::device::open_devices(&spec, clock.clone())?;
+            if opened.devices.is_empty() {
+                return Err(lem::Error::NoDevice(format!("{spec}: nothing to probe")));
+            }
+            let results = lem::probe::probe_all(&opened.devices, &clock, duration);
+            let dir = lem::baseline::default_cache_dir();
+            for r in &results {
+                lem::probe::save(&dir, r)?;
+            }
+            serde_json::to_string(&results).map_err(lem::Error::from)
+        })
+        .map_err(err)?;
+    json_to_py(py, &text)
+}
+
 #[pymodule]
 fn _lem(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -546,6 +587,7 @@ fn _lem(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Scope>()?;
     m.add_class::<Report>()?;
     m.add_function(wrap_pyfunction!(environment, m)?)?;
+    m.add_function(wrap_pyfunction!(probe, m)?)?;
     m.add("LemError", py.get_type::<LemError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("DeviceError", py.get_type::<DeviceError>())?;

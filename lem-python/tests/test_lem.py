@@ -157,6 +157,20 @@ def test_every_error_type(kwargs, err, text):
     assert "\n" not in str(e.value)
 
 
+def test_required_baseline_and_probe(scenario, tmp_path):
+    with pytest.raises(lem.BaselineError, match="baseline"):
+        lem.Meter(device="none", require_baseline=True)
+    spec = scenario({"idle_w": 80, "counter_update_ms": 100}, "q.json")
+    (r,) = lem.probe(spec, duration_s=0.6)
+    assert r["counter_update_ms"]["median"] == pytest.approx(100, rel=0.1)
+    assert r["power_constant"] is True
+    assert list((tmp_path / "cache").glob("probe-*.json"))
+    with pytest.raises(lem.ConfigError, match="duration_s"):
+        lem.probe(spec, duration_s=0)
+    with pytest.raises(lem.DeviceError, match="nothing to probe"):
+        lem.probe("none")
+
+
 def test_bad_scenario_and_required_baseline_errors(scenario, monkeypatch):
     bad = scenario({"idle_w": -5}, "bad.json")
     with pytest.raises(lem.ConfigError, match="idle_w"):

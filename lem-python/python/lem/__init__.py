@@ -23,6 +23,7 @@ from ._lem import (
     Scope,
     __version__,
     environment,
+    probe,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "Scope",
     "__version__",
     "environment",
+    "probe",
 ]
