@@ -157,6 +157,19 @@ def test_every_error_type(kwargs, err, text):
     assert "\n" not in str(e.value)
 
 
+def test_sync_torch_needs_torch_with_cuda(scenario):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        pytest.skip("CUDA present: sync='torch' is valid here")
+    with pytest.raises(lem.ConfigError, match="torch"):
+        lem.Meter(device=scenario(CONSTANT), baseline="off", sync="torch")
+
+
 def test_required_baseline_and_probe(scenario, tmp_path):
     with pytest.raises(lem.BaselineError, match="baseline"):
         lem.Meter(device="none", require_baseline=True)
