@@ -329,7 +329,7 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
         meter
             .save(&mut rf, &path, a.timeseries || a.plot.is_some())
             .map_err(|e| e.to_string())?;
-        print_table(&rf, cycle, a.cycles);
+        print_table(&rf, cycle, a.cycles, a.json);
         eprintln!("result: {}", path.display());
         if a.json {
             println!("{}", serde_json::to_string_pretty(&rf).unwrap_or_default());
@@ -358,7 +358,17 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(rf: &lem::ResultFile, cycle: usize, cycles: usize) {
+fn print_table(rf: &lem::ResultFile, cycle: usize, cycles: usize, json: bool) {
+    // with --json, stdout carries the JSON alone: the human table goes to stderr
+    macro_rules! println {
+        ($($t:tt)*) => {
+            if json {
+                std::eprintln!($($t)*)
+            } else {
+                std::println!($($t)*)
+            }
+        };
+    }
     let w = &rf.extra["workload"];
     let m = &rf.extra["metrics"];
     let p = &rf.extra["phases"];

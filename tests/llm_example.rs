@@ -156,3 +156,34 @@ fn bad_flags_are_one_line_errors() {
     );
     assert!(!err.contains("warmup"), "failed before warming up: {err}");
 }
+
+#[test]
+fn json_mode_prints_only_json_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(example())
+        .args(["--model", "tiny", "--batch", "1", "--prompt-len", "8"])
+        .args([
+            "--gen-tokens",
+            "4",
+            "--requests",
+            "1",
+            "--device",
+            "none",
+            "--json",
+        ])
+        .arg("--output")
+        .arg(dir.path().join("out"))
+        .env("LEM_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: stdout is not JSON:\n{stdout}"));
+    assert_eq!(v["workload"]["model"], "tiny");
+    assert!(
+        stderr.contains("J/token"),
+        "the table moved to stderr: {stderr}"
+    );
+}
