@@ -334,6 +334,13 @@ impl Scope {
     }
 }
 
+impl Drop for Scope {
+    fn drop(&mut self) {
+        // a scope dropped while open: stop keeping samples for a window nobody will read
+        self.discard();
+    }
+}
+
 #[pymethods]
 impl Scope {
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
