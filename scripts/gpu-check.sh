@@ -13,6 +13,13 @@ export LEM_CACHE_DIR=$OUT/cache LEM_BASELINE_DURATION_S=${LEM_BASELINE_DURATION_
 # NVML tests (ignored without a GPU)
 for t in .gpu/tests/*; do "$t" --ignored --nocapture > "$OUT/$(basename "$t").log" 2>&1; echo "$t rc=$?" >> "$OUT/summary.txt"; done
 .gpu/lem env --json > "$OUT/env.json" 2>&1
+# what the driver answers, the counter's update period and call latencies (docs/BENCHMARKS.md;
+# the fake driver's defaults follow it), then a window through the real NVML path
+.gpu/lem probe --device nvml --duration 5 --json > "$OUT/probe.json" 2> "$OUT/probe.err"
+echo "probe rc=$?" >> "$OUT/summary.txt"
+.gpu/lem run --device nvml --no-baseline --json --timeseries --output "$OUT/results" \
+  --experiment-id nvml-sleep -- sleep 5 > "$OUT/nvml-sleep.json" 2> "$OUT/nvml-sleep.err"
+echo "lem run rc=$?" >> "$OUT/summary.txt"
 # the workload on CUDA, then the PyTorch reference of the same shapes
 for cfg in "small 1" "small 32" "llama-1b 1" "llama-1b 32"; do
   set -- $cfg
