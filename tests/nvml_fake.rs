@@ -76,8 +76,9 @@ fn corpus() -> Vec<(String, String)> {
 }
 
 /// Energy two processes may differ by when their windows sit a few ms apart on the trace:
-/// 10 ms of every step inside `[0, until_s]`, plus one update of a quantised counter.
-fn offset_allowance_j(json: &str, until_s: f64) -> f64 {
+/// 25 ms of every step inside `[from_s, until_s]` (trace time), plus one update of a
+/// quantised counter.
+fn offset_allowance_j(json: &str, from_s: f64, until_s: f64) -> f64 {
     let v: Value = serde_json::from_str(json).unwrap();
     let idle = v["idle_w"].as_f64().unwrap();
     let count = v["count"].as_f64().unwrap_or(1.0);
@@ -97,8 +98,8 @@ fn offset_allowance_j(json: &str, until_s: f64) -> f64 {
     let steps: f64 = segs
         .iter()
         .flat_map(|(a, b, _)| [*a, *b])
-        .filter(|t| *t > 0.0 && *t < until_s)
-        .map(|t| (power(t + 1e-9) - power(t - 1e-9)).abs() * 0.010)
+        .filter(|t| *t > from_s && *t < until_s)
+        .map(|t| (power(t + 1e-9) - power(t - 1e-9)).abs() * 0.025)
         .sum();
     let peak = segs.iter().map(|s| s.2).fold(idle, f64::max);
     let quantum = v["counter_update_ms"].as_f64().unwrap_or(0.0) / 1000.0 * peak;
@@ -118,7 +119,8 @@ fn sim_and_fake_nvml_agree_on_every_corpus_scenario() {
                 device,
                 "--experiment-id",
                 exp,
-                "--no-baseline",
+                // the 0.3 s baseline runs first: the steps at 0.2 s fall before the window
+                "--force-baseline",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -156,7 +158,8 @@ fn sim_and_fake_nvml_agree_on_every_corpus_scenario() {
             f(&s, "/energy/raw_j") / f(&s, "/duration_s"),
             f(&n, "/energy/raw_j") / f(&n, "/duration_s"),
         );
-        let allowed_w = (0.001 * ps).max(offset_allowance_j(&json, d + 0.1) / d);
+        // the window starts after the 0.3 s baseline, in trace time
+        let allowed_w = (0.001 * ps).max(offset_allowance_j(&json, 0.25, 0.4 + d) / d);
         assert!(
             (ps - pn).abs() <= allowed_w,
             "{name}: sim {ps:.3} W vs nvml {pn:.3} W (allowed {allowed_w:.3} W)"
@@ -214,7 +217,8 @@ fn sim_and_fake_nvml_agree_across_steps() {
                 &device,
                 "--experiment-id",
                 exp,
-                "--no-baseline",
+                // the 0.3 s baseline runs first: the steps at 0.2 s fall before the window
+                "--force-baseline",
             ])
             .args(["--", "sleep", "2.3"])
             .output()
