@@ -184,3 +184,42 @@ fn a_measured_request_nests_prefill_and_decode_and_metrics_follow_the_definition
     assert!(m["itl_ms"]["p50"].as_f64().unwrap() > 0.0);
     assert!(m["ttft_ms"].as_f64().unwrap() > 0.0);
 }
+
+/// Greedy tokens of a preset with random weights (seed 11), batch 2, 16-token prompts.
+fn greedy_tokens(preset: &str, n: usize) -> Vec<Vec<u32>> {
+    let model: Model<Cpu> = Model::random(
+        &ModelConfig::preset(preset).unwrap(),
+        11,
+        256,
+        &Default::default(),
+    );
+    let prompts = vec![
+        ByteTokenizer.prompt_of_len("the quick brown fox", 16),
+        ByteTokenizer.prompt_of_len("jumps over the lazy dog", 16),
+    ];
+    generate(
+        &model,
+        &prompts,
+        &opts(n, Sampling::Greedy),
+        &mut Rng::new(1),
+    )
+    .unwrap()
+    .tokens
+}
+
+/// The greedy tokens of `tiny` as the NdArray backend produced them (2026-11-28): a change
+/// of CPU backend or kernel must not change what the model generates.
+#[test]
+fn greedy_tokens_of_tiny_are_the_reference() {
+    let expected: Vec<Vec<u32>> = vec![
+        vec![
+            164, 419, 79, 435, 135, 24, 295, 79, 435, 135, 24, 295, 79, 435, 135, 426, 351, 241,
+            220, 173, 349, 415, 92, 336,
+        ],
+        vec![
+            428, 381, 251, 107, 348, 70, 353, 408, 404, 243, 168, 505, 245, 24, 295, 79, 435, 135,
+            426, 351, 241, 220, 173, 349,
+        ],
+    ];
+    assert_eq!(greedy_tokens("tiny", 24), expected);
+}
