@@ -84,9 +84,12 @@ struct Args {
     /// as serving benchmarks do).
     #[arg(long)]
     stop_at_eos: bool,
-    /// Print the result JSON on stdout.
+    /// Print the result JSON on stdout (the table then goes to stderr).
     #[arg(long)]
     json: bool,
+    /// CPU threads (default: all cores, as PyTorch does).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 type Fail = String;
@@ -266,6 +269,7 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
     let info = WorkloadInfo {
         model: model.config.name.clone(),
         backend: backend.to_string(),
+        threads: (backend == "cpu").then(lem_burn::backend::cpu_threads),
         dtype: a.dtype.clone(),
         batch: a.batch,
         prompt_len: a.prompt_len,
@@ -472,6 +476,8 @@ fn main() -> ExitCode {
                     "invalid --dtype {}: the CPU backend runs f32 (f16/bf16 need --backend cuda)",
                     a.dtype
                 ))
+            } else if let Err(e) = a.threads.map_or(Ok(()), lem_burn::backend::set_cpu_threads) {
+                Err(e)
             } else {
                 run::<lem_burn::Cpu>(&a, Default::default(), "cpu")
             }

@@ -3,10 +3,17 @@
 dimensions, dtype, batch and lengths, random weights, greedy decoding with a KV cache,
 energy from the NVML counter. Prints one JSON line per configuration.
 
+Measured the way llm_energy measures: prefill = the prompt's forward pass with logits for
+the last position only (as lem-burn computes them) plus picking the first token; prefill
+tokens/s = prompt tokens / prefill time; inter-token latency = one decode step (forward of
+one position with the KV cache, plus picking the token). The KV cache is transformers'
+`DynamicCache`. `--threads` sets PyTorch's CPU threads (default: all cores).
+
 Usage: python3 scripts/torch_reference.py --model small --batch 1 --prompt-len 64 \
-           --gen-tokens 32 --requests 3 --dtype f16
+           --gen-tokens 32 --requests 3 --dtype f16 [--threads N]
 """
 import argparse
+import inspect
 import json
 import time
 
@@ -39,9 +46,12 @@ def main():
     ap.add_argument("--gen-tokens", type=int, default=32)
     ap.add_argument("--requests", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     args = ap.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
     cfg = LlamaConfig(rms_norm_eps=1e-5, max_position_embeddings=args.prompt_len + args.gen_tokens,
                       **PRESETS[args.model])
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -58,20 +68,27 @@ def main():
         if dev == "cuda":
             torch.cuda.synchronize()
 
+    # the current names of the cache and logits arguments (transformers renamed both)
+    params = inspect.signature(model.forward).parameters
+    cache_kw = "cache" if "cache" in params else "past_key_values"
+    keep_kw = "logits_to_keep" if "logits_to_keep" in params else "num_logits_to_keep"
+
     @torch.inference_mode()
     def request():
+        cache = DynamicCache(config=cfg)
+        kw = {cache_kw: cache, "use_cache": True, keep_kw: 1}
         t0 = time.perf_counter()
-        out = model(input_ids=prompt, use_cache=True)
+        # logits for the last position only, as the example computes them
+        out = model(input_ids=prompt, **kw)
         nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
-        past = out.past_key_values
         nxt.cpu()
+        sync()
         ttft = time.perf_counter() - t0
         e_mid = energy_j(handle)
         steps = []
         for _ in range(args.gen_tokens - 1):
             t = time.perf_counter()
-            out = model(input_ids=nxt, past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = model(input_ids=nxt, **kw)
             nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
             nxt.cpu()
             steps.append(time.perf_counter() - t)
@@ -102,7 +119,9 @@ def main():
         "model": args.model, "dtype": args.dtype, "batch": args.batch, "prompt_len": args.prompt_len,
         "gen_tokens": args.gen_tokens, "requests": args.requests, "tokens_out": tokens,
         "ttft_ms": sum(ttfts) / len(ttfts) * 1e3, "itl_ms_p50": pct(50), "itl_ms_p95": pct(95),
+        "threads": torch.get_num_threads() if dev == "cpu" else None,
         "tokens_per_s": tokens / wall,
+        "prefill_tokens_per_s": args.batch * args.prompt_len * len(ttfts) / sum(ttfts),
         "decode_tokens_per_s": args.batch * len(all_steps) / max(sum(all_steps), 1e-12),
         "energy_raw_j": (e_pre + e_dec) if handle else None,
         "energy_per_output_token_raw_j": (e_pre + e_dec) / tokens if handle else None,

@@ -1,9 +1,32 @@
-//! Which burn backend runs the model: NdArray on the CPU, or CUDA (feature `cuda`) when a
+//! Which burn backend runs the model: Flex on the CPU, or CUDA (feature `cuda`) when a
 //! usable NVIDIA GPU is present. Without a GPU a burn-cuda device panics in a background
 //! thread at the first tensor operation, so CUDA is probed first.
+//!
+//! Flex is burn's pure-Rust CPU backend: strided matmuls through `gemm` (no copy of the
+//! weight per call, unlike NdArray 0.21), SIMD kernels chosen at run time, and threads
+//! through rayon (all cores by default, as PyTorch does; [`set_cpu_threads`] pins them).
 
 /// The CPU backend.
-pub type Cpu = burn::backend::NdArray<f32>;
+pub type Cpu = burn::backend::Flex<f32>;
+
+/// Run the CPU backend on `n` threads (call before any tensor work; once per process).
+///
+/// # Errors
+/// One line when `n` is 0 or the thread pool was already started.
+pub fn set_cpu_threads(n: usize) -> Result<(), String> {
+    if n == 0 {
+        return Err("invalid --threads: must be at least 1".into());
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| format!("invalid --threads: the CPU thread pool is already running ({e})"))
+}
+
+/// Threads the CPU backend runs on.
+pub fn cpu_threads() -> usize {
+    rayon::current_num_threads()
+}
 
 /// The CUDA backend with float element `F` (`f32`, `half::f16`, `half::bf16`).
 #[cfg(feature = "cuda")]

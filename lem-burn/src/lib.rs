@@ -3,7 +3,7 @@
 //! KV cache, generation with greedy or temperature/top-k/top-p sampling, and energy
 //! measurement of prefill and decode through [`lem`].
 //!
-//! Generic over the burn `Backend`: NdArray on the CPU (default) and CUDA behind the `cuda`
+//! Generic over the burn `Backend`: Flex on the CPU (default) and CUDA behind the `cuda`
 //! feature.
 
 pub mod backend;

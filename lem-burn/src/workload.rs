@@ -12,6 +12,8 @@ pub struct WorkloadInfo {
     pub model: String,
     /// `cpu` or `cuda`.
     pub backend: String,
+    /// CPU threads (the CPU backend).
+    pub threads: Option<usize>,
     /// `f32`, `f16`, `bf16`.
     pub dtype: String,
     /// Sequences per request.
@@ -119,6 +121,7 @@ pub fn sections(info: &WorkloadInfo, reqs: &[RequestMeasurement]) -> (Value, Val
     let workload = json!({
         "model": info.model,
         "backend": info.backend,
+        "threads": info.threads,
         "dtype": info.dtype,
         "batch": info.batch,
         "prompt_len": info.prompt_len,

@@ -161,6 +161,7 @@ fn a_measured_request_nests_prefill_and_decode_and_metrics_follow_the_definition
     let info = WorkloadInfo {
         model: "tiny".into(),
         backend: "cpu".into(),
+        threads: Some(1),
         dtype: "f32".into(),
         batch: 2,
         prompt_len: 16,
@@ -222,4 +223,12 @@ fn greedy_tokens_of_tiny_are_the_reference() {
         ],
     ];
     assert_eq!(greedy_tokens("tiny", 24), expected);
+}
+
+/// `small`'s greedy tokens, printed to compare CPU backends by hand (slow in a debug build):
+/// `cargo test -p lem-burn --test generate small_greedy -- --ignored --nocapture`.
+#[test]
+#[ignore = "compares backends by hand; slow"]
+fn small_greedy_tokens() {
+    println!("small {:?}", greedy_tokens("small", 16));
 }
