@@ -13,23 +13,13 @@ use std::time::{Duration, Instant};
 
 use lem::device::{Scenario, SimDevice};
 use lem::{BaselineMode, DeviceSpec, EnergyScope, ManualClock, Meter};
+use lem_burn::sampling::Rng;
+
+fn uniform(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
+    lo + (hi - lo) * rng.uniform()
+}
 
 const CHILD: &str = "LEM_TEST_UNCERTAINTY_CHILD";
-
-/// SplitMix64.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// The fake driver's clock, through its extra (non-NVML) symbol.
 fn fake_now() -> f64 {
@@ -76,11 +66,11 @@ fn child_plays_windows() {
     let text = std::fs::read_to_string(&scenario_path).unwrap();
     let scenario = Scenario::from_json(&text, Path::new(&scenario_path)).unwrap();
     let truth = SimDevice::open_all(&scenario, Arc::new(ManualClock::new()), 0).remove(0);
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     let mut events: BTreeMap<(u64, i8, usize), ()> = BTreeMap::new();
     for id in 0..400 {
-        let start = rng.uniform(0.2, 12.0);
-        let len = rng.uniform(0.05, 8.0);
+        let start = uniform(&mut rng, 0.2, 12.0);
+        let len = uniform(&mut rng, 0.05, 8.0);
         let ms = |t: f64| (t * 1000.0) as u64;
         events.insert((ms(start), 1, id), ());
         events.insert((ms(start + len), -1, id), ());
@@ -140,15 +130,15 @@ fn fake_nvml_windows_honour_the_contract() {
     let sb = common::Sandbox::new();
     // a step load on a counter that updates every 150 ms (slower than the 100 ms default:
     // only the probe makes the bound honest)
-    let mut rng = Rng(0xfa4e);
+    let mut rng = Rng::new(0xfa4e);
     let mut segs = Vec::new();
     let mut t = 0.0;
     while t < 60.0 {
-        let len = rng.uniform(0.05, 3.0);
+        let len = uniform(&mut rng, 0.05, 3.0);
         segs.push(format!(
             r#"{{"start_s": {t}, "end_s": {}, "power_w": {}}}"#,
             t + len,
-            rng.uniform(60.0, 700.0)
+            uniform(&mut rng, 60.0, 700.0)
         ));
         t += len;
     }

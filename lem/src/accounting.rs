@@ -45,14 +45,16 @@ pub(crate) struct DeviceWindow<'a> {
 /// The averaging window of `nvmlDeviceGetPowerUsage` on Ampere and newer, s.
 pub const POWER_AVERAGE_S: f64 = 1.0;
 
-/// The highest power among points inside `[from, to]` and the nearest point on each side.
+/// The time-sorted points inside `[from, to]`, with the nearest point on each side.
+fn points_near(points: &[(f64, f64)], from: f64, to: f64) -> &[(f64, f64)] {
+    let lo = points.partition_point(|p| p.0 < from).saturating_sub(1);
+    let hi = (points.partition_point(|p| p.0 <= to) + 1).min(points.len());
+    points.get(lo..hi).unwrap_or(&[])
+}
+
+/// The highest power among points near `[from, to]`.
 fn max_power_near(points: &[(f64, f64)], from: f64, to: f64) -> Option<f64> {
-    let lo = points.partition_point(|p| p.0 < from);
-    let hi = points.partition_point(|p| p.0 <= to);
-    let first = lo.saturating_sub(1);
-    let last = (hi + 1).min(points.len());
-    points
-        .get(first..last)?
+    points_near(points, from, to)
         .iter()
         .map(|p| p.1)
         .reduce(f64::max)
@@ -60,18 +62,24 @@ fn max_power_near(points: &[(f64, f64)], from: f64, to: f64) -> Option<f64> {
 
 /// The spread (max − min) of power among points near `[from, to]`.
 fn power_range_near(points: &[(f64, f64)], from: f64, to: f64) -> f64 {
-    let lo = points.partition_point(|p| p.0 < from).saturating_sub(1);
-    let hi = (points.partition_point(|p| p.0 <= to) + 1).min(points.len());
-    let Some(near) = points.get(lo..hi) else {
-        return 0.0;
-    };
+    let near = points_near(points, from, to);
     let max = near.iter().map(|p| p.1).fold(f64::MIN, f64::max);
     let min = near.iter().map(|p| p.1).fold(f64::MAX, f64::min);
-    if max >= min {
-        max - min
-    } else {
-        0.0
-    }
+    (max - min).max(0.0)
+}
+
+/// Each stretch between consecutive points that overlaps `[t0, t1]`: the two points and
+/// the overlap `(lo, hi)`.
+fn overlapping_gaps(
+    points: &[(f64, f64)],
+    t0: f64,
+    t1: f64,
+) -> impl Iterator<Item = ((f64, f64), (f64, f64), f64, f64)> + '_ {
+    points.windows(2).filter_map(move |w| {
+        let (a, b) = (w[0], w[1]);
+        let (lo, hi) = (a.0.max(t0), b.0.min(t1));
+        (hi > lo && b.0 > a.0).then_some((a, b, lo, hi))
+    })
 }
 
 /// Bound on the error of [`integrate`] over `[t0, t1]` for a piecewise-constant trace: a
@@ -84,13 +92,7 @@ pub fn integration_bound(points: &[(f64, f64)], t0: f64, t1: f64) -> f64 {
         return 0.0;
     };
     let mut bound = 0.0;
-    for w in points.windows(2) {
-        let (a, b) = (w[0], w[1]);
-        let lo = a.0.max(t0);
-        let hi = b.0.min(t1);
-        if hi <= lo || b.0 <= a.0 {
-            continue;
-        }
+    for (a, b, lo, hi) in overlapping_gaps(points, t0, t1) {
         let dp = (b.1 - a.1).abs();
         let whole = lo == a.0 && hi == b.0;
         bound += if whole {
@@ -131,13 +133,7 @@ pub fn integrate(points: &[(f64, f64)], t0: f64, t1: f64) -> Option<f64> {
     if t0 < first.0 {
         total += first.1 * (first.0.min(t1) - t0);
     }
-    for w in points.windows(2) {
-        let (a, b) = (w[0], w[1]);
-        let lo = a.0.max(t0);
-        let hi = b.0.min(t1);
-        if hi <= lo || b.0 <= a.0 {
-            continue;
-        }
+    for (a, b, lo, hi) in overlapping_gaps(points, t0, t1) {
         let at = |t: f64| a.1 + (b.1 - a.1) * (t - a.0) / (b.0 - a.0);
         total += (at(lo) + at(hi)) / 2.0 * (hi - lo);
     }

@@ -232,17 +232,7 @@ pub fn default_cache_dir() -> PathBuf {
 
 /// The cache file of the device with `uuid`.
 pub fn cache_path(dir: &Path, uuid: &str) -> PathBuf {
-    let safe: String = uuid
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    dir.join(format!("baseline-{safe}.json"))
+    dir.join(format!("baseline-{}.json", crate::output::file_safe(uuid)))
 }
 
 /// Read one cache file. `Ok(None)` when there is none; `Err(warning)` when it is corrupted

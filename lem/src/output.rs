@@ -14,6 +14,20 @@ use crate::error::{Error, Result};
 use crate::report::{EnergyReport, SCHEMA_VERSION};
 use crate::sampler::Sample;
 
+/// `s` with every character but ASCII letters, digits, `-`, `_` and `.` replaced by `_`:
+/// safe as part of a file name (cache files named after UUIDs, GPU names, drivers).
+pub(crate) fn file_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Write `bytes` to `path` atomically: a temporary file in the same directory, flushed to
 /// disk, then renamed over `path`. Readers never see a half-written file, and a failure
 /// leaves no temporary file behind.

@@ -201,24 +201,12 @@ pub fn probe_all(
         .collect()
 }
 
-fn sanitise(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// The cache file of a (name, driver) pair in `dir`.
 pub fn cache_path(dir: &Path, name: &str, driver: Option<&str>) -> PathBuf {
     dir.join(format!(
         "probe-{}-{}.json",
-        sanitise(name),
-        sanitise(driver.unwrap_or("none"))
+        crate::output::file_safe(name),
+        crate::output::file_safe(driver.unwrap_or("none"))
     ))
 }
 
