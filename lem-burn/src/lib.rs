@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod cache;
 pub mod config;
+pub mod cpu;
 mod error;
 pub mod generate;
 pub mod model;

@@ -8,7 +8,7 @@ use burn::tensor::activation::{silu, softmax};
 
 use crate::cache::{KvCache, LayerCache};
 use crate::config::ModelConfig;
-use crate::rope::Rope;
+use crate::rope::{Rope, RopeWindow};
 
 /// `x @ W` for a bias-free linear layer, as one 2-D matmul over all tokens: burn's 3-D
 /// linear broadcasts the weight per batch entry, which on some backends copies it on every
@@ -17,7 +17,15 @@ fn apply<B: Backend>(l: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [b, s, d] = x.dims();
     let w = l.weight.val();
     let out = w.dims()[1];
-    x.reshape([b * s, d]).matmul(w).reshape([b, s, out])
+    product(x.reshape([b * s, d]), w).reshape([b, s, out])
+}
+
+/// `x @ w`, through the CPU's matrix-vector kernel for a single row (batch-1 decode).
+fn product<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
+    match crate::cpu::matvec(&x, &w) {
+        Some(y) => y,
+        None => x.matmul(w),
+    }
 }
 
 /// SwiGLU feed-forward block.
@@ -73,30 +81,41 @@ impl<B: Backend> Attention<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &Rope<B>,
+        rope: &Rotations<B>,
         cache: &mut LayerCache<B>,
         pos: usize,
-        mask: Option<&Tensor<B, 4, Bool>>,
+        bias: Option<&Tensor<B, 2>>,
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let g = h / kv;
-        let q = apply(&self.q, x.clone())
-            .reshape([b, s, h, hd])
-            .swap_dims(1, 2);
-        let k = apply(&self.k, x.clone())
-            .reshape([b, s, kv, hd])
-            .swap_dims(1, 2);
-        let v = apply(&self.v, x).reshape([b, s, kv, hd]).swap_dims(1, 2);
-        let q = rope.apply(q, pos);
-        let k = rope.apply(k, pos);
+        let t = pos + s;
+        // Projections stay in their own layout, [b, s, heads * hd]; no per-head copies.
+        let q = rope.q.apply(apply(&self.q, x.clone()));
+        let k = rope
+            .k
+            .apply(apply(&self.k, x.clone()))
+            .reshape([b, s, kv, hd]);
+        let v = apply(&self.v, x).reshape([b, s, kv, hd]);
         let (keys, values) = cache.append(k, v, pos);
+        // strided views of the cache: keys transposed [b, kv, hd, t], values [b, kv, t, hd]
+        let keys = keys.permute([0, 2, 3, 1]);
+        let values = values.swap_dims(1, 2);
         // Grouped-query attention without copying the cache: the g query heads that share a
-        // kv head are stacked along the sequence axis, [b, kv, g*s, hd].
-        let q = q.reshape([b, kv, g * s, hd]);
-        let scores = q.matmul(keys.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
-        let scores = match mask {
-            Some(m) => scores.mask_fill(m.clone(), f32::NEG_INFINITY),
+        // kv head form the rows of one score block, [b, kv, g*s, t], row = head * s + position.
+        let scores = if s == 1 {
+            q.reshape([b, kv, g, hd]).matmul(keys)
+        } else {
+            q.reshape([b, s, kv, g, hd])
+                .permute([0, 2, 3, 1, 4])
+                .matmul(keys.unsqueeze_dim::<5>(2))
+                .reshape([b, kv, g * s, t])
+        };
+        let scores = scores * (1.0 / (hd as f64).sqrt());
+        let scores = match bias {
+            Some(bias) => {
+                (scores.reshape([b * h, s * t]) + bias.clone()).reshape([b, kv, g * s, t])
+            }
             None => scores,
         };
         let attn = softmax(scores, 3);
@@ -107,6 +126,12 @@ impl<B: Backend> Attention<B> {
             .reshape([b, s, h * hd]);
         apply(&self.o, out)
     }
+}
+
+/// The rotary windows of one forward pass, for the query and the key heads.
+struct Rotations<B: Backend> {
+    q: RopeWindow<B>,
+    k: RopeWindow<B>,
 }
 
 /// One transformer block.
@@ -278,26 +303,23 @@ impl<B: Backend> Model<B> {
         )
     }
 
-    /// The causal mask for `s` new positions after `pos` cached ones, shaped for the
-    /// grouped score layout `[b, kv, g*s, pos+s]`; `None` for a single position.
-    fn mask(&self, b: usize, s: usize, pos: usize) -> Option<Tensor<B, 4, Bool>> {
+    /// The causal mask for `s` new positions after `pos` cached ones as an additive bias,
+    /// `[1, s * (pos + s)]`: 0 where a position may attend, -inf where it may not. Added to
+    /// scores laid out `[b * heads, s * (pos + s)]`, it gives exactly what masking with -inf
+    /// would (`x + 0 == x`, `x + -inf == -inf`) with one contiguous add. `None` for a single
+    /// position.
+    fn causal_bias(&self, s: usize, pos: usize) -> Option<Tensor<B, 2>> {
         if s <= 1 {
             return None;
         }
-        let kv = self.config.n_kv_heads;
-        let g = self.config.n_heads / kv;
         let t = pos + s;
-        let mut m = Vec::with_capacity(g * s * t);
-        for _ in 0..g {
-            for i in 0..s {
-                for j in 0..t {
-                    m.push(j > pos + i);
-                }
-            }
-        }
-        let mask: Tensor<B, 2, Bool> =
-            Tensor::from_data(TensorData::new(m, [g * s, t]), &self.device);
-        Some(mask.unsqueeze::<4>().expand([b, kv, g * s, t]))
+        let bias: Vec<f32> = (0..s)
+            .flat_map(|i| (0..t).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        Some(Tensor::from_data(
+            TensorData::new(bias, [1, s * t]),
+            &self.device,
+        ))
     }
 
     /// Run `tokens` (`[batch, s]`) at positions `pos..pos+s`, reading and extending `cache`;
@@ -313,15 +335,19 @@ impl<B: Backend> Model<B> {
         pos: usize,
     ) -> Tensor<B, 2> {
         let [b, s] = tokens.dims();
-        let mask = self.mask(b, s, pos);
+        let bias = self.causal_bias(s, pos);
+        let rope = Rotations {
+            q: self.rope.window(pos, s, self.config.n_heads),
+            k: self.rope.window(pos, s, self.config.n_kv_heads),
+        };
         let mut x = self.net.embed.forward(tokens);
         for (block, layer) in self.net.blocks.iter().zip(cache.layers.iter_mut()) {
             let h = block.attn.forward(
                 block.attn_norm.forward(x.clone()),
-                &self.rope,
+                &rope,
                 layer,
                 pos,
-                mask.as_ref(),
+                bias.as_ref(),
             );
             x = x + h;
             let h = block.mlp.forward(block.mlp_norm.forward(x.clone()));
@@ -331,7 +357,7 @@ impl<B: Backend> Model<B> {
         let last = x.slice(s![.., s - 1..s, ..]).reshape([b, d]);
         let last = self.net.norm.forward(last);
         match &self.net.lm_head {
-            Some(head) => last.matmul(head.weight.val()),
+            Some(head) => product(last, head.weight.val()),
             None => last.matmul(self.net.embed.weight.val().transpose()),
         }
     }

@@ -186,8 +186,9 @@ fn a_measured_request_nests_prefill_and_decode_and_metrics_follow_the_definition
     assert!(m["ttft_ms"].as_f64().unwrap() > 0.0);
 }
 
-/// Greedy tokens of a preset with random weights (seed 11), batch 2, 16-token prompts.
-fn greedy_tokens(preset: &str, n: usize) -> Vec<Vec<u32>> {
+/// Greedy tokens of a preset with random weights (seed 11), 16-token prompts: both as one
+/// batch of 2 and each alone.
+fn greedy_tokens_both_ways(preset: &str, n: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
     let model: Model<Cpu> = Model::random(
         &ModelConfig::preset(preset).unwrap(),
         11,
@@ -198,14 +199,21 @@ fn greedy_tokens(preset: &str, n: usize) -> Vec<Vec<u32>> {
         ByteTokenizer.prompt_of_len("the quick brown fox", 16),
         ByteTokenizer.prompt_of_len("jumps over the lazy dog", 16),
     ];
-    generate(
-        &model,
-        &prompts,
-        &opts(n, Sampling::Greedy),
-        &mut Rng::new(1),
-    )
-    .unwrap()
-    .tokens
+    let run = |p: &[Vec<u32>]| {
+        generate(&model, p, &opts(n, Sampling::Greedy), &mut Rng::new(1))
+            .unwrap()
+            .tokens
+    };
+    let together = run(&prompts);
+    let alone = prompts
+        .iter()
+        .flat_map(|p| run(std::slice::from_ref(p)))
+        .collect();
+    (together, alone)
+}
+
+fn greedy_tokens(preset: &str, n: usize) -> Vec<Vec<u32>> {
+    greedy_tokens_both_ways(preset, n).0
 }
 
 /// The greedy tokens of `tiny` as the NdArray backend produced them (2026-11-28): a change
@@ -225,10 +233,20 @@ fn greedy_tokens_of_tiny_are_the_reference() {
     assert_eq!(greedy_tokens("tiny", 24), expected);
 }
 
+/// A sequence generates the same greedy tokens alone as beside another: batch-1 decode runs
+/// through the CPU's matrix-vector kernel, batch 2 through `gemm`, and both must agree.
+#[test]
+fn a_sequence_alone_generates_what_it_generates_in_a_batch() {
+    let (together, alone) = greedy_tokens_both_ways("tiny", 24);
+    assert_eq!(alone, together);
+}
+
 /// `small`'s greedy tokens, printed to compare CPU backends by hand (slow in a debug build):
 /// `cargo test -p lem-burn --test generate small_greedy -- --ignored --nocapture`.
 #[test]
 #[ignore = "compares backends by hand; slow"]
 fn small_greedy_tokens() {
-    println!("small {:?}", greedy_tokens("small", 16));
+    let (together, alone) = greedy_tokens_both_ways("small", 16);
+    println!("small {together:?}");
+    assert_eq!(alone, together, "batch 1 and batch 2 disagree");
 }
