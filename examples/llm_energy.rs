@@ -476,10 +476,11 @@ fn main() -> ExitCode {
                     "invalid --dtype {}: the CPU backend runs f32 (f16/bf16 need --backend cuda)",
                     a.dtype
                 ))
-            } else if let Err(e) = a.threads.map_or(Ok(()), lem_burn::backend::set_cpu_threads) {
-                Err(e)
             } else {
-                run::<lem_burn::Cpu>(&a, Default::default(), "cpu")
+                lem_burn::backend::on_cpu_threads(a.threads, || {
+                    run::<lem_burn::Cpu>(&a, Default::default(), "cpu")
+                })
+                .and_then(|r| r)
             }
         }
         "cuda" => run_cuda(&a),

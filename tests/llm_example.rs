@@ -141,6 +141,16 @@ fn bad_flags_are_one_line_errors() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--dtype f16"), "{err}");
+    let o = Command::new(example())
+        .args(["--model", "tiny", "--threads", "0", "--device", "none"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("invalid --threads"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
     // an unwritable results root is reported before any work is done
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a-file"), "x").unwrap();
@@ -170,6 +180,8 @@ fn json_mode_prints_only_json_on_stdout() {
             "--device",
             "none",
             "--json",
+            "--threads",
+            "3",
         ])
         .arg("--output")
         .arg(dir.path().join("out"))
@@ -182,6 +194,10 @@ fn json_mode_prints_only_json_on_stdout() {
     let v: serde_json::Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("{e}: stdout is not JSON:\n{stdout}"));
     assert_eq!(v["workload"]["model"], "tiny");
+    assert_eq!(
+        v["workload"]["threads"], 3,
+        "the run reports the threads it ran on"
+    );
     assert!(
         stderr.contains("J/token"),
         "the table moved to stderr: {stderr}"

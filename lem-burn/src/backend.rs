@@ -4,23 +4,33 @@
 //!
 //! Flex is burn's pure-Rust CPU backend: strided matmuls through `gemm` (no copy of the
 //! weight per call, unlike NdArray 0.21), SIMD kernels chosen at run time, and threads
-//! through rayon (all cores by default, as PyTorch does; [`set_cpu_threads`] pins them).
+//! through rayon (all cores by default, as PyTorch does; [`on_cpu_threads`] runs work on a
+//! pool of a chosen size).
 
 /// The CPU backend.
 pub type Cpu = burn::backend::Flex<f32>;
 
-/// Run the CPU backend on `n` threads (call before any tensor work; once per process).
+/// Run `f` as one of the CPU backend's compute threads: on a pool of `threads` threads
+/// (default: every core), with `f` itself on one of them. Called from an ordinary thread,
+/// the backend's parallel operations would otherwise run on the pool's `n` threads while
+/// the caller's thread, busy with the serial operations between them, makes `n + 1` threads
+/// on `n` cores.
 ///
 /// # Errors
-/// One line when `n` is 0 or the thread pool was already started.
-pub fn set_cpu_threads(n: usize) -> Result<(), String> {
-    if n == 0 {
+/// One line when `threads` is 0 or the pool cannot be started.
+pub fn on_cpu_threads<R: Send>(
+    threads: Option<usize>,
+    f: impl FnOnce() -> R + Send,
+) -> Result<R, String> {
+    if threads == Some(0) {
         return Err("invalid --threads: must be at least 1".into());
     }
-    rayon::ThreadPoolBuilder::new()
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
-        .build_global()
-        .map_err(|e| format!("invalid --threads: the CPU thread pool is already running ({e})"))
+        .build()
+        .map_err(|e| format!("cannot start {n} CPU threads: {e}"))?;
+    Ok(pool.install(f))
 }
 
 /// Threads the CPU backend runs on.

@@ -20,9 +20,9 @@ fn apply<B: Backend>(l: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     product(x.reshape([b * s, d]), w).reshape([b, s, out])
 }
 
-/// `x @ w`, through the CPU's matrix-vector kernel for a single row (batch-1 decode).
+/// `x @ w`, through the CPU backend's own path where it applies (see [`crate::cpu`]).
 fn product<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
-    match crate::cpu::matvec(&x, &w) {
+    match crate::cpu::matmul(&x, &w) {
         Some(y) => y,
         None => x.matmul(w),
     }
