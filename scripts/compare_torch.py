@@ -3,7 +3,8 @@
 run: for each batch and thread count, llm_energy (burn, Flex backend) and
 scripts/torch_reference.py (transformers' LlamaForCausalLM, eager) run one after the other,
 `--rounds` times; the medians and their ratios are printed as a Markdown table, with the
-batch-1 decode bandwidth floor measured on this machine.
+batch-1 decode bandwidth floor: the weights a decode step reads (all but the embedding table)
+over this machine's read bandwidth on every core, measured between the runs (median).
 
 Usage (build the example first: cargo build --release --example llm_energy):
 
@@ -46,14 +47,15 @@ def run_torch(a, batch, threads):
     return {"itl_ms": v["itl_ms_p50"], "prefill_tok_s": v["prefill_tokens_per_s"], "torch": v["torch"]}
 
 
-def read_bandwidth_gb_s():
-    """Best of 5 sums over 1 GiB of f32 with every thread: what a weight-streaming decode
-    step can read per second here."""
+def read_bandwidth_gb_s(threads):
+    """Best of 10 sums over 1 GiB of f32 on `threads` threads: what a weight-streaming
+    decode step can read per second here, right now."""
     import torch
+    torch.set_num_threads(threads)
     x = torch.ones(1 << 28, dtype=torch.float32)
     x.sum()
     best = float("inf")
-    for _ in range(5):
+    for _ in range(10):
         t = time.perf_counter()
         x.sum()
         best = min(best, time.perf_counter() - t)
@@ -77,12 +79,15 @@ def main():
     threads = [cores if t == "all" else int(t) for t in a.threads.split(",")]
     batches = [int(b) for b in a.batches.split(",")]
     rows = []
+    bandwidth = {1: [], cores: []}  # read bandwidth, measured between the runs
     for batch in batches:
         for t in threads:
             lem, torch_ = [], []
             for _ in range(a.rounds):  # alternate, so drift hits both alike
                 lem.append(run_lem(a, batch, t))
                 torch_.append(run_torch(a, batch, t))
+                for n in bandwidth:
+                    bandwidth[n].append(read_bandwidth_gb_s(n))
             med = lambda rs, k: statistics.median(r[k] for r in rs)
             rows.append({
                 "batch": batch, "threads": t,
@@ -91,13 +96,18 @@ def main():
                 "torch_prefill_tok_s": med(torch_, "prefill_tok_s"),
                 "params": lem[0]["params"], "torch": torch_[0]["torch"],
             })
-    bw = read_bandwidth_gb_s()
+    # the floor uses every core's bandwidth (the stricter one for single-thread rows), as the
+    # median of its measurements over the run: one outlier does not move it
+    bw = statistics.median(bandwidth[cores])
+    bw1 = statistics.median(bandwidth[1])
     vocab, d = EMBED[a.model]
     weight_bytes = (rows[0]["params"] - vocab * d) * 4
     floor_ms = weight_bytes / (bw * 1e9) * 1e3
     print(f"model {a.model}, prompt {a.prompt_len}, {a.gen_tokens} new tokens, {a.requests} requests, "
           f"f32, {a.rounds} alternating rounds (medians), {cores} cores, torch {rows[0]['torch']}")
-    print(f"read bandwidth {bw:.1f} GB/s; batch-1 decode floor {weight_bytes / 1e6:.0f} MB / bandwidth = {floor_ms:.1f} ms\n")
+    print(f"read bandwidth (median of {len(bandwidth[cores])} measurements between the runs, each the best of 10 "
+          f"sums over 1 GiB): {bw:.1f} GB/s on {cores} threads ({min(bandwidth[cores]):.1f}-{max(bandwidth[cores]):.1f}), "
+          f"{bw1:.1f} GB/s on 1; batch-1 decode floor {weight_bytes / 1e6:.0f} MB / {bw:.1f} GB/s = {floor_ms:.1f} ms\n")
     print("| batch | threads | ITL p50 burn | ITL p50 torch | ITL torch/burn | prefill tok/s burn | prefill tok/s torch | prefill burn/torch | batch-1 decode vs floor |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
