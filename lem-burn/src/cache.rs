@@ -3,8 +3,8 @@
 
 use burn::prelude::*;
 
-/// One layer's keys and values, `[batch, capacity, kv_heads, head_dim]`: position-major, the
-/// layout the projections produce, so appending a block of positions is a plain copy.
+/// One layer's keys and values, `[batch, kv_heads, capacity, head_dim]`: each head's positions
+/// are one contiguous matrix, the layout batched matmuls take on every backend.
 #[derive(Debug)]
 pub struct LayerCache<B: Backend> {
     k: Option<Tensor<B, 4>>,
@@ -20,13 +20,13 @@ impl<B: Backend> LayerCache<B> {
         device: &B::Device,
     ) -> Self {
         Self {
-            k: Some(Tensor::zeros([batch, capacity, kv_heads, head_dim], device)),
-            v: Some(Tensor::zeros([batch, capacity, kv_heads, head_dim], device)),
+            k: Some(Tensor::zeros([batch, kv_heads, capacity, head_dim], device)),
+            v: Some(Tensor::zeros([batch, kv_heads, capacity, head_dim], device)),
         }
     }
 
-    /// Write `k`, `v` (`[batch, s, kv_heads, head_dim]`) at positions `pos..pos+s` and return
-    /// the keys and values of positions `0..pos+s` (`[batch, pos+s, kv_heads, head_dim]`).
+    /// Write `k`, `v` (`[batch, kv_heads, s, head_dim]`) at positions `pos..pos+s` and return
+    /// the keys and values of positions `0..pos+s`.
     ///
     /// The cache tensors are moved out, assigned and moved back, so they are uniquely owned
     /// and the backend writes in place instead of copying the cache.
@@ -37,15 +37,15 @@ impl<B: Backend> LayerCache<B> {
         v: Tensor<B, 4>,
         pos: usize,
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let end = pos + k.dims()[1];
+        let end = pos + k.dims()[2];
         // Invariant: `k` and `v` are `Some` outside this function; they are taken and put
         // back below with no early return in between.
         let kc = self.k.take().expect("cache keys present between appends");
         let vc = self.v.take().expect("cache values present between appends");
-        let kc = kc.slice_assign(s![.., pos..end, .., ..], k);
-        let vc = vc.slice_assign(s![.., pos..end, .., ..], v);
-        let keys = kc.clone().slice(s![.., 0..end, .., ..]);
-        let values = vc.clone().slice(s![.., 0..end, .., ..]);
+        let kc = kc.slice_assign(s![.., .., pos..end, ..], k);
+        let vc = vc.slice_assign(s![.., .., pos..end, ..], v);
+        let keys = kc.clone().slice(s![.., .., 0..end, ..]);
+        let values = vc.clone().slice(s![.., .., 0..end, ..]);
         self.k = Some(kc);
         self.v = Some(vc);
         (keys, values)

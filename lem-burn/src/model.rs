@@ -95,20 +95,20 @@ impl<B: Backend> Attention<B> {
         let k = rope
             .k
             .apply(apply(&self.k, x.clone()))
-            .reshape([b, s, kv, hd]);
-        let v = apply(&self.v, x).reshape([b, s, kv, hd]);
+            .reshape([b, s, kv, hd])
+            .swap_dims(1, 2);
+        let v = apply(&self.v, x).reshape([b, s, kv, hd]).swap_dims(1, 2);
+        // keys and values of positions 0..t, [b, kv, t, hd]: views of the cache
         let (keys, values) = cache.append(k, v, pos);
-        // strided views of the cache: keys transposed [b, kv, hd, t], values [b, kv, t, hd]
-        let keys = keys.permute([0, 2, 3, 1]);
-        let values = values.swap_dims(1, 2);
         // Grouped-query attention without copying the cache: the g query heads that share a
-        // kv head form the rows of one score block, [b, kv, g*s, t], row = head * s + position.
+        // kv head form the rows of one score block, [b, kv, g*s, t], row = head * s + position
+        // (for one position a free reshape; for several, per-head products on a strided view).
         let scores = if s == 1 {
-            q.reshape([b, kv, g, hd]).matmul(keys)
+            q.reshape([b, kv, g, hd]).matmul(keys.swap_dims(2, 3))
         } else {
             q.reshape([b, s, kv, g, hd])
                 .permute([0, 2, 3, 1, 4])
-                .matmul(keys.unsqueeze_dim::<5>(2))
+                .matmul(keys.unsqueeze_dim::<5>(2).swap_dims(3, 4))
                 .reshape([b, kv, g * s, t])
         };
         let scores = scores * (1.0 / (hd as f64).sqrt());
