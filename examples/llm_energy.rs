@@ -477,10 +477,7 @@ fn main() -> ExitCode {
                     a.dtype
                 ))
             } else {
-                lem_burn::backend::on_cpu_threads(a.threads, || {
-                    run::<lem_burn::Cpu>(&a, Default::default(), "cpu")
-                })
-                .and_then(|r| r)
+                run_cpu(&a)
             }
         }
         "cuda" => run_cuda(&a),
@@ -495,6 +492,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// The run on the CPU backend, on `--threads` threads (default: every core) with the run
+/// itself on one of them.
+fn run_cpu(a: &Args) -> Result<ExitCode, Fail> {
+    lem_burn::backend::on_cpu_threads(a.threads, || {
+        run::<lem_burn::Cpu>(a, Default::default(), "cpu")
+    })
+    .and_then(|r| r)
+}
+
 #[cfg(feature = "cuda")]
 fn run_cuda(a: &Args) -> Result<ExitCode, Fail> {
     use lem_burn::backend::Cuda;
@@ -506,7 +512,7 @@ fn run_cuda(a: &Args) -> Result<ExitCode, Fail> {
                 a.dtype
             ));
         }
-        return run::<lem_burn::Cpu>(a, Default::default(), "cpu");
+        return run_cpu(a);
     }
     let device = Default::default();
     match a.dtype.as_str() {
