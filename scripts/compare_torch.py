@@ -4,7 +4,8 @@ run: for each batch and thread count, llm_energy (burn, Flex backend) and
 scripts/torch_reference.py (transformers' LlamaForCausalLM, eager) run one after the other,
 `--rounds` times; the medians and their ratios are printed as a Markdown table, with the
 batch-1 decode bandwidth floor: the weights a decode step reads (all but the embedding table)
-over this machine's read bandwidth on every core, measured between the runs (median).
+over this machine's read bandwidth at the row's thread count (and, stricter, on every core),
+measured between the runs (median).
 
 Usage (build the example first: cargo build --release --example llm_energy):
 
@@ -79,7 +80,7 @@ def main():
     threads = [cores if t == "all" else int(t) for t in a.threads.split(",")]
     batches = [int(b) for b in a.batches.split(",")]
     rows = []
-    bandwidth = {1: [], cores: []}  # read bandwidth, measured between the runs
+    bandwidth = {n: [] for n in sorted(set(threads) | {cores})}  # read bandwidth, between the runs
     for batch in batches:
         for t in threads:
             lem, torch_ = [], []
@@ -96,28 +97,35 @@ def main():
                 "torch_prefill_tok_s": med(torch_, "prefill_tok_s"),
                 "params": lem[0]["params"], "torch": torch_[0]["torch"],
             })
-    # the floor uses every core's bandwidth (the stricter one for single-thread rows), as the
-    # median of its measurements over the run: one outlier does not move it
-    bw = statistics.median(bandwidth[cores])
-    bw1 = statistics.median(bandwidth[1])
+    # bandwidth per thread count: the median of its measurements over the run (one outlier
+    # does not move it); a row's floor is at its own thread count, and also shown against
+    # every core's bandwidth (stricter for fewer threads)
+    bw = {n: statistics.median(v) for n, v in bandwidth.items()}
     vocab, d = EMBED[a.model]
     weight_bytes = (rows[0]["params"] - vocab * d) * 4
-    floor_ms = weight_bytes / (bw * 1e9) * 1e3
+    floor_ms = {n: weight_bytes / (b * 1e9) * 1e3 for n, b in bw.items()}
     print(f"model {a.model}, prompt {a.prompt_len}, {a.gen_tokens} new tokens, {a.requests} requests, "
           f"f32, {a.rounds} alternating rounds (medians), {cores} cores, torch {rows[0]['torch']}")
-    print(f"read bandwidth (median of {len(bandwidth[cores])} measurements between the runs, each the best of 10 "
-          f"sums over 1 GiB): {bw:.1f} GB/s on {cores} threads ({min(bandwidth[cores]):.1f}-{max(bandwidth[cores]):.1f}), "
-          f"{bw1:.1f} GB/s on 1; batch-1 decode floor {weight_bytes / 1e6:.0f} MB / {bw:.1f} GB/s = {floor_ms:.1f} ms\n")
-    print("| batch | threads | ITL p50 burn | ITL p50 torch | ITL torch/burn | prefill tok/s burn | prefill tok/s torch | prefill burn/torch | batch-1 decode vs floor |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"read bandwidth (median of {len(bandwidth[cores])} measurements between the runs, each the best "
+          f"of 10 sums over 1 GiB): " + ", ".join(
+              f"{bw[n]:.1f} GB/s on {n} thread{'s' if n > 1 else ''} ({min(v):.1f}-{max(v):.1f})"
+              for n, v in bandwidth.items()))
+    print(f"batch-1 decode floor: {weight_bytes / 1e6:.0f} MB / bandwidth = " + ", ".join(
+        f"{floor_ms[n]:.1f} ms on {n}" for n in bw) + "\n")
+    print("| batch | threads | ITL p50 burn | ITL p50 torch | ITL torch/burn | prefill tok/s burn | "
+          "prefill tok/s torch | prefill burn/torch | batch-1 decode vs floor (same threads) | "
+          "vs floor (all cores) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        floor = f"{floor_ms / r['lem_itl_ms'] * 100:.0f} %" if r["batch"] == 1 else ""
+        own = f"{floor_ms[r['threads']] / r['lem_itl_ms'] * 100:.0f} %" if r["batch"] == 1 else ""
+        allc = f"{floor_ms[cores] / r['lem_itl_ms'] * 100:.0f} %" if r["batch"] == 1 else ""
         print(f"| {r['batch']} | {r['threads']} | {r['lem_itl_ms']:.1f} ms | {r['torch_itl_ms']:.1f} ms | "
               f"{r['torch_itl_ms'] / r['lem_itl_ms']:.2f} | {r['lem_prefill_tok_s']:.0f} | "
-              f"{r['torch_prefill_tok_s']:.0f} | {r['lem_prefill_tok_s'] / r['torch_prefill_tok_s']:.2f} | {floor} |")
+              f"{r['torch_prefill_tok_s']:.0f} | {r['lem_prefill_tok_s'] / r['torch_prefill_tok_s']:.2f} | "
+              f"{own} | {allc} |")
         if a.json:
-            print(json.dumps({**r, "bandwidth_gb_s": bw, "floor_ms": floor_ms}), file=sys.stderr)
-
+            print(json.dumps({**r, "bandwidth_gb_s": bw[r["threads"]], "floor_ms": floor_ms[r["threads"]]}),
+                  file=sys.stderr)
 
 if __name__ == "__main__":
     main()

@@ -30,9 +30,9 @@ use crate::Cpu;
 
 /// Below this many weights a one-row product is not split across threads.
 const SPLIT_MIN_WEIGHTS: usize = 1 << 18;
-/// Column blocks handed to one thread are a multiple of this many columns (one cache line of
-/// output per 16 columns).
-const COLUMN_ALIGN: usize = 16;
+/// Column blocks handed to one thread are a multiple of this many columns (one step of the
+/// AVX-512 kernel).
+const COLUMN_ALIGN: usize = 64;
 /// Flex's rule: `gemm` runs threaded from 192^3 multiply-adds on.
 const GEMM_THREADED_FROM: usize = 192 * 192 * 192;
 
@@ -137,45 +137,179 @@ fn fma_available() -> bool {
 
 /// `y = x @ w[.., c0..c0 + y.len()]` for a row-major `w` with `ld` columns.
 fn rows_fma(x: &[f32], w: &[f32], ld: usize, c0: usize, y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: `matvec` reaches here only after `fma_available` found AVX2 and FMA.
-        unsafe { rows_fma_avx2(x, w, ld, c0, y) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        rows_fma_body(x, w, ld, c0, y)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn rows_fma_avx2(x: &[f32], w: &[f32], ld: usize, c0: usize, y: &mut [f32]) {
-    rows_fma_body(x, w, ld, c0, y)
-}
-
-/// Four weight rows per pass over `y`; every `y[j]` accumulates `w[r][j] * x[r]` for
-/// `r = 0, 1, ..` in order, one fused multiply-add each, as `gemm`'s kernel does.
-#[inline(always)]
-fn rows_fma_body(x: &[f32], w: &[f32], ld: usize, c0: usize, y: &mut [f32]) {
     let n = y.len();
-    let row = |r: usize| &w[r * ld + c0..r * ld + c0 + n];
-    y.fill(0.0);
-    let mut r = 0;
-    while r + 4 <= x.len() {
-        let (a, b, c, d) = (row(r), row(r + 1), row(r + 2), row(r + 3));
-        let (xa, xb, xc, xd) = (x[r], x[r + 1], x[r + 2], x[r + 3]);
-        for ((((yj, &wa), &wb), &wc), &wd) in y.iter_mut().zip(a).zip(b).zip(c).zip(d) {
-            *yj = wd.mul_add(xd, wc.mul_add(xc, wb.mul_add(xb, wa.mul_add(xa, *yj))));
+    // every row of the column block must lie inside `w` (the kernels read through pointers)
+    let fits = x.len() * ld == w.len() && c0 + n <= ld;
+    #[cfg(target_arch = "x86_64")]
+    if fits {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is present; the block lies inside `w` (checked above).
+            unsafe { x86::rows_avx512(x, w.as_ptr().add(c0), ld, y) };
+            return;
         }
-        r += 4;
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: AVX2 and FMA are present; the block lies inside `w` (checked above).
+            unsafe { x86::rows_avx2(x, w.as_ptr().add(c0), ld, y) };
+            return;
+        }
     }
-    while r < x.len() {
-        let xa = x[r];
-        for (yj, &wa) in y.iter_mut().zip(row(r)) {
-            *yj = wa.mul_add(xa, *yj);
+    // not reached from `matmul` (it checks for FMA first); a correct, slower answer
+    for (j, yj) in y.iter_mut().enumerate() {
+        let mut acc = 0f32;
+        for (r, &xr) in x.iter().enumerate() {
+            acc = w[r * ld + c0 + j].mul_add(xr, acc);
         }
-        r += 1;
+        *yj = acc;
+    }
+}
+
+/// The kernels: `ROWS` weight rows per pass over the output block, four vector accumulators
+/// of output per step (independent FMA chains), the output in cache between passes. Each
+/// output element is `w[0][j] * x[0]`, then one fused multiply-add per further row in order —
+/// what `gemm`'s kernel computes.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    const ROWS: usize = 8;
+
+    /// # Safety
+    /// AVX-512F must be present; `w` must point at `x.len()` rows of `ld` floats, each with
+    /// `y.len()` readable floats from the pointer's column.
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn rows_avx512(x: &[f32], w: *const f32, ld: usize, y: &mut [f32]) {
+        // SAFETY: the caller's contract covers every read through `w` and `x`; writes stay
+        // within `y` (column blocks end at `n`, masked or scalar at the edge).
+        unsafe {
+            let (n, k) = (y.len(), x.len());
+            let yp = y.as_mut_ptr();
+            let mut r = 0;
+            while r < k {
+                let rows = ROWS.min(k - r);
+                let first = r == 0;
+                let row = |i: usize| w.add((r + i) * ld);
+                let xv = |i: usize| _mm512_set1_ps(x[r + i]);
+                let mut j = 0;
+                while j + 64 <= n {
+                    let (mut a0, mut a1, mut a2, mut a3, from) = if first {
+                        let (p, s) = (row(0).add(j), xv(0));
+                        (
+                            _mm512_mul_ps(_mm512_loadu_ps(p), s),
+                            _mm512_mul_ps(_mm512_loadu_ps(p.add(16)), s),
+                            _mm512_mul_ps(_mm512_loadu_ps(p.add(32)), s),
+                            _mm512_mul_ps(_mm512_loadu_ps(p.add(48)), s),
+                            1,
+                        )
+                    } else {
+                        (
+                            _mm512_loadu_ps(yp.add(j)),
+                            _mm512_loadu_ps(yp.add(j + 16)),
+                            _mm512_loadu_ps(yp.add(j + 32)),
+                            _mm512_loadu_ps(yp.add(j + 48)),
+                            0,
+                        )
+                    };
+                    for i in from..rows {
+                        let (p, s) = (row(i).add(j), xv(i));
+                        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p), s, a0);
+                        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(16)), s, a1);
+                        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(32)), s, a2);
+                        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(48)), s, a3);
+                    }
+                    _mm512_storeu_ps(yp.add(j), a0);
+                    _mm512_storeu_ps(yp.add(j + 16), a1);
+                    _mm512_storeu_ps(yp.add(j + 32), a2);
+                    _mm512_storeu_ps(yp.add(j + 48), a3);
+                    j += 64;
+                }
+                while j < n {
+                    let left = n - j;
+                    let m: __mmask16 = if left >= 16 {
+                        0xffff
+                    } else {
+                        ((1u32 << left) - 1) as u16
+                    };
+                    let (mut a, from) = if first {
+                        let l = _mm512_maskz_loadu_ps(m, row(0).add(j));
+                        (_mm512_mul_ps(l, xv(0)), 1)
+                    } else {
+                        (_mm512_maskz_loadu_ps(m, yp.add(j)), 0)
+                    };
+                    for i in from..rows {
+                        a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, row(i).add(j)), xv(i), a);
+                    }
+                    _mm512_mask_storeu_ps(yp.add(j), m, a);
+                    j += 16;
+                }
+                r += rows;
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA must be present; as [`rows_avx512`] for the pointers.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn rows_avx2(x: &[f32], w: *const f32, ld: usize, y: &mut [f32]) {
+        // SAFETY: the caller's contract covers every read through `w` and `x`; writes stay
+        // within `y` (column blocks end at `n`, masked or scalar at the edge).
+        unsafe {
+            let (n, k) = (y.len(), x.len());
+            let yp = y.as_mut_ptr();
+            let mut r = 0;
+            while r < k {
+                let rows = ROWS.min(k - r);
+                let first = r == 0;
+                let row = |i: usize| w.add((r + i) * ld);
+                let xv = |i: usize| _mm256_set1_ps(x[r + i]);
+                let mut j = 0;
+                while j + 32 <= n {
+                    let (mut a0, mut a1, mut a2, mut a3, from) = if first {
+                        let (p, s) = (row(0).add(j), xv(0));
+                        (
+                            _mm256_mul_ps(_mm256_loadu_ps(p), s),
+                            _mm256_mul_ps(_mm256_loadu_ps(p.add(8)), s),
+                            _mm256_mul_ps(_mm256_loadu_ps(p.add(16)), s),
+                            _mm256_mul_ps(_mm256_loadu_ps(p.add(24)), s),
+                            1,
+                        )
+                    } else {
+                        (
+                            _mm256_loadu_ps(yp.add(j)),
+                            _mm256_loadu_ps(yp.add(j + 8)),
+                            _mm256_loadu_ps(yp.add(j + 16)),
+                            _mm256_loadu_ps(yp.add(j + 24)),
+                            0,
+                        )
+                    };
+                    for i in from..rows {
+                        let (p, s) = (row(i).add(j), xv(i));
+                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p), s, a0);
+                        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(8)), s, a1);
+                        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(16)), s, a2);
+                        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(24)), s, a3);
+                    }
+                    _mm256_storeu_ps(yp.add(j), a0);
+                    _mm256_storeu_ps(yp.add(j + 8), a1);
+                    _mm256_storeu_ps(yp.add(j + 16), a2);
+                    _mm256_storeu_ps(yp.add(j + 24), a3);
+                    j += 32;
+                }
+                // the last columns one at a time (scalar fused multiply-adds, same order)
+                while j < n {
+                    let mut a = if first {
+                        *row(0).add(j) * x[r]
+                    } else {
+                        *yp.add(j)
+                    };
+                    for i in usize::from(first)..rows {
+                        a = (*row(i).add(j)).mul_add(x[r + i], a);
+                    }
+                    *yp.add(j) = a;
+                    j += 1;
+                }
+                r += rows;
+            }
+        }
     }
 }
 
@@ -234,6 +368,46 @@ mod tests {
                     e.to_bits(),
                     "{m}x{k}x{n} element {j}: {a} vs {e}"
                 );
+            }
+        }
+    }
+
+    /// Each x86 kernel this CPU can run, called directly on a column block (the AVX-512 one
+    /// is what `matmul` picks here; the AVX2 one is what CPUs without AVX-512 get).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_kernel_equals_gemm_on_column_blocks() {
+        let dev = Default::default();
+        type Kernel = unsafe fn(&[f32], *const f32, usize, &mut [f32]);
+        let mut kernels: Vec<(&str, Kernel)> = Vec::new();
+        if std::is_x86_feature_detected!("avx512f") {
+            kernels.push(("avx512", x86::rows_avx512));
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            kernels.push(("avx2", x86::rows_avx2));
+        }
+        if kernels.is_empty() {
+            eprintln!("no AVX2+FMA here: nothing to compare");
+            return;
+        }
+        for (k, n, c0, width) in [
+            (9, 100, 0, 100),
+            (17, 300, 64, 131),
+            (768, 2048, 1024, 1024),
+        ] {
+            let (xv, wv) = (rand(k, 3), rand(k * n, 4));
+            let x = Tensor::<Cpu, 2>::from_data(TensorData::new(xv.clone(), [1, k]), &dev);
+            let w = Tensor::<Cpu, 2>::from_data(TensorData::new(wv.clone(), [k, n]), &dev);
+            let reference = x.matmul(w).into_data().to_vec::<f32>().unwrap();
+            for (name, kernel) in &kernels {
+                let mut y = vec![f32::NAN; width];
+                // SAFETY: the CPU has the kernel's features (checked above) and rows of `n`
+                // floats hold the block `c0..c0 + width`.
+                unsafe { kernel(&xv, wv.as_ptr().add(c0), n, &mut y) };
+                for (j, a) in y.iter().enumerate() {
+                    let e = reference[c0 + j];
+                    assert_eq!(a.to_bits(), e.to_bits(), "{name} {k}x{n} column {}", c0 + j);
+                }
             }
         }
     }
