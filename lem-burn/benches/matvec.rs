@@ -83,7 +83,10 @@ fn run() {
         bytes as f64 / 1e6,
         rayon::current_num_threads()
     );
-    for (name, mut v) in [("burn matmul (gemm)", burn), ("lem_burn::cpu::matmul", ours)] {
+    for (name, mut v) in [
+        ("burn matmul (gemm)", burn),
+        ("lem_burn::cpu::matmul", ours),
+    ] {
         v.sort_by(f64::total_cmp);
         let median = v[v.len() / 2];
         println!(
