@@ -6,11 +6,12 @@
 //! reaches. `gemm` (under burn's Flex backend) sends such products to a kernel that loads and
 //! stores the whole output row once per weight row, in AVX-512 where the CPU has it; on the
 //! AMD EPYC build machine that reaches about two thirds of the bandwidth a plain read of the
-//! weights does. [`matmul`] keeps the output row in cache across four weight rows per pass
-//! (four sequential read streams), and splits the columns across the backend's threads when
-//! there are several. It computes every output element exactly as `gemm` does — one fused
-//! multiply-add per weight row, rows in order, from zero — so its result equals burn's
-//! `matmul` bit for bit (tested). It runs on x86-64 with AVX2 and FMA.
+//! weights does. [`matmul`] keeps blocks of the output in vector registers across eight
+//! weight rows per pass (AVX-512, or AVX2 + FMA), and splits the columns across the
+//! backend's threads when there are several (`benches/matvec.rs` measures both). It computes
+//! every output element exactly as `gemm` does — the first row's product, then one fused
+//! multiply-add per further row, in order — so its result equals burn's `matmul` bit for bit
+//! (tested). It runs on x86-64 with AVX2 and FMA.
 //!
 //! **Several rows** go to the same `gemm` call burn's Flex makes (same strides, same
 //! threading rule, so the same result), into an output buffer allocated once: Flex 0.21
