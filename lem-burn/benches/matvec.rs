@@ -40,15 +40,10 @@ fn run() {
     ];
     let mut shapes: Vec<(usize, usize)> = (0..c.n_layers).flat_map(|_| layer).collect();
     shapes.push((c.d_model, c.vocab_size));
-    let mut seed = 1u64;
+    let mut rng = lem_burn::sampling::Rng::new(1);
     let mut values = |n: usize| -> Vec<f32> {
         (0..n)
-            .map(|_| {
-                seed = seed
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.05
-            })
+            .map(|_| ((rng.uniform() - 0.5) * 0.05) as f32)
             .collect()
     };
     let weights: Vec<Tensor<Cpu, 2>> = shapes

@@ -67,16 +67,22 @@ fn matmul_cpu(x: &Tensor<Cpu, 2>, w: &Tensor<Cpu, 2>) -> Option<Tensor<Cpu, 2>> 
         return None;
     }
     let mut y = vec![0f32; m * n];
-    if m == 1 && fma_available() {
+    if let (1, Some(kernel)) = (m, row_kernel()) {
+        // every column block lies inside `w`: `wv` holds k rows of n and blocks end at n
+        let block_into = |c0: usize, yb: &mut [f32]| {
+            // SAFETY: the kernel's CPU features were detected by `row_kernel`; rows of `n`
+            // floats from column `c0` hold `yb.len()` floats (`c0 + yb.len() <= n`).
+            unsafe { kernel(xv, wv.as_ptr().add(c0), n, yb) }
+        };
         let threads = rayon::current_num_threads();
         if threads > 1 && k * n >= SPLIT_MIN_WEIGHTS && n >= 2 * COLUMN_ALIGN {
             use rayon::prelude::*;
             let block = n.div_ceil(threads).next_multiple_of(COLUMN_ALIGN);
             y.par_chunks_mut(block)
                 .enumerate()
-                .for_each(|(i, yb)| rows_fma(xv, wv, n, i * block, yb));
+                .for_each(|(i, yb)| block_into(i * block, yb));
         } else {
-            rows_fma(xv, wv, n, 0, &mut y);
+            block_into(0, &mut y);
         }
     } else {
         let parallelism = if m.saturating_mul(n).saturating_mul(k) >= GEMM_THREADED_FROM {
@@ -125,43 +131,22 @@ fn float_primitive(t: &Tensor<Cpu, 2>) -> Option<FlexTensor> {
     }
 }
 
-fn fma_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
+/// A one-row kernel: `y = x @ w[.., c0..c0 + y.len()]` with `w` pointing at column `c0` of a
+/// row-major matrix of `ld` columns and `x.len()` rows.
+type RowKernel = unsafe fn(&[f32], *const f32, usize, &mut [f32]);
 
-/// `y = x @ w[.., c0..c0 + y.len()]` for a row-major `w` with `ld` columns.
-fn rows_fma(x: &[f32], w: &[f32], ld: usize, c0: usize, y: &mut [f32]) {
-    let n = y.len();
-    // every row of the column block must lie inside `w` (the kernels read through pointers)
-    let fits = x.len() * ld == w.len() && c0 + n <= ld;
+/// The best one-row kernel this CPU runs; `None` without AVX2 and FMA (then `gemm` runs).
+fn row_kernel() -> Option<RowKernel> {
     #[cfg(target_arch = "x86_64")]
-    if fits {
+    {
         if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F is present; the block lies inside `w` (checked above).
-            unsafe { x86::rows_avx512(x, w.as_ptr().add(c0), ld, y) };
-            return;
+            return Some(x86::rows_avx512);
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: AVX2 and FMA are present; the block lies inside `w` (checked above).
-            unsafe { x86::rows_avx2(x, w.as_ptr().add(c0), ld, y) };
-            return;
+            return Some(x86::rows_avx2);
         }
     }
-    // not reached from `matmul` (it checks for FMA first); a correct, slower answer
-    for (j, yj) in y.iter_mut().enumerate() {
-        let mut acc = 0f32;
-        for (r, &xr) in x.iter().enumerate() {
-            acc = w[r * ld + c0 + j].mul_add(xr, acc);
-        }
-        *yj = acc;
-    }
+    None
 }
 
 /// The kernels: `ROWS` weight rows per pass over the output block, four vector accumulators
@@ -174,144 +159,91 @@ mod x86 {
 
     const ROWS: usize = 8;
 
-    /// # Safety
-    /// AVX-512F must be present; `w` must point at `x.len()` rows of `ld` floats, each with
-    /// `y.len()` readable floats from the pointer's column.
-    #[target_feature(enable = "avx512f,fma")]
-    pub unsafe fn rows_avx512(x: &[f32], w: *const f32, ld: usize, y: &mut [f32]) {
-        // SAFETY: the caller's contract covers every read through `w` and `x`; writes stay
-        // within `y` (column blocks end at `n`, masked or scalar at the edge).
-        unsafe {
-            let (n, k) = (y.len(), x.len());
-            let yp = y.as_mut_ptr();
-            let mut r = 0;
-            while r < k {
-                let rows = ROWS.min(k - r);
-                let first = r == 0;
-                let row = |i: usize| w.add((r + i) * ld);
-                let xv = |i: usize| _mm512_set1_ps(x[r + i]);
-                let mut j = 0;
-                while j + 64 <= n {
-                    let (mut a0, mut a1, mut a2, mut a3, from) = if first {
-                        let (p, s) = (row(0).add(j), xv(0));
-                        (
-                            _mm512_mul_ps(_mm512_loadu_ps(p), s),
-                            _mm512_mul_ps(_mm512_loadu_ps(p.add(16)), s),
-                            _mm512_mul_ps(_mm512_loadu_ps(p.add(32)), s),
-                            _mm512_mul_ps(_mm512_loadu_ps(p.add(48)), s),
-                            1,
-                        )
-                    } else {
-                        (
-                            _mm512_loadu_ps(yp.add(j)),
-                            _mm512_loadu_ps(yp.add(j + 16)),
-                            _mm512_loadu_ps(yp.add(j + 32)),
-                            _mm512_loadu_ps(yp.add(j + 48)),
-                            0,
-                        )
-                    };
-                    for i in from..rows {
-                        let (p, s) = (row(i).add(j), xv(i));
-                        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p), s, a0);
-                        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(16)), s, a1);
-                        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(32)), s, a2);
-                        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(48)), s, a3);
+    /// One kernel per vector width: `$lanes` floats per vector, four vectors per step; the
+    /// columns past the last full step one at a time (scalar, same order of operations).
+    macro_rules! row_kernel {
+        ($(#[$doc:meta])* $name:ident, $features:literal, $lanes:literal,
+         $set1:ident, $load:ident, $store:ident, $mul:ident, $fmadd:ident) => {
+            $(#[$doc])*
+            /// # Safety
+            /// The CPU must have the kernel's features; `w` must point at `x.len()` rows of
+            /// `ld` floats, each with `y.len()` readable floats from the pointer's column.
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(x: &[f32], w: *const f32, ld: usize, y: &mut [f32]) {
+                const STEP: usize = 4 * $lanes;
+                // SAFETY: the caller's contract covers every read through `w`; writes stay
+                // within `y` (full steps end at or before `n`, the rest is scalar).
+                unsafe {
+                    let (n, k) = (y.len(), x.len());
+                    let yp = y.as_mut_ptr();
+                    let mut r = 0;
+                    while r < k {
+                        let rows = ROWS.min(k - r);
+                        let first = r == 0;
+                        let row = |i: usize| w.add((r + i) * ld);
+                        let xv = |i: usize| $set1(x[r + i]);
+                        let mut j = 0;
+                        while j + STEP <= n {
+                            let (mut a0, mut a1, mut a2, mut a3, from) = if first {
+                                let (p, s) = (row(0).add(j), xv(0));
+                                (
+                                    $mul($load(p), s),
+                                    $mul($load(p.add($lanes)), s),
+                                    $mul($load(p.add(2 * $lanes)), s),
+                                    $mul($load(p.add(3 * $lanes)), s),
+                                    1,
+                                )
+                            } else {
+                                (
+                                    $load(yp.add(j)),
+                                    $load(yp.add(j + $lanes)),
+                                    $load(yp.add(j + 2 * $lanes)),
+                                    $load(yp.add(j + 3 * $lanes)),
+                                    0,
+                                )
+                            };
+                            for i in from..rows {
+                                let (p, s) = (row(i).add(j), xv(i));
+                                a0 = $fmadd($load(p), s, a0);
+                                a1 = $fmadd($load(p.add($lanes)), s, a1);
+                                a2 = $fmadd($load(p.add(2 * $lanes)), s, a2);
+                                a3 = $fmadd($load(p.add(3 * $lanes)), s, a3);
+                            }
+                            $store(yp.add(j), a0);
+                            $store(yp.add(j + $lanes), a1);
+                            $store(yp.add(j + 2 * $lanes), a2);
+                            $store(yp.add(j + 3 * $lanes), a3);
+                            j += STEP;
+                        }
+                        while j < n {
+                            let mut a = if first {
+                                *row(0).add(j) * x[r]
+                            } else {
+                                *yp.add(j)
+                            };
+                            for i in usize::from(first)..rows {
+                                a = (*row(i).add(j)).mul_add(x[r + i], a);
+                            }
+                            *yp.add(j) = a;
+                            j += 1;
+                        }
+                        r += rows;
                     }
-                    _mm512_storeu_ps(yp.add(j), a0);
-                    _mm512_storeu_ps(yp.add(j + 16), a1);
-                    _mm512_storeu_ps(yp.add(j + 32), a2);
-                    _mm512_storeu_ps(yp.add(j + 48), a3);
-                    j += 64;
                 }
-                while j < n {
-                    let left = n - j;
-                    let m: __mmask16 = if left >= 16 {
-                        0xffff
-                    } else {
-                        ((1u32 << left) - 1) as u16
-                    };
-                    let (mut a, from) = if first {
-                        let l = _mm512_maskz_loadu_ps(m, row(0).add(j));
-                        (_mm512_mul_ps(l, xv(0)), 1)
-                    } else {
-                        (_mm512_maskz_loadu_ps(m, yp.add(j)), 0)
-                    };
-                    for i in from..rows {
-                        a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, row(i).add(j)), xv(i), a);
-                    }
-                    _mm512_mask_storeu_ps(yp.add(j), m, a);
-                    j += 16;
-                }
-                r += rows;
             }
-        }
+        };
     }
 
-    /// # Safety
-    /// AVX2 and FMA must be present; as [`rows_avx512`] for the pointers.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn rows_avx2(x: &[f32], w: *const f32, ld: usize, y: &mut [f32]) {
-        // SAFETY: the caller's contract covers every read through `w` and `x`; writes stay
-        // within `y` (column blocks end at `n`, masked or scalar at the edge).
-        unsafe {
-            let (n, k) = (y.len(), x.len());
-            let yp = y.as_mut_ptr();
-            let mut r = 0;
-            while r < k {
-                let rows = ROWS.min(k - r);
-                let first = r == 0;
-                let row = |i: usize| w.add((r + i) * ld);
-                let xv = |i: usize| _mm256_set1_ps(x[r + i]);
-                let mut j = 0;
-                while j + 32 <= n {
-                    let (mut a0, mut a1, mut a2, mut a3, from) = if first {
-                        let (p, s) = (row(0).add(j), xv(0));
-                        (
-                            _mm256_mul_ps(_mm256_loadu_ps(p), s),
-                            _mm256_mul_ps(_mm256_loadu_ps(p.add(8)), s),
-                            _mm256_mul_ps(_mm256_loadu_ps(p.add(16)), s),
-                            _mm256_mul_ps(_mm256_loadu_ps(p.add(24)), s),
-                            1,
-                        )
-                    } else {
-                        (
-                            _mm256_loadu_ps(yp.add(j)),
-                            _mm256_loadu_ps(yp.add(j + 8)),
-                            _mm256_loadu_ps(yp.add(j + 16)),
-                            _mm256_loadu_ps(yp.add(j + 24)),
-                            0,
-                        )
-                    };
-                    for i in from..rows {
-                        let (p, s) = (row(i).add(j), xv(i));
-                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p), s, a0);
-                        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(8)), s, a1);
-                        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(16)), s, a2);
-                        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(24)), s, a3);
-                    }
-                    _mm256_storeu_ps(yp.add(j), a0);
-                    _mm256_storeu_ps(yp.add(j + 8), a1);
-                    _mm256_storeu_ps(yp.add(j + 16), a2);
-                    _mm256_storeu_ps(yp.add(j + 24), a3);
-                    j += 32;
-                }
-                // the last columns one at a time (scalar fused multiply-adds, same order)
-                while j < n {
-                    let mut a = if first {
-                        *row(0).add(j) * x[r]
-                    } else {
-                        *yp.add(j)
-                    };
-                    for i in usize::from(first)..rows {
-                        a = (*row(i).add(j)).mul_add(x[r + i], a);
-                    }
-                    *yp.add(j) = a;
-                    j += 1;
-                }
-                r += rows;
-            }
-        }
-    }
+    row_kernel!(
+        /// AVX-512: 64 columns per step.
+        rows_avx512, "avx512f,fma", 16,
+        _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_mul_ps, _mm512_fmadd_ps
+    );
+    row_kernel!(
+        /// AVX2 + FMA: 32 columns per step.
+        rows_avx2, "avx2,fma", 8,
+        _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_mul_ps, _mm256_fmadd_ps
+    );
 }
 
 #[cfg(test)]
@@ -320,20 +252,13 @@ mod tests {
     use super::*;
 
     fn rand(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
-            })
-            .collect()
+        let mut rng = crate::sampling::Rng::new(seed);
+        (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect()
     }
 
     #[test]
     fn equals_burns_matmul_bit_for_bit() {
-        if !fma_available() {
+        if row_kernel().is_none() {
             eprintln!("no AVX2+FMA here: one-row products take gemm's kernel");
         }
         let dev = Default::default();
@@ -379,8 +304,7 @@ mod tests {
     #[test]
     fn every_kernel_equals_gemm_on_column_blocks() {
         let dev = Default::default();
-        type Kernel = unsafe fn(&[f32], *const f32, usize, &mut [f32]);
-        let mut kernels: Vec<(&str, Kernel)> = Vec::new();
+        let mut kernels: Vec<(&str, RowKernel)> = Vec::new();
         if std::is_x86_feature_detected!("avx512f") {
             kernels.push(("avx512", x86::rows_avx512));
         }

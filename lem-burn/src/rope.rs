@@ -5,8 +5,9 @@
 //! per head once per forward pass, and "rotate half" is a product with a signed permutation
 //! matrix. Every element-wise step then runs on contiguous buffers (a permuted
 //! `[batch, heads, seq, head_dim]` view would be walked element by element on the CPU), and
-//! the result equals [`Rope::apply`] bit for bit: the matrix product of a row with a signed
-//! permutation adds exact zeros to one exact product.
+//! the result equals the definition (`x * cos + rotate_half(x) * sin` on the per-head view,
+//! kept in the tests) bit for bit: the matrix product of a row with a signed permutation adds
+//! exact zeros to one exact product.
 
 use burn::prelude::*;
 
@@ -17,7 +18,6 @@ pub struct Rope<B: Backend> {
     sin: Tensor<B, 2>,
     /// `rotate_half` as a matrix: `x @ rot == cat(-x[half..], x[..half])`.
     rot: Tensor<B, 2>,
-    half: usize,
 }
 
 /// The rotation of one window of positions for a given number of heads, ready to apply to
@@ -59,7 +59,6 @@ impl<B: Backend> Rope<B> {
             cos: Tensor::from_data(TensorData::new(cos, [max_len, head_dim]), device),
             sin: Tensor::from_data(TensorData::new(sin, [max_len, head_dim]), device),
             rot: Tensor::from_data(TensorData::new(rot, [head_dim, head_dim]), device),
-            half,
         }
     }
 
@@ -94,26 +93,6 @@ impl<B: Backend> Rope<B> {
             width: heads * hd,
             head_dim: hd,
         }
-    }
-
-    /// Rotate `x` (`[batch, heads, seq, head_dim]`) whose first position is `start`: the
-    /// definition, kept as the reference [`RopeWindow::apply`] is tested against.
-    pub fn apply(&self, x: Tensor<B, 4>, start: usize) -> Tensor<B, 4> {
-        let [_, _, s, d] = x.dims();
-        let cos = self
-            .cos
-            .clone()
-            .slice(s![start..start + s, ..])
-            .unsqueeze::<4>();
-        let sin = self
-            .sin
-            .clone()
-            .slice(s![start..start + s, ..])
-            .unsqueeze::<4>();
-        let x1 = x.clone().slice(s![.., .., .., 0..self.half]);
-        let x2 = x.clone().slice(s![.., .., .., self.half..d]);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * cos + rotated * sin
     }
 }
 
@@ -150,6 +129,27 @@ mod tests {
         t.into_data().to_vec::<f32>().unwrap()
     }
 
+    /// The definition: rotate `x` (`[batch, heads, seq, head_dim]`) whose first position is
+    /// `start` by slicing the halves, negating one and concatenating.
+    fn definition(rope: &Rope<Cpu>, x: Tensor<Cpu, 4>, start: usize) -> Tensor<Cpu, 4> {
+        let [_, _, s, d] = x.dims();
+        let half = d / 2;
+        let cos = rope
+            .cos
+            .clone()
+            .slice(s![start..start + s, ..])
+            .unsqueeze::<4>();
+        let sin = rope
+            .sin
+            .clone()
+            .slice(s![start..start + s, ..])
+            .unsqueeze::<4>();
+        let x1 = x.clone().slice(s![.., .., .., 0..half]);
+        let x2 = x.clone().slice(s![.., .., .., half..d]);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        x * cos + rotated * sin
+    }
+
     #[test]
     fn the_window_equals_the_definition_bit_for_bit() {
         let device = Default::default();
@@ -163,7 +163,7 @@ mod tests {
             let x = Tensor::<Cpu, 3>::from_data(TensorData::new(data, [b, s, heads * hd]), &device);
             let fast = rope.window(start, s, heads).apply(x.clone());
             let fast = fast.reshape([b, s, heads, hd]).swap_dims(1, 2);
-            let reference = rope.apply(x.reshape([b, s, heads, hd]).swap_dims(1, 2), start);
+            let reference = definition(&rope, x.reshape([b, s, heads, hd]).swap_dims(1, 2), start);
             let (f, r) = (values(fast), values(reference));
             assert_eq!(f.len(), r.len());
             for (i, (a, e)) in f.iter().zip(&r).enumerate() {
