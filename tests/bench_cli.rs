@@ -1,24 +1,16 @@
 //! The `lem::main!()` harness end to end: the demo bench binary's command line and output.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// The demo bench binary, (re)built so it is never stale.
 fn demo() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile = exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
-        let mut c = Command::new(env!("CARGO"));
-        c.args(["build", "-q", "--example", "energy_bench_demo"]);
-        if profile.file_name().is_some_and(|n| n == "release") {
-            c.arg("--release");
-        }
-        assert!(c.status().unwrap().success(), "building the demo failed");
-        profile.join("examples").join("energy_bench_demo")
-    })
-    .clone()
+    BIN.get_or_init(|| common::example("energy_bench_demo"))
+        .clone()
 }
 
 fn run(dir: &std::path::Path, args: &[&str]) -> Output {

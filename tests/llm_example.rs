@@ -1,19 +1,13 @@
 //! `examples/llm_energy.rs` end to end on the tiny preset with a simulated device.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
 fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
-    let mut c = Command::new(env!("CARGO"));
-    c.args(["build", "-q", "--example", "llm_energy"]);
-    if profile.file_name().is_some_and(|n| n == "release") {
-        c.arg("--release");
-    }
-    assert!(c.status().unwrap().success(), "building the example failed");
-    profile.join("examples").join("llm_energy")
+    common::example("llm_energy")
 }
 
 #[test]

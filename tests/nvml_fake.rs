@@ -356,15 +356,7 @@ fn llm_energy_twin_measures_through_nvml() {
         "gpu.json",
         r#"{"name": "Fake L4", "idle_w": 30, "segments": [{"start_s": 0.2, "end_s": 1e6, "power_w": 72}]}"#,
     );
-    let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
-    let mut c = std::process::Command::new(env!("CARGO"));
-    c.args(["build", "-q", "--example", "llm_energy"]);
-    if profile.file_name().is_some_and(|n| n == "release") {
-        c.arg("--release");
-    }
-    assert!(c.status().unwrap().success());
-    let mut cmd = std::process::Command::new(profile.join("examples/llm_energy"));
+    let mut cmd = std::process::Command::new(common::example("llm_energy"));
     common::nvml_env(&mut cmd, &scenario);
     let o = cmd
         .args(["--model", "tiny", "--batch", "2", "--prompt-len", "16"])

@@ -203,3 +203,21 @@ pub fn nvml_env(c: &mut Command, scenario: &Path) {
         .env_remove("CUDA_VISIBLE_DEVICES")
         .env_remove("CUDA_DEVICE_ORDER");
 }
+
+/// A workspace example, built first (a no-op when fresh). `--workspace` resolves features the
+/// way `cargo test --workspace` does, so after that build this compiles nothing; without it
+/// cargo would build a second copy of the dependencies with the suite's features alone.
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let mut c = Command::new(env!("CARGO"));
+    c.args(["build", "-q", "--workspace", "--example", name]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        c.arg("--release");
+    }
+    assert!(
+        c.status().unwrap().success(),
+        "building example {name} failed"
+    );
+    profile_dir.join("examples").join(name)
+}
