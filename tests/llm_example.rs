@@ -119,45 +119,42 @@ fn tiny_preset_on_a_simulated_gpu_writes_a_consistent_result() {
     assert!(out.join("raw/tiny-sim/process_0_timeseries.json").exists());
 }
 
+/// Runs the example with `args` (and `extra`, for paths), asserts it failed, returns stderr.
+fn failure(args: &[&str], extra: &[&std::path::Path]) -> String {
+    let o = Command::new(example())
+        .args(args)
+        .args(extra)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{args:?} succeeded: {err}");
+    err
+}
+
 #[test]
 fn bad_flags_are_one_line_errors() {
-    let o = Command::new(example())
-        .args(["--model", "huge", "--device", "none"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+    let err = failure(&["--model", "huge", "--device", "none"], &[]);
     assert!(err.contains("invalid --model `huge`"), "{err}");
     assert!(!err.contains("panicked"));
-    let o = Command::new(example())
-        .args(["--dtype", "f16", "--backend", "cpu", "--device", "none"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("--dtype f16"), "{err}");
-    let o = Command::new(example())
-        .args(["--model", "tiny", "--threads", "0", "--device", "none"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("invalid --threads"),
-        "{err}"
+    let err = failure(
+        &["--dtype", "f16", "--backend", "cpu", "--device", "none"],
+        &[],
     );
+    assert!(err.contains("--dtype f16"), "{err}");
+    let err = failure(
+        &["--model", "tiny", "--threads", "0", "--device", "none"],
+        &[],
+    );
+    assert!(err.contains("invalid --threads"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     // an unwritable results root is reported before any work is done
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a-file"), "x").unwrap();
-    let o = Command::new(example())
-        .args(["--model", "tiny", "--device", "none", "--output"])
-        .arg(dir.path().join("a-file/sub"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("invalid --output"),
-        "{err}"
+    let err = failure(
+        &["--model", "tiny", "--device", "none", "--output"],
+        &[&dir.path().join("a-file/sub")],
     );
+    assert!(err.contains("invalid --output"), "{err}");
     assert!(!err.contains("warmup"), "failed before warming up: {err}");
 }
 
