@@ -12,7 +12,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use lem::{DeviceSpec, Meter, MeterBuilder};
+use lem::Meter;
 use lem_burn::burn::prelude::Backend;
 use lem_burn::generate::{generate, measure_request, GenerateOptions};
 use lem_burn::sampling::{Rng, Sampling};
@@ -53,15 +53,12 @@ struct Args {
     /// Cycles (each writes a result; with more than one, an aggregate with statistics).
     #[arg(long, default_value_t = 1)]
     cycles: usize,
-    /// Device spec: auto, nvml, nvml:0,2, rapl, sim:PATH, none (default: LEM_DEVICE or auto).
-    #[arg(long)]
-    device: Option<String>,
-    /// Results root (default: LEM_OUTPUT_DIR or `results`).
-    #[arg(long)]
-    output: Option<PathBuf>,
-    /// Experiment id (default: LEM_EXPERIMENT_ID or a timestamp).
-    #[arg(long)]
-    experiment_id: Option<String>,
+    /// The device, baseline and interval flags every lem command shares.
+    #[command(flatten)]
+    meter: lem::args::MeterArgs,
+    /// Where results go, as in `lem run`.
+    #[command(flatten)]
+    out: lem::args::OutputArgs,
     /// Write the power time series beside the result.
     #[arg(long)]
     timeseries: bool,
@@ -112,10 +109,7 @@ fn fmt_ms(v: &serde_json::Value) -> String {
 }
 
 fn meter_for<B: Backend>(a: &Args, device: &B::Device) -> Result<Meter, Fail> {
-    let mut b = MeterBuilder::from_env().map_err(|e| e.to_string())?;
-    if let Some(d) = &a.device {
-        b = b.device(DeviceSpec::parse_for("--device", d).map_err(|e| e.to_string())?);
-    }
+    let b = a.meter.builder().map_err(|e| e.to_string())?;
     b.sync(lem_burn::backend_sync::<B>(device.clone()))
         .keep_timeseries(a.timeseries || a.plot.is_some())
         .build()
@@ -168,24 +162,9 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
                 .into(),
         );
     }
-    let output = a
-        .output
-        .clone()
-        .unwrap_or_else(lem::output::default_output_dir);
-    let experiment_id = a
-        .experiment_id
-        .clone()
-        .or_else(|| {
-            std::env::var("LEM_EXPERIMENT_ID")
-                .ok()
-                .filter(|v| !v.is_empty())
-        })
-        .unwrap_or_else(|| {
-            format!(
-                "llm-{}",
-                lem::timefmt::compact_id(lem::timefmt::unix_now_s())
-            )
-        });
+    let output = a.out.output_dir();
+    let experiment_id = a.out.experiment_id("llm-").map_err(|e| e.to_string())?;
+    let process_index = a.out.process_index().map_err(|e| e.to_string())?;
     // results must be writable before minutes of work are spent
     let exp_dir = output.join("raw").join(&experiment_id);
     std::fs::create_dir_all(&exp_dir).map_err(|e| {
@@ -309,7 +288,7 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
         report
             .warnings
             .extend(lem_burn::workload::uncertainty_warnings(&phases));
-        let mut rf = meter.result_file(report, experiment_id.clone(), 0);
+        let mut rf = meter.result_file(report, experiment_id.clone(), process_index);
         rf.extra.insert("workload".into(), workload);
         rf.extra.insert("metrics".into(), metrics);
         rf.extra.insert("phases".into(), phases);
@@ -326,9 +305,9 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
             output
                 .join("raw")
                 .join(&experiment_id)
-                .join(format!("process_0_cycle_{cycle}.json"))
+                .join(format!("process_{process_index}_cycle_{cycle}.json"))
         } else {
-            lem::output::process_result_path(&output, &experiment_id, 0)
+            lem::output::process_result_path(&output, &experiment_id, process_index)
         };
         meter
             .save(&mut rf, &path, a.timeseries || a.plot.is_some())

@@ -545,7 +545,8 @@ fn environment<'py>(py: Python<'py>, device: Option<&str>) -> PyResult<Bound<'py
         .detach(move || {
             let clock: Arc<dyn lem::Clock> = Arc::new(lem::MonotonicClock::new());
             let opened = lem::device::open_devices(&spec, clock)?;
-            serde_json::to_string(&lem::env::collect(&opened.devices)).map_err(lem::Error::from)
+            serde_json::to_string(&lem::collect_environment(&opened.devices, None))
+                .map_err(lem::Error::from)
         })
         .map_err(err)?;
     json_to_py(py, &text)

@@ -1,45 +1,61 @@
 #![doc = include_str!("../../README.md")]
 #![warn(missing_docs)]
 
-pub mod accounting;
-pub mod aggregate;
-pub mod baseline;
-pub mod clock;
+// The library is layered; each layer imports only from the layers below it (checked by
+// `tests/layers.rs`; ARCHITECTURE.md draws it):
+//
+//   bench, criterion, args      front doors: benchmark harness, criterion, shared CLI flags
+//   measure                     meter, windows, sampler, baseline, probe, warmup, accounting
+//   results                     report schema, result files, environment, aggregate, export
+//   device                      NVML, simulated and RAPL sources; spec; throttle reasons
+//   base, error                 clocks, time formatting, the on-disk cache, atomic writes
+//
+// The folders are private; what users need is re-exported below, with short paths.
+
+mod base;
 pub mod device;
-pub mod env;
 mod error;
-pub mod export;
-mod meter;
-pub mod output;
-pub mod probe;
-pub mod report;
-pub mod sampler;
-pub mod stats;
-pub mod throttle_reasons;
-pub mod timefmt;
-pub mod warmup;
+mod measure;
+mod results;
 
-pub use baseline::{Baseline, BaselineConfig, BaselineMethod, BaselineMode};
-pub use clock::{Clock, ManualClock, MonotonicClock};
-pub use device::{DeviceSpec, EnergySource, SharedDevice};
-pub use env::Environment;
-pub use error::{Error, Result};
-pub use meter::{
-    parse_interval_ms, parse_seconds, EnergyScope, Meter, MeterBuilder, OpenWindow, SyncHook,
-};
-pub use output::ResultFile;
-pub use report::{EnergyMethod, EnergyReport, SCHEMA_VERSION};
-
+#[cfg(feature = "args")]
+pub mod args;
 #[cfg(feature = "bench")]
 pub mod bench;
-#[cfg(feature = "bench")]
-pub use bench::{BenchOptions, Bencher};
-
 #[cfg(feature = "criterion")]
+#[path = "bench/criterion.rs"]
 pub mod criterion;
 
+pub use base::cache::default_cache_dir;
+pub use base::clock::{Clock, ManualClock, MonotonicClock};
+pub use device::{DeviceSpec, EnergySource, SharedDevice};
+pub use error::{Error, Result};
+pub use measure::baseline::{Baseline, BaselineConfig, BaselineMode};
+pub use measure::builder::{parse_interval_ms, parse_seconds, MeterBuilder};
+pub use measure::meter::{Meter, SyncHook};
+pub use measure::probe::collect_environment;
+pub use measure::window::{EnergyScope, OpenWindow};
+pub use results::env::Environment;
+pub use results::output::{ResultFile, Timeseries};
+pub use results::report::{BaselineMethod, EnergyMethod, EnergyReport, SCHEMA_VERSION};
+
+/// The idle baseline: its settings and its per-device cache (`lem baseline`).
+pub mod baseline {
+    pub use crate::base::cache::default_cache_dir;
+    pub use crate::measure::baseline::{
+        cache_path, clear_cache, list_cache, read_cache, write_cache, Baseline, BaselineConfig,
+        BaselineMode, CacheEntry, DEFAULT_DURATION, DEFAULT_TTL,
+    };
+    pub use crate::results::report::BaselineMethod;
+}
+pub use measure::probe;
+pub use measure::warmup;
 #[cfg(feature = "plot")]
-pub mod plot;
+pub use results::plot;
+pub use results::{aggregate, env, export, output, report, stats};
+
+#[cfg(feature = "bench")]
+pub use bench::{BenchOptions, Bencher};
 
 /// Turns a function into an energy benchmark, run by [`main!`] under `cargo bench`.
 ///
@@ -112,6 +128,6 @@ pub mod __private {
     pub use crate::bench::run_main;
     pub use crate::bench::BenchDef;
     pub use crate::bench::BenchOptions;
-    pub use crate::warmup::WarmupMode;
+    pub use crate::measure::warmup::WarmupMode;
     pub use inventory;
 }

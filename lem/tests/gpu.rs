@@ -68,7 +68,7 @@ fn counter_and_integrated_samples_agree_over_a_5_second_window() {
             .filter(|s| s.device == d.index)
             .filter_map(|s| s.reading.power_w.map(|p| (s.t_s, p)))
             .collect();
-        let integrated = lem::accounting::integrate(&pts, 0.0, rep.duration_s).unwrap();
+        let integrated = lem::stats::integrate(&pts, 0.0, rep.duration_s).unwrap();
         let counter = d.energy.raw_j.unwrap();
         let diff = (integrated - counter).abs() / counter;
         println!(

@@ -143,7 +143,11 @@ fn adjusted_energy_is_floored_at_zero_with_a_warning() {
         uuid: dev.info().uuid.clone(),
         device_name: "x".into(),
         power_w: 80.0,
-        timestamp_unix_s: lem::timefmt::unix_now_s() - 10.0,
+        timestamp_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            - 10.0,
         timestamp: String::new(),
         duration_s: 30.0,
         sample_count: 300,

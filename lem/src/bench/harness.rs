@@ -11,8 +11,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{BenchOptions, BenchOutcome, Bencher, Plan};
-use crate::stats::Interval;
-use crate::warmup::{WarmupMode, WarmupResult};
+use crate::measure::warmup::{WarmupMode, WarmupResult};
+use crate::results::stats::Interval;
 use crate::{BaselineMode, DeviceSpec, Meter, MeterBuilder};
 
 /// A benchmark registered by `#[energy_bench]`.
@@ -470,7 +470,7 @@ pub fn run_with(args: HarnessArgs) -> i32 {
     let command_line = command.join(" ");
     let experiment_id = format!(
         "bench-{}",
-        crate::timefmt::compact_id(crate::timefmt::unix_now_s())
+        crate::base::timefmt::compact_id(crate::base::timefmt::unix_now_s())
     );
     let mut csv_rows = Vec::new();
     let mut failures = 0;
@@ -549,7 +549,7 @@ pub fn run_with(args: HarnessArgs) -> i32 {
         rf.extra
             .insert("command".into(), serde_json::json!({ "argv": command }));
         let path = result_path(&out_dir, &inst.name);
-        match crate::output::write_result(&path, &mut rf, None) {
+        match crate::results::output::write_result(&path, &mut rf, None) {
             Ok(()) => println!("  result {}", path.display()),
             Err(e) => {
                 eprintln!("lem: error: {e}");
@@ -564,7 +564,7 @@ pub fn run_with(args: HarnessArgs) -> i32 {
         let ok = w.write_record(CSV_HEADER).is_ok()
             && csv_rows.iter().all(|r| w.write_record(r).is_ok());
         match w.into_inner() {
-            Ok(bytes) if ok => match crate::output::write_atomic(&path, &bytes) {
+            Ok(bytes) if ok => match crate::base::cache::write_atomic(&path, &bytes) {
                 Ok(()) => println!("summary {}", path.display()),
                 Err(e) => {
                     eprintln!("lem: error: {e}");

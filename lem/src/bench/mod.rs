@@ -14,9 +14,9 @@ use std::any::Any;
 use std::hint::black_box;
 use std::time::Duration;
 
-use crate::report::{merge_reports, EnergyReport};
-use crate::stats::Interval;
-use crate::warmup::{typical_latency, warm_up, WarmupConfig, WarmupMode, WarmupResult};
+use crate::measure::warmup::{typical_latency, warm_up, WarmupConfig, WarmupMode, WarmupResult};
+use crate::results::report::{merge_reports, EnergyReport};
+use crate::results::stats::Interval;
 use crate::Meter;
 
 pub use harness::{run_main, run_with, BenchDef, HarnessArgs};

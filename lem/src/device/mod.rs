@@ -5,6 +5,7 @@ mod nvml;
 mod rapl;
 mod sim;
 mod spec;
+mod throttle_reasons;
 mod visible;
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::Result;
-pub use crate::throttle_reasons::ThrottleReasons;
+pub use throttle_reasons::ThrottleReasons;
 
 pub use nvml::NvmlDevice;
 pub use rapl::{RaplDomain, DEFAULT_POWERCAP_ROOT};
@@ -107,6 +108,17 @@ pub struct Reading {
     pub throttle: Option<ThrottleReasons>,
     /// Fields the device supports that failed in this read (each counts in `failed_reads`).
     pub failed_fields: u32,
+}
+
+/// One reading of one device, timestamped on the meter's clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Clock time in seconds.
+    pub t_s: f64,
+    /// Device index.
+    pub device: u32,
+    /// What was read.
+    pub reading: Reading,
 }
 
 /// Cumulative throttle time from the device's own violation counters, per policy; `None`

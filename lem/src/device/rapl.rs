@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::{DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading};
-use crate::clock::Clock;
+use crate::base::clock::Clock;
 use crate::error::{Error, Result};
 
 /// Where the kernel exposes powercap.
@@ -176,7 +176,7 @@ impl EnergySource for RaplDomain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::base::clock::ManualClock;
 
     fn fake_tree(max: u64, energy: u64) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{
     DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, ThrottleReasons, Violations,
 };
-use crate::clock::Clock;
+use crate::base::clock::Clock;
 use crate::error::{Error, Result};
 
 /// A simulated device scenario (the JSON scenario file format).
@@ -196,7 +196,7 @@ impl Scenario {
             }
             for name in &seg.throttle {
                 if ThrottleReasons::from_name(name).is_none() {
-                    let valid: Vec<&str> = crate::throttle_reasons::REASONS
+                    let valid: Vec<&str> = crate::device::throttle_reasons::REASONS
                         .iter()
                         .map(|(n, _)| *n)
                         .collect();
@@ -465,7 +465,7 @@ impl EnergySource for SimDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::base::clock::ManualClock;
 
     fn parse(json: &str) -> Result<Scenario> {
         Scenario::from_json(json, Path::new("s.json"))

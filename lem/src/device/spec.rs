@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{
     EnergySource, NvmlDevice, RaplDomain, Scenario, SharedDevice, SimDevice, DEFAULT_POWERCAP_ROOT,
 };
-use crate::clock::Clock;
+use crate::base::clock::Clock;
 use crate::error::{Error, Result};
 
 /// Which devices to measure.
@@ -292,7 +292,7 @@ pub fn open_devices_with_powercap(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::base::clock::ManualClock;
 
     #[test]
     fn parses_every_form_and_round_trips() {

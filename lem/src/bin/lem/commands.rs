@@ -76,7 +76,9 @@ fn cache_dir() -> PathBuf {
 pub fn baseline_show(ui: &Ui, ttl: &str) -> Result<(), Failure> {
     let ttl = lem::parse_seconds("--ttl", ttl)?.as_secs_f64();
     let dir = cache_dir();
-    let now = lem::timefmt::unix_now_s();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let entries = baseline::list_cache(&dir);
     if ui.json {
         let v: Vec<serde_json::Value> = entries

@@ -1,50 +1,23 @@
 //! `lem run`: measure a command from spawn to exit, once or over cycles.
 
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use lem::output::process_result_path;
-use lem::{BaselineMode, DeviceSpec, MeterBuilder};
+use lem::MeterBuilder;
 
 use crate::ui::{age, joules_pm, watts, Ui};
 use crate::{Failure, EXIT_LEM, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Device spec: auto, nvml, nvml:0,2, rapl, sim:PATH, none (default: LEM_DEVICE or auto).
-    #[arg(long)]
-    device: Option<String>,
-    /// Results root (default: LEM_OUTPUT_DIR or `results`).
-    #[arg(long)]
-    output: Option<PathBuf>,
-    /// Experiment id (default: LEM_EXPERIMENT_ID, the Slurm job or torchrun run id, else a
-    /// timestamp).
-    #[arg(long)]
-    experiment_id: Option<String>,
-    /// Process index (default: LEM_PROCESS_INDEX, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, else 0).
-    #[arg(long)]
-    process_index: Option<u32>,
-    /// Idle baseline length in seconds (default: LEM_BASELINE_DURATION_S or 30).
-    #[arg(long, value_name = "S")]
-    baseline_duration: Option<String>,
-    /// How long a cached baseline stays valid, s (default 3600).
-    #[arg(long, value_name = "S")]
-    baseline_ttl: Option<String>,
-    /// No baseline: report raw energy only.
-    #[arg(long, conflicts_with_all = ["force_baseline", "require_baseline"])]
-    no_baseline: bool,
-    /// Measure the baseline even if a valid cached one exists.
-    #[arg(long)]
-    force_baseline: bool,
-    /// Fail if the baseline cannot be established.
-    #[arg(long)]
-    require_baseline: bool,
-    /// Sampling interval in ms, 1..=10000 (default: LEM_INTERVAL_MS or 100).
-    #[arg(long, value_name = "MS")]
-    interval_ms: Option<String>,
+    #[command(flatten)]
+    meter: lem::args::MeterArgs,
+    #[command(flatten)]
+    out: lem::args::OutputArgs,
     /// Write the power/thermal time series beside the result.
     #[arg(long)]
     timeseries: bool,
@@ -83,62 +56,6 @@ fn install_forwarding() {
     }
 }
 
-fn env_nonempty(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn default_experiment_id() -> String {
-    if let Some(id) = env_nonempty("LEM_EXPERIMENT_ID") {
-        return id;
-    }
-    if let Some(job) = env_nonempty("SLURM_JOB_ID") {
-        return match env_nonempty("SLURM_STEP_ID") {
-            Some(step) => format!("slurm-{job}.{step}"),
-            None => format!("slurm-{job}"),
-        };
-    }
-    if let Some(run) = env_nonempty("TORCHELASTIC_RUN_ID").filter(|r| r != "none") {
-        return format!("torchrun-{run}");
-    }
-    format!(
-        "{}-{}",
-        lem::timefmt::compact_id(lem::timefmt::unix_now_s()),
-        std::process::id()
-    )
-}
-
-fn default_process_index() -> Result<u32, Failure> {
-    for k in [
-        "LEM_PROCESS_INDEX",
-        "RANK",
-        "SLURM_PROCID",
-        "OMPI_COMM_WORLD_RANK",
-    ] {
-        if let Some(v) = env_nonempty(k) {
-            return v
-                .trim()
-                .parse()
-                .map_err(|_| Failure::new(format!("invalid {k}: `{v}` is not a process index")));
-        }
-    }
-    Ok(0)
-}
-
-fn valid_id(id: &str) -> Result<(), Failure> {
-    let ok = !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !id.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(Failure::new(format!(
-            "invalid --experiment-id `{id}`: use letters, digits, `-`, `_` and `.`"
-        )))
-    }
-}
-
 /// Make sure results can be written before running anything.
 fn check_writable(dir: &Path) -> Result<(), Failure> {
     let fail = |e: std::io::Error| {
@@ -155,28 +72,7 @@ fn check_writable(dir: &Path) -> Result<(), Failure> {
 }
 
 fn builder(ui: &Ui, a: &RunArgs) -> Result<MeterBuilder, Failure> {
-    let mut b = MeterBuilder::from_env()?;
-    if let Some(d) = &a.device {
-        b = b.device(DeviceSpec::parse_for("--device", d)?);
-    }
-    if let Some(s) = &a.baseline_duration {
-        b = b.baseline_duration(lem::parse_seconds("--baseline-duration", s)?);
-    }
-    if let Some(s) = &a.baseline_ttl {
-        b = b.baseline_ttl(lem::parse_seconds("--baseline-ttl", s)?);
-    }
-    if let Some(s) = &a.interval_ms {
-        b = b.interval(lem::parse_interval_ms("--interval-ms", s)?);
-    }
-    if a.no_baseline {
-        b = b.baseline_mode(BaselineMode::Off);
-    }
-    if a.force_baseline {
-        b = b.baseline_mode(BaselineMode::Force);
-    }
-    if a.require_baseline {
-        b = b.baseline_required(true);
-    }
+    let b = a.meter.builder()?;
     let pb = ui.progress(1000, "measuring the idle baseline (keep the GPU idle)");
     Ok(b.keep_timeseries(a.timeseries)
         .on_baseline_progress(move |f| {
@@ -246,19 +142,9 @@ pub fn run(ui: &Ui, a: RunArgs) -> Result<u8, Failure> {
     } else {
         lem::parse_seconds("--cycle-gap-s", &a.cycle_gap_s)?
     };
-    let output = a
-        .output
-        .clone()
-        .unwrap_or_else(lem::output::default_output_dir);
-    let experiment_id = a
-        .experiment_id
-        .clone()
-        .unwrap_or_else(default_experiment_id);
-    valid_id(&experiment_id)?;
-    let process_index = match a.process_index {
-        Some(i) => i,
-        None => default_process_index()?,
-    };
+    let output = a.out.output_dir();
+    let experiment_id = a.out.experiment_id("")?;
+    let process_index = a.out.process_index()?;
     let exp_dir = output.join("raw").join(&experiment_id);
     let created = !exp_dir.exists();
     check_writable(&exp_dir)?;

@@ -110,6 +110,45 @@ pub fn percentile(xs: &[f64], p: f64) -> Option<f64> {
     Some(v[lo] + (v[hi] - v[lo]) * (rank - lo as f64))
 }
 
+/// Each stretch between consecutive points that overlaps `[t0, t1]`: the two points and
+/// the overlap `(lo, hi)`.
+pub(crate) fn overlapping_gaps(
+    points: &[(f64, f64)],
+    t0: f64,
+    t1: f64,
+) -> impl Iterator<Item = ((f64, f64), (f64, f64), f64, f64)> + '_ {
+    points.windows(2).filter_map(move |w| {
+        let (a, b) = (w[0], w[1]);
+        let (lo, hi) = (a.0.max(t0), b.0.min(t1));
+        (hi > lo && b.0 > a.0).then_some((a, b, lo, hi))
+    })
+}
+
+/// Integrate the piecewise-linear power curve through `points` (time-sorted `(t_s, W)`),
+/// held constant before the first and after the last point, over `[t0, t1]`: joules from a
+/// time series. `None` without points.
+pub fn integrate(points: &[(f64, f64)], t0: f64, t1: f64) -> Option<f64> {
+    let first = points.first()?;
+    let last = points.last()?;
+    if t1 <= t0 {
+        return Some(0.0);
+    }
+    let mut total = 0.0;
+    // held before the first point
+    if t0 < first.0 {
+        total += first.1 * (first.0.min(t1) - t0);
+    }
+    for (a, b, lo, hi) in overlapping_gaps(points, t0, t1) {
+        let at = |t: f64| a.1 + (b.1 - a.1) * (t - a.0) / (b.0 - a.0);
+        total += (at(lo) + at(hi)) / 2.0 * (hi - lo);
+    }
+    // held after the last point
+    if t1 > last.0 {
+        total += last.1 * (t1 - last.0.max(t0));
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -157,7 +157,8 @@ pub fn summary_line(gpus: &[DeviceEnv], cuda: Option<&str>, driver: Option<&str>
     parts.join(" | ")
 }
 
-/// Read the environment around `devices`.
+/// Read the environment around `devices`, without probe results (the measuring layer
+/// attaches those: [`collect_environment`](crate::collect_environment)).
 pub fn collect(devices: &[SharedDevice]) -> Environment {
     let gpus: Vec<DeviceEnv> = devices
         .iter()
@@ -177,17 +178,8 @@ pub fn collect(devices: &[SharedDevice]) -> Environment {
                 energy_counter: i.energy_counter,
                 power_source: i.power_source,
                 temperature_c: d.temperature_c(),
-                probe: crate::probe::load(
-                    &crate::baseline::default_cache_dir(),
-                    &i.name,
-                    d.driver_version().as_deref(),
-                )
-                .map(|p| ProbeBrief {
-                    counter_update_ms: p.counter_update_ms.map(|s| s.median),
-                    counter_update_p95_ms: p.counter_update_ms.map(|s| s.p95),
-                    power_update_ms: p.power_update_ms.map(|s| s.median),
-                    timestamp: p.timestamp,
-                }),
+                // attached by whoever knows the probe cache (`lem::collect_environment`)
+                probe: None,
             }
         })
         .collect();
@@ -221,7 +213,7 @@ pub fn collect(devices: &[SharedDevice]) -> Environment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::base::clock::ManualClock;
     use crate::device::{Scenario, SimDevice};
     use std::sync::Arc;
 

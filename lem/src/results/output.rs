@@ -5,61 +5,14 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::base::cache::write_atomic;
+use crate::device::Sample;
 use crate::device::{SharedDevice, ThrottleReasons};
-use crate::env::Environment;
 use crate::error::{Error, Result};
-use crate::report::{EnergyReport, SCHEMA_VERSION};
-use crate::sampler::Sample;
-
-/// `s` with every character but ASCII letters, digits, `-`, `_` and `.` replaced by `_`:
-/// safe as part of a file name (cache files named after UUIDs, GPU names, drivers).
-pub(crate) fn file_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// Write `bytes` to `path` atomically: a temporary file in the same directory, flushed to
-/// disk, then renamed over `path`. Readers never see a half-written file, and a failure
-/// leaves no temporary file behind.
-///
-/// # Errors
-/// [`Error::Io`] naming the file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // unique per process (pid) and per call (counter): concurrent writers never share a
-    // temporary file
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}.{seq}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
-}
+use crate::results::env::Environment;
+use crate::results::report::{EnergyReport, SCHEMA_VERSION};
 
 /// A result file: a report plus where and by whom it was measured. Workload-specific
 /// sections (`workload`, `metrics`, `phases`, `bench`, `warmup`, `command`...) go in `extra`.

@@ -102,7 +102,7 @@ pub fn rolling_cv(xs: &[f64], window: usize) -> Option<f64> {
     if window == 0 || xs.len() < window {
         return None;
     }
-    crate::stats::Summary::of(&xs[xs.len() - window..]).and_then(|s| s.cv)
+    crate::results::stats::Summary::of(&xs[xs.len() - window..]).and_then(|s| s.cv)
 }
 
 /// The warmup state machine: feed it latencies, it says when to stop.

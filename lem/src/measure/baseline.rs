@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::Clock;
+use crate::base::cache::{default_cache_dir, ensure_private_dir, write_atomic};
+use crate::base::clock::Clock;
+use crate::base::timefmt::rfc3339;
 use crate::device::SharedDevice;
 use crate::error::{Error, Result};
-use crate::output::write_atomic;
-use crate::timefmt::rfc3339;
+use crate::results::report::BaselineMethod;
 
 /// Default baseline duration.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(30);
@@ -53,39 +54,6 @@ impl BaselineMode {
     }
 }
 
-/// How a baseline was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum BaselineMethod {
-    /// Measured by this process.
-    Fresh,
-    /// Read from the cache.
-    Cached,
-    /// Turned off by configuration.
-    #[default]
-    Disabled,
-    /// Could not be measured.
-    Unavailable,
-}
-
-impl BaselineMethod {
-    /// The snake_case name used in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Fresh => "fresh",
-            Self::Cached => "cached",
-            Self::Disabled => "disabled",
-            Self::Unavailable => "unavailable",
-        }
-    }
-}
-
-impl std::fmt::Display for BaselineMethod {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Baseline settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BaselineConfig {
@@ -108,7 +76,7 @@ impl Default for BaselineConfig {
         Self {
             mode: BaselineMode::Auto,
             duration: DEFAULT_DURATION,
-            interval: crate::sampler::DEFAULT_INTERVAL,
+            interval: crate::measure::sampler::DEFAULT_INTERVAL,
             ttl: DEFAULT_TTL,
             required: false,
             cache_dir: None,
@@ -214,25 +182,12 @@ pub struct BaselineOutcome {
     pub warnings: Vec<String>,
 }
 
-/// `LEM_CACHE_DIR`, else `$XDG_CACHE_HOME/lem`, else `~/.cache/lem`, else a per-user folder
-/// in the temp directory.
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("LEM_CACHE_DIR").filter(|v| !v.is_empty()) {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(d).join("lem");
-    }
-    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(h).join(".cache").join("lem");
-    }
-    let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
-    std::env::temp_dir().join(format!("lem-{user}"))
-}
-
 /// The cache file of the device with `uuid`.
 pub fn cache_path(dir: &Path, uuid: &str) -> PathBuf {
-    dir.join(format!("baseline-{}.json", crate::output::file_safe(uuid)))
+    dir.join(format!(
+        "baseline-{}.json",
+        crate::base::cache::file_safe(uuid)
+    ))
 }
 
 /// Read one cache file. `Ok(None)` when there is none; `Err(warning)` when it is corrupted
@@ -264,23 +219,6 @@ pub fn read_cache(path: &Path, uuid: &str) -> std::result::Result<Option<CacheEn
         ));
     }
     Ok(Some(entry))
-}
-
-/// Create the cache directory, private to the user.
-pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| Error::io(dir, e))
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
-    }
 }
 
 /// Write one cache entry atomically (temp file + rename: racing writers never leave a
@@ -400,7 +338,7 @@ pub fn measure(
     (0..n)
         .map(|i| {
             let ps: Vec<f64> = powers[i].iter().map(|(_, p)| *p).collect();
-            let stats = crate::stats::Summary::of(&ps);
+            let stats = crate::results::stats::Summary::of(&ps);
             let counter = match (e0[i], e1[i]) {
                 (Some((a, ta)), Some((b, tb))) if b > a && tb > ta => Some((b - a) / (tb - ta)),
                 _ => None,
@@ -409,7 +347,7 @@ pub fn measure(
                 power_w: counter.or(stats.as_ref().map(|s| s.mean)),
                 sample_count: ps.len() as u64,
                 power_cv: stats.as_ref().and_then(|s| s.cv),
-                mean_utilisation_pct: crate::stats::Summary::of(&utils[i]).map(|s| s.mean),
+                mean_utilisation_pct: crate::results::stats::Summary::of(&utils[i]).map(|s| s.mean),
                 duration_s: elapsed,
             }
         })
@@ -553,7 +491,7 @@ pub fn establish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::base::clock::ManualClock;
     use crate::device::{Scenario, SimDevice};
 
     fn sim(json: &str, clock: &Arc<dyn Clock>) -> Vec<SharedDevice> {

@@ -5,8 +5,40 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::BaselineMethod;
 use crate::device::{DeviceKind, PowerSource, ThrottleReasons};
+
+/// How a baseline was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineMethod {
+    /// Measured by this process.
+    Fresh,
+    /// Read from the cache.
+    Cached,
+    /// Turned off by configuration.
+    #[default]
+    Disabled,
+    /// Could not be measured.
+    Unavailable,
+}
+
+impl BaselineMethod {
+    /// The snake_case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fresh => "fresh",
+            Self::Cached => "cached",
+            Self::Disabled => "disabled",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for BaselineMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The schema version written into every result; readers accept any "3.x".
 pub const SCHEMA_VERSION: &str = "3.0";

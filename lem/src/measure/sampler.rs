@@ -6,8 +6,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::clock::Clock;
-use crate::device::{Reading, SharedDevice};
+use crate::base::clock::Clock;
+use crate::device::{Sample, SharedDevice};
 use crate::error::{Error, Result};
 
 /// Shortest allowed sampling interval.
@@ -37,17 +37,6 @@ pub fn validate_interval(field: &str, d: Duration) -> Result<Duration> {
 /// History kept before the oldest open scope (beyond two intervals), s: covers a counter
 /// update period (≤ 1 s) and a 1-second power average.
 pub const LOOKBACK_S: f64 = 2.0;
-
-/// One reading of one device, timestamped on the meter's clock.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
-    /// Clock time in seconds.
-    pub t_s: f64,
-    /// Device index.
-    pub device: u32,
-    /// What was read.
-    pub reading: Reading,
-}
 
 #[derive(Debug, Default)]
 struct Buffer {
@@ -340,7 +329,7 @@ fn run(s: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{ManualClock, MonotonicClock};
+    use crate::base::clock::{ManualClock, MonotonicClock};
     use crate::device::{Scenario, SimDevice};
     use std::path::Path;
 

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::Clock;
+use crate::base::clock::Clock;
 use crate::device::{DeviceInfo, DeviceKind, EnergySource, SharedDevice};
 use crate::error::{Error, Result};
+use crate::results::env::{Environment, ProbeBrief};
 
 /// Where the counter's update period was assumed (no probe), by architecture: ~100 ms is
 /// what A100/H100 show (ML.ENERGY; MEASUREMENT.md); NVIDIA documents none. Where a device
@@ -167,14 +168,14 @@ pub fn probe_device(
             }
         })
         .collect();
-    let now = crate::timefmt::unix_now_s();
+    let now = crate::base::timefmt::unix_now_s();
     ProbeResult {
         name: info.name.clone(),
         uuid: info.uuid.clone(),
         driver_version: d.driver_version(),
         simulated: info.simulated,
         timestamp_unix_s: now,
-        timestamp: crate::timefmt::rfc3339(now),
+        timestamp: crate::base::timefmt::rfc3339(now),
         duration_s: duration.as_secs_f64(),
         counter_update_ms: if counter_gaps.len() >= 2 {
             Spread::of(&counter_gaps)
@@ -205,8 +206,8 @@ pub fn probe_all(
 pub fn cache_path(dir: &Path, name: &str, driver: Option<&str>) -> PathBuf {
     dir.join(format!(
         "probe-{}-{}.json",
-        crate::output::file_safe(name),
-        crate::output::file_safe(driver.unwrap_or("none"))
+        crate::base::cache::file_safe(name),
+        crate::base::cache::file_safe(driver.unwrap_or("none"))
     ))
 }
 
@@ -215,10 +216,10 @@ pub fn cache_path(dir: &Path, name: &str, driver: Option<&str>) -> PathBuf {
 /// # Errors
 /// [`Error::Io`] naming the file or directory.
 pub fn save(dir: &Path, r: &ProbeResult) -> Result<PathBuf> {
-    crate::baseline::ensure_private_dir(dir)?;
+    crate::base::cache::ensure_private_dir(dir)?;
     let path = cache_path(dir, &r.name, r.driver_version.as_deref());
     let text = serde_json::to_string_pretty(r)?;
-    crate::output::write_atomic(&path, text.as_bytes())?;
+    crate::base::cache::write_atomic(&path, text.as_bytes())?;
     Ok(path)
 }
 
@@ -261,7 +262,8 @@ pub fn counter_update_for(d: &dyn EnergySource, cache_dir: Option<&Path>) -> (f6
         DeviceKind::SimulatedGpu => (info.counter_update_s, Some("simulated".into())),
         DeviceKind::RaplCpu => (info.counter_update_s, Some("rapl".into())),
         DeviceKind::NvmlGpu => {
-            let dir = cache_dir.map_or_else(crate::baseline::default_cache_dir, Path::to_path_buf);
+            let dir =
+                cache_dir.map_or_else(crate::base::cache::default_cache_dir, Path::to_path_buf);
             let driver = d.driver_version();
             if let Some(p) = load(&dir, &info.name, driver.as_deref()) {
                 if let Some(s) = p.counter_update_s() {
@@ -275,6 +277,22 @@ pub fn counter_update_for(d: &dyn EnergySource, cache_dir: Option<&Path>) -> (f6
             (info.counter_update_s, Some(format!("default ({arch})")))
         }
     }
+}
+
+/// The environment around `devices`, with each device's cached probe (from `cache_dir`, else
+/// [`default_cache_dir`](crate::default_cache_dir)) attached.
+pub fn collect_environment(devices: &[SharedDevice], cache_dir: Option<&Path>) -> Environment {
+    let mut env = crate::results::env::collect(devices);
+    let dir = cache_dir.map_or_else(crate::base::cache::default_cache_dir, Path::to_path_buf);
+    for (g, d) in env.gpus.iter_mut().zip(devices) {
+        g.probe = load(&dir, &d.info().name, d.driver_version().as_deref()).map(|p| ProbeBrief {
+            counter_update_ms: p.counter_update_ms.map(|s| s.median),
+            counter_update_p95_ms: p.counter_update_ms.map(|s| s.p95),
+            power_update_ms: p.power_update_ms.map(|s| s.median),
+            timestamp: p.timestamp,
+        });
+    }
+    env
 }
 
 /// Check a probe duration; `field` names the option.
@@ -294,7 +312,7 @@ pub fn validate_duration(field: &str, d: Duration) -> Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::base::clock::ManualClock;
     use crate::device::{Scenario, SimDevice};
 
     fn sim(json: &str) -> (SimDevice, Arc<dyn Clock>) {

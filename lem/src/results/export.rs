@@ -7,9 +7,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::aggregate::{aggregate, is_result_name};
+use crate::base::cache::write_atomic;
 use crate::error::{Error, Result};
-use crate::output::{write_atomic, ResultFile};
+use crate::results::aggregate::{aggregate, is_result_name};
+use crate::results::output::ResultFile;
 
 /// How a column's value is found in a result or aggregate (as JSON).
 enum Col {
@@ -245,7 +246,7 @@ pub fn rows_for(paths: &[PathBuf], per_process: bool) -> Result<Vec<Vec<String>>
     let mut experiments: BTreeMap<String, Vec<(PathBuf, ResultFile)>> = BTreeMap::new();
     let mut aggregates: Vec<(String, Value)> = Vec::new();
     for f in files {
-        let v = crate::output::read_lem_json(&f)?;
+        let v = crate::results::output::read_lem_json(&f)?;
         if v.get("aggregated").and_then(Value::as_bool) == Some(true) {
             let id = v
                 .get("experiment_id")

@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::output::Timeseries;
+use crate::results::output::Timeseries;
 
 const COLOURS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -26,7 +26,7 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    crate::output::read_lem_json(path)
+    crate::results::output::read_lem_json(path)
 }
 
 /// Phase windows (name, start, end) relative to the window start, from a result's `phases`
@@ -254,5 +254,5 @@ pub fn plot_file(input: &Path, output: &Path) -> Result<()> {
             .map_err(|x| e(&x))?;
         root.present().map_err(|x| e(&x))?;
     }
-    crate::output::write_atomic(output, svg.as_bytes())
+    crate::base::cache::write_atomic(output, svg.as_bytes())
 }

@@ -7,12 +7,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::env::Environment;
+use crate::base::cache::write_atomic;
+use crate::base::timefmt::rfc3339;
 use crate::error::{Error, Result};
-use crate::output::{read_result, write_atomic, ResultFile};
-use crate::report::EnergyMethod;
-use crate::stats::Interval;
-use crate::timefmt::rfc3339;
+use crate::results::env::Environment;
+use crate::results::output::{read_result, ResultFile};
+use crate::results::report::EnergyMethod;
+use crate::results::stats::Interval;
 
 /// Energy totals of an aggregate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,13 +30,13 @@ pub struct AggregateEnergy {
     pub adjusted_uncertainty_j: Option<f64>,
     /// The model the bounds came from.
     #[serde(default)]
-    pub uncertainty_method: Option<crate::report::UncertaintyMethod>,
+    pub uncertainty_method: Option<crate::results::report::UncertaintyMethod>,
     /// Sum of the distinct devices' baselines, W.
     pub baseline_power_w: Option<f64>,
     /// How the raw energy was obtained.
     pub method: Option<EnergyMethod>,
     /// How the baselines were obtained (the weakest across processes).
-    pub baseline_method: Option<crate::baseline::BaselineMethod>,
+    pub baseline_method: Option<crate::results::report::BaselineMethod>,
 }
 
 /// One physical device in an aggregate.
@@ -483,7 +484,7 @@ pub fn aggregate(
         }
     }
     Ok(Aggregate {
-        schema_version: crate::report::SCHEMA_VERSION.into(),
+        schema_version: crate::results::report::SCHEMA_VERSION.into(),
         aggregated: true,
         experiment_id,
         num_processes: all_indices.len(),
@@ -498,7 +499,7 @@ pub fn aggregate(
             adjusted_j: sum_all(rows.iter().map(|r| r.adjusted_j)),
             uncertainty_j: sum_all(rows.iter().map(|r| r.uncertainty_j)),
             adjusted_uncertainty_j: sum_all(rows.iter().map(|r| r.adjusted_uncertainty_j)),
-            uncertainty_method: crate::report::combine_methods(
+            uncertainty_method: crate::results::report::combine_methods(
                 results
                     .iter()
                     .map(|(_, r)| r.report.energy.uncertainty_method),
@@ -567,7 +568,7 @@ pub fn write_aggregate(output_root: &Path, agg: &Aggregate) -> Result<PathBuf> {
 /// # Errors
 /// [`Error::Io`] or [`Error::BadFile`] naming the file.
 pub fn read_aggregate(path: &Path) -> Result<Aggregate> {
-    let v = crate::output::read_lem_json(path)?;
+    let v = crate::results::output::read_lem_json(path)?;
     serde_json::from_value(v).map_err(|e| Error::BadFile {
         path: path.to_path_buf(),
         reason: format!("not a lem aggregate ({e})"),

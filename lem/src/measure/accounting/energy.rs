@@ -1,0 +1,258 @@
+//! Energy over one window: the power trace around it, the counter's delta or the integrated
+//! trace, and the cross-check between the two.
+
+use super::uncertainty::Bounds;
+use super::DeviceWindow;
+use crate::device::{PowerSource, Sample};
+use crate::results::report::EnergyMethod;
+use crate::results::stats::integrate;
+
+/// A window counts as below the counter's resolution when shorter than this many updates.
+pub const MIN_COUNTER_UPDATES: f64 = 3.0;
+/// A counter and integrated samples that differ by more than this fraction over a window of
+/// at least [`CROSS_CHECK_MIN_S`] mean one of them is wrong; lem trusts the samples and says so.
+pub const CROSS_CHECK_TOLERANCE: f64 = 0.10;
+/// Shortest window whose counter is cross-checked against instantaneous power samples.
+pub const CROSS_CHECK_MIN_S: f64 = 2.0;
+/// Shortest window cross-checked when the samples are 1-second averages (which lag steps).
+pub const CROSS_CHECK_MIN_AVERAGED_S: f64 = 10.0;
+
+/// The power readings of one device around one window, in time order.
+#[derive(Debug)]
+pub(crate) struct PowerTrace<'a> {
+    /// What integration uses: the edge readings at `t0`/`t1` (where taken) and the samples
+    /// strictly inside, or every sample when there are no edge readings.
+    pub points: Vec<(f64, f64)>,
+    /// Every power reading known around the window (samples before it included): the
+    /// counter's staleness bound looks at these.
+    pub near_points: Vec<(f64, f64)>,
+    /// The samples at or after `t0`.
+    pub inside: Vec<&'a Sample>,
+    /// Some reading inside is a 1-second average.
+    pub averaged: bool,
+    /// The integrated trace over the window; `None` without any point.
+    pub integrated: Option<f64>,
+}
+
+impl<'a> PowerTrace<'a> {
+    pub(crate) fn of(w: &DeviceWindow<'a>) -> Self {
+        let inside: Vec<&Sample> = w.samples.iter().filter(|s| s.t_s >= w.t0).collect();
+        let mut points: Vec<(f64, f64)> = Vec::with_capacity(w.samples.len() + 2);
+        if let Some((r0, _)) = &w.edges {
+            if let Some(p) = r0.power_w {
+                points.push((w.t0, p));
+            }
+        }
+        points.extend(
+            w.samples
+                .iter()
+                .filter(|s| s.t_s > w.t0 || w.edges.is_none())
+                .filter_map(|s| s.reading.power_w.map(|p| (s.t_s, p))),
+        );
+        if let Some((_, r1)) = &w.edges {
+            if let Some(p) = r1.power_w {
+                points.push((w.t1, p));
+            }
+        }
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let integrated = integrate(&points, w.t0, w.t1);
+        let mut near_points: Vec<(f64, f64)> = w
+            .samples
+            .iter()
+            .filter_map(|s| s.reading.power_w.map(|p| (s.t_s, p)))
+            .collect();
+        if let Some((r0, r1)) = &w.edges {
+            near_points.extend(r0.power_w.map(|p| (w.t0, p)));
+            near_points.extend(r1.power_w.map(|p| (w.t1, p)));
+        }
+        near_points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let averaged = inside
+            .iter()
+            .any(|s| s.reading.power_source == Some(PowerSource::Averaged));
+        Self {
+            points,
+            near_points,
+            inside,
+            averaged,
+            integrated,
+        }
+    }
+}
+
+/// The raw energy of one window and how it was obtained.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RawEnergy {
+    pub raw_j: Option<f64>,
+    pub method: Option<EnergyMethod>,
+    /// The window is below the counter's resolution.
+    pub below_resolution: bool,
+}
+
+/// The raw energy: the counter's delta where it can be trusted, else the integrated trace;
+/// nothing for a lost device. Every fallback says why in `warnings`.
+pub(crate) fn raw_energy(
+    w: &DeviceWindow<'_>,
+    trace: &PowerTrace<'_>,
+    bounds: &Bounds,
+    dev: &str,
+    warnings: &mut Vec<String>,
+) -> RawEnergy {
+    let integration = RawEnergy {
+        raw_j: trace.integrated,
+        method: trace.integrated.map(|_| EnergyMethod::PowerIntegration),
+        below_resolution: false,
+    };
+    let (raw, method, below) = if let Some((at, why)) = &w.lost {
+        let when = if *at <= w.t0 {
+            "before the window started".to_string()
+        } else {
+            format!("{:.3} s into the window", at - w.t0)
+        };
+        warnings.push(format!(
+            "{dev}: stopped answering {when} ({why}); its energy for this window is unknown (lem does not extrapolate past the last reading)"
+        ));
+        (None, None, false)
+    } else {
+        let r = from_counter(w, trace, bounds, dev, warnings).unwrap_or(integration);
+        (r.raw_j, r.method, r.below_resolution)
+    };
+    if raw.is_none() && w.lost.is_none() {
+        warnings.push(format!(
+            "{dev}: energy could not be measured (no energy counter and no power samples in the window)"
+        ));
+    }
+    if method == Some(EnergyMethod::PowerIntegration) && trace.averaged {
+        warnings.push(format!(
+            "{dev}: integrated power readings that the driver averages over 1 s; short windows are smoothed"
+        ));
+    }
+    RawEnergy {
+        raw_j: raw,
+        method,
+        below_resolution: below,
+    }
+}
+
+/// The counter's verdict: `None` to integrate instead (no counter, or a counter read that
+/// failed, went backwards, stood still or disagrees with the trace).
+fn from_counter(
+    w: &DeviceWindow<'_>,
+    trace: &PowerTrace<'_>,
+    bounds: &Bounds,
+    dev: &str,
+    warnings: &mut Vec<String>,
+) -> Option<RawEnergy> {
+    let duration = w.duration_s();
+    let period = w.counter_update.0;
+    let integrated = |below| RawEnergy {
+        raw_j: trace.integrated,
+        method: trace.integrated.map(|_| EnergyMethod::PowerIntegration),
+        below_resolution: below,
+    };
+    let counter = match (w.e0, w.e1) {
+        (Some(a), Some(b)) => b - a,
+        _ if w.counter_failed.0 || w.counter_failed.1 => {
+            let which = match w.counter_failed {
+                (true, true) => "both ends",
+                (true, false) => "the window's start",
+                _ => "the window's end",
+            };
+            warnings.push(format!(
+                "{dev}: the energy-counter read failed at {which}; used integrated power samples for this window"
+            ));
+            return None;
+        }
+        _ => return None,
+    };
+    if counter < 0.0 {
+        warnings.push(format!(
+            "{dev}: energy counter went backwards by {:.3} J (reset or driver reload); used integrated power samples for this window",
+            -counter
+        ));
+        return None;
+    }
+    if counter == 0.0 && duration > 0.0 {
+        let every = if period > 0.0 {
+            format!(" (it updates every ~{:.0} ms)", period * 1e3)
+        } else {
+            String::new()
+        };
+        warnings.push(format!(
+            "{dev}: below_resolution: the energy counter did not move during the {:.1} ms window{every}; used integrated power instead of reporting zero",
+            duration * 1e3
+        ));
+        return Some(integrated(true));
+    }
+    if let Some(i) = disagreement(w, trace, bounds, counter) {
+        warnings.push(format!(
+            "{dev}: the energy counter ({counter:.1} J) disagrees with the integrated power samples ({i:.1} J) by {:.0} % over {duration:.1} s (a frozen or reset counter?); used the integrated samples",
+            (counter - i).abs() / i * 100.0
+        ));
+        return Some(integrated(false));
+    }
+    // Below resolution: shorter than a few updates of the counter as known (probed, or the
+    // architecture's default), not a fixed constant.
+    let below = duration < MIN_COUNTER_UPDATES * period;
+    if below {
+        warnings.push(format!(
+            "{dev}: below_resolution: the {:.1} ms window spans fewer than {MIN_COUNTER_UPDATES} energy-counter updates (~{:.0} ms each); the energy is coarse: measure longer windows or more iterations per window",
+            duration * 1e3,
+            period * 1e3
+        ));
+    }
+    Some(RawEnergy {
+        raw_j: Some(counter),
+        method: Some(EnergyMethod::EnergyCounter),
+        below_resolution: below,
+    })
+}
+
+/// The integrated energy when a long, densely sampled window's counter disagrees with it by
+/// more than both the tolerance and the two models' bounds allow.
+fn disagreement(
+    w: &DeviceWindow<'_>,
+    trace: &PowerTrace<'_>,
+    bounds: &Bounds,
+    counter: f64,
+) -> Option<f64> {
+    let duration = w.duration_s();
+    let min_s = if trace.averaged {
+        CROSS_CHECK_MIN_AVERAGED_S
+    } else {
+        CROSS_CHECK_MIN_S
+    };
+    let points = &trace.points;
+    let i = trace.integrated.filter(|i| {
+        duration >= min_s
+            && *i > 0.0
+            && points.len() >= 5
+            && largest_gap(points, w.t0, w.t1) <= (0.1 * duration).max(0.5)
+    })?;
+    let allowed = (CROSS_CHECK_TOLERANCE * i)
+        .max(bounds.counter_j.unwrap_or(0.0) + bounds.sampling_j + bounds.averaging_j);
+    ((counter - i).abs() > allowed).then_some(i)
+}
+
+/// The largest gap between consecutive power points covering `[t0, t1]` (edges included).
+fn largest_gap(points: &[(f64, f64)], t0: f64, t1: f64) -> f64 {
+    let mut last = t0;
+    let mut gap: f64 = 0.0;
+    for (t, _) in points.iter().filter(|p| p.0 >= t0 && p.0 <= t1) {
+        gap = gap.max(t - last);
+        last = *t;
+    }
+    gap.max(t1 - last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_gap_counts_the_window_edges() {
+        let pts = [(1.0, 5.0), (1.5, 5.0), (1.6, 5.0)];
+        assert!((largest_gap(&pts, 0.0, 2.0) - 1.0).abs() < 1e-12);
+        assert!((largest_gap(&pts, 1.0, 3.0) - 1.4).abs() < 1e-12);
+        assert!((largest_gap(&[], 0.0, 2.0) - 2.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,123 @@
+//! Throttle time over one window: sampled reasons held until the next sample, refined by the
+//! device's violation counters where it keeps them.
+
+use super::DeviceWindow;
+use crate::device::ThrottleReasons;
+use crate::results::report::{DeviceThrottle, ThrottleEvent, ThrottleSource};
+
+/// Throttle time from sampled reasons, each held until the next sample.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct SampledThrottle {
+    /// Time slowed down (thermal, HW slowdown, power brake), s.
+    pub slowdown: f64,
+    /// Time thermally throttled, s.
+    pub thermal: f64,
+    /// Time at the power cap or braked, s.
+    pub power: f64,
+    /// Time braked while not at the power cap (what the power counter misses), s.
+    pub brake_without_cap: f64,
+    /// Every throttling reason seen.
+    pub seen: ThrottleReasons,
+    /// Intervals with any throttling reason.
+    pub events: Vec<ThrottleEvent>,
+}
+
+/// Throttle time and events from sampled reasons, each held until the next sample.
+pub(crate) fn throttle_from_samples(
+    device: u32,
+    samples: &[(f64, ThrottleReasons)],
+    t0: f64,
+    t1: f64,
+) -> SampledThrottle {
+    let mut out = SampledThrottle::default();
+    for (i, (t, r)) in samples.iter().enumerate() {
+        let start = t.max(t0);
+        let end = samples.get(i + 1).map_or(t1, |n| n.0).min(t1);
+        if end <= start {
+            continue;
+        }
+        let r = r.throttling_only();
+        if r.is_empty() {
+            continue;
+        }
+        let dt = end - start;
+        if r.is_slowdown() {
+            out.slowdown += dt;
+        }
+        if r.is_thermal() {
+            out.thermal += dt;
+        }
+        if r.is_power() {
+            out.power += dt;
+        }
+        if r.contains(ThrottleReasons::HW_POWER_BRAKE) && !r.contains(ThrottleReasons::SW_POWER_CAP)
+        {
+            out.brake_without_cap += dt;
+        }
+        out.seen = out.seen.union(r);
+        let (s_rel, e_rel) = (start - t0, end - t0);
+        match out.events.last_mut() {
+            Some(ev) if (ev.end_s - s_rel).abs() < 1e-12 => {
+                ev.end_s = e_rel;
+                ev.reasons = ev.reasons.union(r);
+            }
+            _ => out.events.push(ThrottleEvent {
+                device,
+                start_s: s_rel,
+                end_s: e_rel,
+                reasons: r,
+            }),
+        }
+    }
+    out
+}
+
+/// The device's throttle summary and events over the window, with a warning when it was
+/// slowed down.
+pub(crate) fn device_throttle(
+    w: &DeviceWindow<'_>,
+    dev: &str,
+    warnings: &mut Vec<String>,
+) -> (DeviceThrottle, Vec<ThrottleEvent>) {
+    let duration = w.duration_s();
+    let reasons: Vec<(f64, ThrottleReasons)> = w
+        .samples
+        .iter()
+        .filter_map(|s| s.reading.throttle.map(|r| (s.t_s, r)))
+        .collect();
+    let sampled = throttle_from_samples(w.info.index, &reasons, w.t0, w.t1);
+    let (mut slowdown, mut thermal, mut power) = (sampled.slowdown, sampled.thermal, sampled.power);
+    let mut source = ThrottleSource::Samples;
+    if let Some((v0, v1)) = w.violations {
+        let delta = |a: Option<u64>, b: Option<u64>| {
+            a.zip(b)
+                .map(|(a, b)| (b.saturating_sub(a) as f64 / 1e9).min(duration))
+        };
+        // Each policy's counter refines only the reasons it counts.
+        if let Some(t) = delta(v0.thermal_ns, v1.thermal_ns) {
+            thermal = t;
+            slowdown = slowdown.max(t);
+            source = ThrottleSource::ViolationCounters;
+        }
+        if let Some(cap) = delta(v0.power_ns, v1.power_ns) {
+            power = (cap + sampled.brake_without_cap).min(duration);
+            source = ThrottleSource::ViolationCounters;
+        }
+    }
+    let detected = slowdown > 0.0 || sampled.seen.is_slowdown();
+    if detected {
+        warnings.push(format!(
+            "{dev}: throttled for {slowdown:.2} s of {duration:.2} s (thermal {thermal:.2} s, power {power:.2} s; {}): energy and speed reflect a throttled device",
+            sampled.seen
+        ));
+    }
+    let throttle = DeviceThrottle {
+        detected,
+        throttle_duration_s: slowdown,
+        thermal_duration_s: thermal,
+        power_duration_s: power,
+        duration_source: source,
+        reasons: sampled.seen,
+    };
+    (throttle, sampled.events)
+}

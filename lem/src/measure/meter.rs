@@ -1,0 +1,290 @@
+//! The meter (devices + sampler + baseline): the thing windows measure with.
+//!
+//! GPU work is asynchronous: a window that closes before the GPU finished the work launched
+//! inside it measures the wrong thing. Give the meter a sync hook
+//! ([`MeterBuilder::sync`]); it runs at both ends of every scope.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::baseline::{Baseline, BaselineMode};
+use super::builder::MeterBuilder;
+use super::sampler::Sampler;
+use super::window::{DeviceStart, EnergyScope, OpenWindow};
+use crate::base::clock::Clock;
+use crate::device::{DeviceSpec, Sample, SharedDevice};
+use crate::error::{Error, Result};
+use crate::results::report::EnergyReport;
+
+/// A function that waits until the device finished all work queued so far.
+pub type SyncHook = Arc<dyn Fn() + Send + Sync>;
+
+/// Devices, their idle baselines and a background sampler: the thing scopes measure with.
+///
+/// Build one per process (building may measure a baseline) and open as many scopes on it as
+/// needed, nested or overlapping.
+pub struct Meter {
+    pub(super) devices: Vec<SharedDevice>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) sampler: Sampler,
+    pub(super) baselines: Vec<Baseline>,
+    pub(super) baseline_mode: BaselineMode,
+    pub(super) notices: Vec<String>,
+    pub(super) sync: Option<SyncHook>,
+    pub(super) next_id: AtomicU64,
+    pub(super) origin_s: f64,
+    /// Wall-clock time (Unix s) at `origin_s`.
+    pub(super) origin_unix_s: f64,
+    pub(super) interval: Duration,
+    pub(super) spec: DeviceSpec,
+    /// Per device: the counter's update period used for bounds, and where it came from.
+    pub(super) counter_updates: Vec<(f64, Option<String>)>,
+    /// Tells this meter's open windows from another's.
+    pub(super) meter_id: u64,
+    /// Where baselines and probes are cached (`None`: the default directory).
+    pub(super) cache_dir: Option<PathBuf>,
+}
+
+/// Source of [`Meter`] identities.
+pub(super) static NEXT_METER_ID: AtomicU64 = AtomicU64::new(1);
+
+impl std::fmt::Debug for Meter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meter")
+            .field("devices", &self.devices.len())
+            .field("spec", &self.spec)
+            .field("interval", &self.interval)
+            .field("baselines", &self.baselines)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Meter {
+    /// A builder with every default.
+    pub fn builder() -> MeterBuilder {
+        MeterBuilder::new()
+    }
+
+    /// A meter configured from the `LEM_*` environment variables.
+    ///
+    /// # Errors
+    /// As [`MeterBuilder::from_env`] and [`MeterBuilder::build`].
+    pub fn from_env() -> Result<Self> {
+        MeterBuilder::from_env()?.build()
+    }
+
+    /// Open a scope: the window starts now (after the sync hook).
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for devices that fail at the window's start.
+    pub fn start(&self, name: impl Into<Cow<'static, str>>) -> Result<EnergyScope<'_>> {
+        Ok(EnergyScope {
+            meter: self,
+            window: Some(self.open_window(name)?),
+        })
+    }
+
+    /// Open a window that does not borrow the meter (for owners that keep the meter behind
+    /// an `Arc`, such as language bindings): close it with [`close_window`](Self::close_window)
+    /// on this meter, or [`discard_window`](Self::discard_window).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn open_window(&self, name: impl Into<Cow<'static, str>>) -> Result<OpenWindow> {
+        if let Some(s) = &self.sync {
+            s();
+        }
+        let mut starts = Vec::with_capacity(self.devices.len());
+        let mut failed_here = 0;
+        for d in &self.devices {
+            let info = d.info();
+            let e0 = if info.energy_counter {
+                d.energy_j().ok()
+            } else {
+                None
+            };
+            let e0_failed = info.energy_counter && e0.is_none();
+            failed_here += u64::from(e0_failed);
+            starts.push(DeviceStart {
+                e0,
+                e0_failed,
+                temp0: d.temperature_c(),
+                viol0: d.violations(),
+                // The power at the window's edge: integrated by devices without a counter, and
+                // the counter's staleness bound needs the power near each end.
+                edge0: match d.power_reading() {
+                    Ok(r) => Some(r),
+                    Err(_) => {
+                        failed_here += 1;
+                        None
+                    }
+                },
+            });
+        }
+        let t0 = self.clock.now().as_secs_f64();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let shared = self.sampler.shared();
+        shared.register(id, t0);
+        Ok(OpenWindow {
+            meter_id: self.meter_id,
+            id,
+            name: name.into(),
+            t0,
+            failed0: shared.failed_reads(),
+            failed_here,
+            starts,
+        })
+    }
+
+    /// Close a window opened by [`open_window`](Self::open_window) (after the sync hook) and
+    /// account it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when the window belongs to another meter.
+    pub fn close_window(&self, window: OpenWindow) -> Result<EnergyReport> {
+        if window.meter_id != self.meter_id {
+            return Err(Error::config(
+                "window",
+                format!("`{}` was opened on another meter", window.name),
+            ));
+        }
+        Ok(self.finish_scope(&window))
+    }
+
+    /// Forget an open window: its samples are no longer kept for it.
+    pub fn discard_window(&self, window: OpenWindow) {
+        if window.meter_id == self.meter_id {
+            self.sampler.shared().unregister(window.id);
+        }
+    }
+
+    /// Measure `f` in a scope named `name`; returns its value and the report.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start) and [`EnergyScope::finish`].
+    pub fn measure<T>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        f: impl FnOnce() -> T,
+    ) -> Result<(T, EnergyReport)> {
+        let scope = self.start(name)?;
+        let value = f();
+        let report = scope.finish()?;
+        Ok((value, report))
+    }
+
+    /// The measured devices.
+    pub fn devices(&self) -> &[SharedDevice] {
+        &self.devices
+    }
+
+    /// The idle baseline of each device.
+    pub fn baselines(&self) -> &[Baseline] {
+        &self.baselines
+    }
+
+    /// Notices from opening the devices and establishing the baseline; every report carries
+    /// them too.
+    pub fn notices(&self) -> &[String] {
+        &self.notices
+    }
+
+    /// Whether any device is simulated.
+    pub fn is_simulated(&self) -> bool {
+        self.devices.iter().any(|d| d.info().simulated)
+    }
+
+    /// The meter's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The sampling interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The device spec the meter was built from.
+    pub fn spec(&self) -> &DeviceSpec {
+        &self.spec
+    }
+
+    /// Seconds since the meter was built.
+    pub fn elapsed_s(&self) -> f64 {
+        self.clock.now().as_secs_f64() - self.origin_s
+    }
+
+    /// Take one sampling round now. The background thread does this on its own; call it
+    /// yourself with a manual clock.
+    pub fn sample_now(&self) {
+        self.sampler.shared().sample_round();
+    }
+
+    /// The samples inside a finished scope's window (needs
+    /// [`keep_timeseries`](MeterBuilder::keep_timeseries), or a scope still open),
+    /// with times relative to the window's start.
+    pub fn timeseries(&self, report: &EnergyReport) -> Vec<Sample> {
+        let t0 = self.origin_s + report.start_s;
+        let (samples, _, _) = self.sampler.shared().window(t0, t0 + report.duration_s);
+        samples
+            .into_iter()
+            .filter(|s| s.t_s >= t0)
+            .map(|s| Sample {
+                t_s: s.t_s - t0,
+                ..s
+            })
+            .collect()
+    }
+
+    /// The environment around the meter's devices (host, OS, GPUs, driver, CUDA...).
+    pub fn environment(&self) -> crate::results::env::Environment {
+        crate::measure::probe::collect_environment(&self.devices, self.cache_dir.as_deref())
+    }
+
+    /// Wrap a report into a result file for `experiment_id` / `process_index`.
+    pub fn result_file(
+        &self,
+        report: EnergyReport,
+        experiment_id: impl Into<String>,
+        process_index: u32,
+    ) -> crate::results::output::ResultFile {
+        let start = self.origin_unix_s + report.start_s;
+        let end = start + report.duration_s;
+        let mut rf = crate::results::output::ResultFile::new(
+            report,
+            experiment_id,
+            process_index,
+            self.environment(),
+        );
+        rf.start_unix_s = Some(start);
+        rf.end_unix_s = Some(end);
+        rf.started_at = Some(crate::base::timefmt::rfc3339(start));
+        rf
+    }
+
+    /// Write `result` atomically to `path`, with its time series beside it when `timeseries`
+    /// (needs [`keep_timeseries`](MeterBuilder::keep_timeseries)).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file or directory that could not be written.
+    pub fn save(
+        &self,
+        result: &mut crate::results::output::ResultFile,
+        path: &std::path::Path,
+        timeseries: bool,
+    ) -> Result<()> {
+        let ts = timeseries.then(|| {
+            let samples = self.timeseries(&result.report);
+            crate::results::output::Timeseries::new(
+                &result.experiment_id,
+                &result.report,
+                &self.devices,
+                &samples,
+            )
+        });
+        crate::results::output::write_result(path, result, ts.as_ref())
+    }
+}

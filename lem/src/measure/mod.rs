@@ -1,0 +1,13 @@
+//! The measuring layer: the meter and its windows, the background sampler, the idle
+//! baseline, the probe of update periods, warmup, and the accounting of one device over one
+//! window. It turns device readings into reports; it reads devices (below) and writes the
+//! results schema (below), never the other way round.
+
+pub mod accounting;
+pub mod baseline;
+pub mod builder;
+pub mod meter;
+pub mod probe;
+pub mod sampler;
+pub mod warmup;
+pub mod window;

@@ -1,0 +1,396 @@
+//! Windows: the `EnergyScope` guard and the `OpenWindow` it holds, what is read at each end,
+//! and closing a window into a report (accounting each device, then the totals).
+
+use std::borrow::Cow;
+
+use super::accounting::{account, DeviceWindow};
+use super::baseline::BaselineMode;
+use super::meter::Meter;
+use crate::device::{Reading, Sample, Violations};
+use crate::error::{Error, Result};
+use crate::results::report::{
+    combine_methods, BaselineMethod, DeviceReport, EnergyMethod, EnergyReport, EnergySummary,
+    SamplingSummary, ThermalSummary, ThrottleEvent, TotalPower, SCHEMA_VERSION,
+};
+
+/// What was read from one device at a window's start.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DeviceStart {
+    pub(super) e0: Option<f64>,
+    /// The counter read at the start failed.
+    pub(super) e0_failed: bool,
+    pub(super) temp0: Option<f64>,
+    pub(super) viol0: Option<Violations>,
+    pub(super) edge0: Option<Reading>,
+}
+
+impl Meter {
+    /// Close `scope` (after the sync hook) and account every device over it.
+    pub(super) fn finish_scope(&self, scope: &OpenWindow) -> EnergyReport {
+        if let Some(s) = &self.sync {
+            s();
+        }
+        let t1 = self.clock.now().as_secs_f64();
+        let (ends, failed_at_end) = self.read_ends();
+        let shared = self.sampler.shared();
+        shared.unregister(scope.id);
+        // Samples from a little before the window too: the counter's staleness at the start
+        // depends on the power during the update period before it.
+        let lookback = self.counter_updates.iter().map(|c| c.0).fold(0.0, f64::max)
+            + self.interval.as_secs_f64()
+            + crate::measure::accounting::POWER_AVERAGE_S;
+        let (samples, rounds, failed_total) = shared.window_with_lookback(scope.t0, t1, lookback);
+        let t0 = scope.t0;
+        let duration = (t1 - t0).max(0.0);
+
+        let mut warnings: Vec<String> = self.notices.clone();
+        let (devices, events) = self.account_devices(scope, t1, &ends, &samples, &mut warnings);
+        let energy = self.energy_summary(&devices, &mut warnings);
+        let thermal = thermal_summary(&devices, events);
+        let sampling = self.sampling_summary(
+            duration,
+            rounds,
+            failed_total.saturating_sub(scope.failed0) + scope.failed_here + failed_at_end,
+            &mut warnings,
+        );
+        let power = TotalPower {
+            mean_w: energy
+                .raw_j
+                .filter(|_| duration > 0.0)
+                .map(|e| e / duration),
+            peak_w: total_peak(&samples, t0, self.devices.len()),
+        };
+        EnergyReport {
+            schema_version: SCHEMA_VERSION.to_string(),
+            name: scope.name.to_string(),
+            start_s: t0 - self.origin_s,
+            duration_s: duration,
+            simulated: self.is_simulated(),
+            energy,
+            power,
+            devices,
+            thermal,
+            sampling,
+            warnings,
+        }
+    }
+
+    /// Read every device at the window's end: the counter (or the power, for devices
+    /// without one), the edge power and the violation counters; and how many reads failed.
+    fn read_ends(&self) -> (Vec<DeviceEnd>, u64) {
+        let mut failed = 0;
+        let ends = self
+            .devices
+            .iter()
+            .map(|d| {
+                let mut end = DeviceEnd::default();
+                if d.info().energy_counter {
+                    match d.energy_j() {
+                        Ok(e) => end.e1 = Some(e),
+                        Err(e) => end.failure = Some(e),
+                    }
+                    match d.power_reading() {
+                        Ok(r) => end.edge = Some(r),
+                        Err(_) => failed += 1,
+                    }
+                } else {
+                    match d.power_reading() {
+                        Ok(r) if r.power_w.is_some() => end.edge = Some(r),
+                        Ok(r) => {
+                            end.edge = Some(r);
+                            end.failure = Some(Error::Device {
+                                device: d.info().name.clone(),
+                                reason: "power read failed".into(),
+                            });
+                        }
+                        Err(e) => end.failure = Some(e),
+                    }
+                }
+                failed += u64::from(end.failure.is_some());
+                end.violations = d.violations();
+                end
+            })
+            .collect();
+        (ends, failed)
+    }
+
+    /// Account each device over `[scope.t0, t1]`: the device reports and throttle events;
+    /// their warnings go to `warnings`.
+    fn account_devices(
+        &self,
+        scope: &OpenWindow,
+        t1: f64,
+        ends: &[DeviceEnd],
+        samples: &[Sample],
+        warnings: &mut Vec<String>,
+    ) -> (Vec<DeviceReport>, Vec<ThrottleEvent>) {
+        let shared = self.sampler.shared();
+        let mut devices = Vec::with_capacity(self.devices.len());
+        let mut events = Vec::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            let info = d.info();
+            let mine: Vec<Sample> = samples
+                .iter()
+                .filter(|s| s.device == info.index)
+                .copied()
+                .collect();
+            let st = scope.starts[i];
+            let end = &ends[i];
+            // A device that fails at the window's end is lost for this window if the sampler
+            // has seen it failing since some earlier time, or it says it is lost; a single
+            // failed read with good samples around it is transient (integration covers it).
+            let lost = end.failure.as_ref().and_then(|e| {
+                shared
+                    .down_since(i)
+                    .or_else(|| matches!(e, Error::DeviceLost { .. }).then(|| (t1, e.to_string())))
+            });
+            let b = self.baselines.get(i);
+            let w = DeviceWindow {
+                info,
+                t0: scope.t0,
+                t1,
+                e0: st.e0,
+                e1: end.e1,
+                temp0: st.temp0,
+                violations: st.viol0.zip(end.violations),
+                samples: &mine,
+                edges: st.edge0.zip(end.edge),
+                lost,
+                interval_s: self.interval.as_secs_f64(),
+                counter_update: self.counter_updates[i].clone(),
+                baseline_uncertainty_w: b.and_then(|b| b.uncertainty_w(self.counter_updates[i].0)),
+                counter_failed: (st.e0_failed, info.energy_counter && end.e1.is_none()),
+                baseline_w: b.and_then(|b| b.power_w),
+                baseline_method: b.map_or(BaselineMethod::Unavailable, |b| b.method),
+            };
+            let (rep, ev, warn) = account(&w);
+            devices.push(rep);
+            events.extend(ev);
+            warnings.extend(warn);
+        }
+        (devices, events)
+    }
+
+    /// The window's energy over all devices: totals (unknown if any part is), the method
+    /// they share, and the baseline they were adjusted with.
+    fn energy_summary(
+        &self,
+        devices: &[DeviceReport],
+        warnings: &mut Vec<String>,
+    ) -> EnergySummary {
+        let all = |f: &dyn Fn(&DeviceReport) -> Option<f64>| -> Option<f64> {
+            if devices.is_empty() {
+                return None;
+            }
+            devices.iter().map(f).sum::<Option<f64>>()
+        };
+        let raw_j = all(&|d| d.energy.raw_j);
+        let adjusted_j = all(&|d| d.energy.adjusted_j);
+        if self.devices.is_empty() {
+            warnings.push("no energy source: energy was not measured (timing only)".into());
+        } else if raw_j.is_none() {
+            warnings.push("total energy unknown: at least one device could not be measured".into());
+        }
+        let methods: Vec<EnergyMethod> = devices.iter().filter_map(|d| d.energy.method).collect();
+        let method = match methods.first() {
+            None => None,
+            Some(m) if methods.len() == devices.len() && methods.iter().all(|x| x == m) => Some(*m),
+            Some(_) => Some(EnergyMethod::Mixed),
+        };
+        let baseline_method = if self.baseline_mode == BaselineMode::Off {
+            BaselineMethod::Disabled
+        } else {
+            self.baselines
+                .iter()
+                .map(|b| b.method)
+                .max()
+                .unwrap_or(BaselineMethod::Unavailable)
+        };
+        let oldest = self
+            .baselines
+            .iter()
+            .filter(|b| b.timestamp_unix_s.is_some())
+            .min_by(|a, b| {
+                a.timestamp_unix_s
+                    .partial_cmp(&b.timestamp_unix_s)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+        EnergySummary {
+            raw_j,
+            adjusted_j,
+            baseline_power_w: all(&|d| d.energy.baseline_power_w),
+            baseline_method,
+            baseline_timestamp: oldest.and_then(|b| b.timestamp.clone()),
+            baseline_cache_age_s: self
+                .baselines
+                .iter()
+                .filter_map(|b| b.cache_age_s)
+                .reduce(f64::max),
+            method,
+            uncertainty_j: raw_j.and(all(&|d| d.energy.uncertainty_j)),
+            adjusted_uncertainty_j: adjusted_j.and(all(&|d| d.energy.adjusted_uncertainty_j)),
+            uncertainty_method: combine_methods(
+                devices.iter().map(|d| d.energy.uncertainty_method),
+            ),
+            below_resolution: devices.iter().any(|d| d.energy.below_resolution),
+        }
+    }
+
+    /// Sampling rounds against the expected number (with a warning when the sampler fell
+    /// behind) and failed reads.
+    fn sampling_summary(
+        &self,
+        duration: f64,
+        rounds: u64,
+        failed_reads: u64,
+        warnings: &mut Vec<String>,
+    ) -> SamplingSummary {
+        let interval_s = self.interval.as_secs_f64();
+        let expected = if self.devices.is_empty() {
+            0
+        } else {
+            (duration / interval_s).floor() as u64
+        };
+        if self.sampler.is_running() && expected >= 10 && rounds * 2 < expected {
+            warnings.push(format!(
+                "the sampler fell behind: {rounds} of {expected} expected samples (slow device reads?)"
+            ));
+        }
+        SamplingSummary {
+            interval_ms: interval_s * 1000.0,
+            sample_count: rounds,
+            expected_sample_count: expected,
+            failed_reads,
+        }
+    }
+}
+
+/// Throttling over all devices: the longest time any device spent throttled, per cause.
+fn thermal_summary(devices: &[DeviceReport], events: Vec<ThrottleEvent>) -> ThermalSummary {
+    let longest = |f: &dyn Fn(&DeviceReport) -> f64| devices.iter().map(f).fold(0.0, f64::max);
+    ThermalSummary {
+        throttle_detected: devices.iter().any(|d| d.throttle.detected),
+        throttle_duration_s: longest(&|d| d.throttle.throttle_duration_s),
+        thermal_duration_s: longest(&|d| d.throttle.thermal_duration_s),
+        power_duration_s: longest(&|d| d.throttle.power_duration_s),
+        max_temp_c: devices
+            .iter()
+            .filter_map(|d| d.temperature.max_c)
+            .reduce(f64::max),
+        events,
+    }
+}
+
+/// The highest total power of one sampling round inside the window, over rounds in which all
+/// `n` devices answered. Samples arrive round by round, devices in order.
+fn total_peak(samples: &[Sample], t0: f64, n: usize) -> Option<f64> {
+    let mut best: Option<f64> = None;
+    let (mut sum, mut seen, mut last) = (0.0, 0usize, None::<u32>);
+    let close = |sum: f64, seen: usize, best: &mut Option<f64>| {
+        if seen == n && n > 0 {
+            *best = Some(best.map_or(sum, |b: f64| b.max(sum)));
+        }
+    };
+    for s in samples.iter().filter(|s| s.t_s >= t0) {
+        if last.is_some_and(|l| s.device <= l) {
+            close(sum, seen, &mut best);
+            (sum, seen) = (0.0, 0);
+        }
+        if let Some(p) = s.reading.power_w {
+            sum += p;
+            seen += 1;
+        }
+        last = Some(s.device);
+    }
+    close(sum, seen, &mut best);
+    best
+}
+
+/// What was read from one device at a window's end.
+#[derive(Debug, Default)]
+struct DeviceEnd {
+    e1: Option<f64>,
+    violations: Option<Violations>,
+    edge: Option<Reading>,
+    failure: Option<Error>,
+}
+
+/// An open window that does not borrow its meter ([`Meter::open_window`]). Dropping it
+/// without [`Meter::close_window`] or [`Meter::discard_window`] leaves its samples kept
+/// until the meter is dropped.
+#[derive(Debug)]
+#[must_use = "an open window is measured only when closed with Meter::close_window"]
+pub struct OpenWindow {
+    pub(super) meter_id: u64,
+    pub(super) id: u64,
+    pub(super) name: Cow<'static, str>,
+    pub(super) t0: f64,
+    pub(super) failed0: u64,
+    /// Reads that failed at the window's start (not the sampler's).
+    pub(super) failed_here: u64,
+    pub(super) starts: Vec<DeviceStart>,
+}
+
+impl OpenWindow {
+    /// The window's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// When the window started, seconds on its meter's clock.
+    pub fn start_clock_s(&self) -> f64 {
+        self.t0
+    }
+}
+
+/// An open measurement window. Close it with [`finish`](Self::finish) to get its report;
+/// dropping it discards the measurement.
+#[must_use = "dropping an EnergyScope discards its measurement; call finish() to get the report"]
+pub struct EnergyScope<'m> {
+    pub(super) meter: &'m Meter,
+    /// `None` once finished.
+    pub(super) window: Option<OpenWindow>,
+}
+
+impl std::fmt::Debug for EnergyScope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnergyScope")
+            .field("name", &self.name())
+            .field("elapsed_s", &self.elapsed_s())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EnergyScope<'_> {
+    /// The scope's name.
+    pub fn name(&self) -> &str {
+        self.window.as_ref().map_or("", |w| &w.name)
+    }
+
+    /// Seconds since the scope started.
+    pub fn elapsed_s(&self) -> f64 {
+        self.window
+            .as_ref()
+            .map_or(0.0, |w| self.meter.clock.now().as_secs_f64() - w.t0)
+    }
+
+    /// Close the window (after the sync hook) and account it.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for devices that fail at the window's end.
+    pub fn finish(mut self) -> Result<EnergyReport> {
+        match self.window.take() {
+            Some(w) => self.meter.close_window(w),
+            None => Err(Error::config("scope", "already finished")),
+        }
+    }
+}
+
+impl Drop for EnergyScope<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.window.take() {
+            // Best effort: stop keeping samples for a window nobody will read.
+            self.meter.discard_window(w);
+        }
+    }
+}
