@@ -4,14 +4,11 @@
 //! benchmark runs once, quickly, as a smoke test.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-use super::{BenchOptions, BenchOutcome, Bencher, Plan};
-use crate::measure::warmup::{WarmupMode, WarmupResult};
+use super::bencher::{BenchOptions, BenchOutcome, Bencher, Plan};
+use crate::measure::warmup::WarmupMode;
 use crate::results::stats::Interval;
 use crate::{BaselineMode, DeviceSpec, Meter, MeterBuilder};
 
@@ -127,73 +124,6 @@ fn instances() -> Vec<Instance> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
-}
-
-/// Progress of one warmup: a bar with the current CV on a terminal, one plain line otherwise.
-pub(crate) struct WarmupProgress {
-    bar: Option<ProgressBar>,
-    name: String,
-    target: f64,
-    quiet: bool,
-}
-
-impl WarmupProgress {
-    pub(crate) fn new(plan: &Plan) -> Self {
-        let bar = (plan.progress && std::io::stderr().is_terminal()).then(|| {
-            let max = match plan.warmup.mode {
-                WarmupMode::Converge => plan.warmup.max_iters,
-                WarmupMode::Fixed => plan.warmup.fixed_iters,
-            };
-            let pb = ProgressBar::with_draw_target(Some(max as u64), ProgressDrawTarget::stderr());
-            if let Ok(style) =
-                ProgressStyle::with_template("warmup {prefix} [{bar:25}] {pos}/{len} {msg}")
-            {
-                pb.set_style(style.progress_chars("=> "));
-            }
-            pb.set_prefix(plan.name.clone());
-            pb
-        });
-        Self {
-            bar,
-            name: plan.name.clone(),
-            target: plan.warmup.cv_threshold,
-            quiet: !plan.progress,
-        }
-    }
-
-    pub(crate) fn update(&self, iteration: usize, cv: Option<f64>) {
-        if let Some(pb) = &self.bar {
-            pb.set_position(iteration as u64);
-            pb.set_message(match cv {
-                Some(c) => format!("CV {c:.3} (target {:.3})", self.target),
-                None => format!("CV - (target {:.3})", self.target),
-            });
-        }
-    }
-
-    pub(crate) fn finish(&self, w: &WarmupResult) {
-        if let Some(pb) = &self.bar {
-            pb.finish_and_clear();
-        }
-        if self.quiet {
-            return;
-        }
-        let cv = w.final_cv.map_or("-".into(), |c| format!("{c:.3}"));
-        match (w.mode, w.converged) {
-            (WarmupMode::Fixed, _) => eprintln!(
-                "warmup {}: {} fixed iterations (CV {cv})",
-                self.name, w.iterations
-            ),
-            (_, true) => eprintln!(
-                "warmup {}: converged after {} iterations (CV {cv} < {:.3})",
-                self.name, w.iterations, self.target
-            ),
-            (_, false) => eprintln!(
-                "warmup {}: NOT converged after {} iterations (CV {cv}, target {:.3})",
-                self.name, w.iterations, self.target
-            ),
-        }
-    }
 }
 
 fn output_dir() -> PathBuf {

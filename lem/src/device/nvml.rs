@@ -14,10 +14,9 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::{Device, Nvml};
 
+use super::source::{DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, Violations};
+use super::throttle_reasons::ThrottleReasons;
 use super::visible::VisibleEntry;
-use super::{
-    DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, ThrottleReasons, Violations,
-};
 use crate::error::{Error, Result};
 
 /// `NVML_FI_DEV_POWER_INSTANT`: the instantaneous power field (recent drivers).

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading};
+use super::source::{DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading};
 use crate::base::clock::Clock;
 use crate::error::{Error, Result};
 

@@ -7,9 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{
-    DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, ThrottleReasons, Violations,
-};
+use super::source::{DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, Violations};
+use super::throttle_reasons::ThrottleReasons;
 use crate::base::clock::Clock;
 use crate::error::{Error, Result};
 

@@ -5,9 +5,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{
-    EnergySource, NvmlDevice, RaplDomain, Scenario, SharedDevice, SimDevice, DEFAULT_POWERCAP_ROOT,
-};
+use super::nvml::NvmlDevice;
+use super::rapl::{RaplDomain, DEFAULT_POWERCAP_ROOT};
+use super::sim::{Scenario, SimDevice};
+use super::source::{EnergySource, SharedDevice};
 use crate::base::clock::Clock;
 use crate::error::{Error, Result};
 
@@ -124,7 +125,7 @@ fn open_nvml(indices: Option<&[u32]>) -> Result<OpenedDevices> {
     let all = super::nvml::enumerate()?;
     let cvd = std::env::var("CUDA_VISIBLE_DEVICES").ok();
     let order = std::env::var("CUDA_DEVICE_ORDER").ok();
-    let visible = super::resolve_visible_devices(
+    let visible = super::visible::resolve_visible_devices(
         cvd.as_deref(),
         order.as_deref(),
         &all,
@@ -375,7 +376,7 @@ mod tests {
         let o = open_devices_with_powercap(&DeviceSpec::Auto, clock, dir.path()).unwrap();
         if o.devices
             .iter()
-            .any(|d| d.info().kind == super::super::DeviceKind::NvmlGpu)
+            .any(|d| d.info().kind == crate::device::DeviceKind::NvmlGpu)
         {
             return; // a real GPU here: auto rightly took it
         }

@@ -307,3 +307,18 @@ impl MeterBuilder {
         })
     }
 }
+
+impl Meter {
+    /// A builder with every default.
+    pub fn builder() -> MeterBuilder {
+        MeterBuilder::new()
+    }
+
+    /// A meter configured from the `LEM_*` environment variables.
+    ///
+    /// # Errors
+    /// As [`MeterBuilder::from_env`] and [`MeterBuilder::build`].
+    pub fn from_env() -> Result<Self> {
+        MeterBuilder::from_env()?.build()
+    }
+}

@@ -4,19 +4,16 @@
 //! inside it measures the wrong thing. Give the meter a sync hook
 //! ([`MeterBuilder::sync`]); it runs at both ends of every scope.
 
-use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::baseline::{Baseline, BaselineMode};
-use super::builder::MeterBuilder;
 use super::sampler::Sampler;
-use super::window::{DeviceStart, EnergyScope, OpenWindow};
 use crate::base::clock::Clock;
 use crate::device::{DeviceSpec, Sample, SharedDevice};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::results::report::EnergyReport;
 
 /// A function that waits until the device finished all work queued so far.
@@ -63,119 +60,6 @@ impl std::fmt::Debug for Meter {
 }
 
 impl Meter {
-    /// A builder with every default.
-    pub fn builder() -> MeterBuilder {
-        MeterBuilder::new()
-    }
-
-    /// A meter configured from the `LEM_*` environment variables.
-    ///
-    /// # Errors
-    /// As [`MeterBuilder::from_env`] and [`MeterBuilder::build`].
-    pub fn from_env() -> Result<Self> {
-        MeterBuilder::from_env()?.build()
-    }
-
-    /// Open a scope: the window starts now (after the sync hook).
-    ///
-    /// # Errors
-    /// None today; the `Result` leaves room for devices that fail at the window's start.
-    pub fn start(&self, name: impl Into<Cow<'static, str>>) -> Result<EnergyScope<'_>> {
-        Ok(EnergyScope {
-            meter: self,
-            window: Some(self.open_window(name)?),
-        })
-    }
-
-    /// Open a window that does not borrow the meter (for owners that keep the meter behind
-    /// an `Arc`, such as language bindings): close it with [`close_window`](Self::close_window)
-    /// on this meter, or [`discard_window`](Self::discard_window).
-    ///
-    /// # Errors
-    /// As [`start`](Self::start).
-    pub fn open_window(&self, name: impl Into<Cow<'static, str>>) -> Result<OpenWindow> {
-        if let Some(s) = &self.sync {
-            s();
-        }
-        let mut starts = Vec::with_capacity(self.devices.len());
-        let mut failed_here = 0;
-        for d in &self.devices {
-            let info = d.info();
-            let e0 = if info.energy_counter {
-                d.energy_j().ok()
-            } else {
-                None
-            };
-            let e0_failed = info.energy_counter && e0.is_none();
-            failed_here += u64::from(e0_failed);
-            starts.push(DeviceStart {
-                e0,
-                e0_failed,
-                temp0: d.temperature_c(),
-                viol0: d.violations(),
-                // The power at the window's edge: integrated by devices without a counter, and
-                // the counter's staleness bound needs the power near each end.
-                edge0: match d.power_reading() {
-                    Ok(r) => Some(r),
-                    Err(_) => {
-                        failed_here += 1;
-                        None
-                    }
-                },
-            });
-        }
-        let t0 = self.clock.now().as_secs_f64();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let shared = self.sampler.shared();
-        shared.register(id, t0);
-        Ok(OpenWindow {
-            meter_id: self.meter_id,
-            id,
-            name: name.into(),
-            t0,
-            failed0: shared.failed_reads(),
-            failed_here,
-            starts,
-        })
-    }
-
-    /// Close a window opened by [`open_window`](Self::open_window) (after the sync hook) and
-    /// account it.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] when the window belongs to another meter.
-    pub fn close_window(&self, window: OpenWindow) -> Result<EnergyReport> {
-        if window.meter_id != self.meter_id {
-            return Err(Error::config(
-                "window",
-                format!("`{}` was opened on another meter", window.name),
-            ));
-        }
-        Ok(self.finish_scope(&window))
-    }
-
-    /// Forget an open window: its samples are no longer kept for it.
-    pub fn discard_window(&self, window: OpenWindow) {
-        if window.meter_id == self.meter_id {
-            self.sampler.shared().unregister(window.id);
-        }
-    }
-
-    /// Measure `f` in a scope named `name`; returns its value and the report.
-    ///
-    /// # Errors
-    /// As [`start`](Self::start) and [`EnergyScope::finish`].
-    pub fn measure<T>(
-        &self,
-        name: impl Into<Cow<'static, str>>,
-        f: impl FnOnce() -> T,
-    ) -> Result<(T, EnergyReport)> {
-        let scope = self.start(name)?;
-        let value = f();
-        let report = scope.finish()?;
-        Ok((value, report))
-    }
-
     /// The measured devices.
     pub fn devices(&self) -> &[SharedDevice] {
         &self.devices

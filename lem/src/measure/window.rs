@@ -2,6 +2,7 @@
 //! and closing a window into a report (accounting each device, then the totals).
 
 use std::borrow::Cow;
+use std::sync::atomic::Ordering;
 
 use super::accounting::{account, DeviceWindow};
 use super::baseline::BaselineMode;
@@ -25,6 +26,106 @@ pub(super) struct DeviceStart {
 }
 
 impl Meter {
+    /// Open a scope: the window starts now (after the sync hook).
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for devices that fail at the window's start.
+    pub fn start(&self, name: impl Into<Cow<'static, str>>) -> Result<EnergyScope<'_>> {
+        Ok(EnergyScope {
+            meter: self,
+            window: Some(self.open_window(name)?),
+        })
+    }
+
+    /// Open a window that does not borrow the meter (for owners that keep the meter behind
+    /// an `Arc`, such as language bindings): close it with [`close_window`](Self::close_window)
+    /// on this meter, or [`discard_window`](Self::discard_window).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn open_window(&self, name: impl Into<Cow<'static, str>>) -> Result<OpenWindow> {
+        if let Some(s) = &self.sync {
+            s();
+        }
+        let mut starts = Vec::with_capacity(self.devices.len());
+        let mut failed_here = 0;
+        for d in &self.devices {
+            let info = d.info();
+            let e0 = if info.energy_counter {
+                d.energy_j().ok()
+            } else {
+                None
+            };
+            let e0_failed = info.energy_counter && e0.is_none();
+            failed_here += u64::from(e0_failed);
+            starts.push(DeviceStart {
+                e0,
+                e0_failed,
+                temp0: d.temperature_c(),
+                viol0: d.violations(),
+                // The power at the window's edge: integrated by devices without a counter, and
+                // the counter's staleness bound needs the power near each end.
+                edge0: match d.power_reading() {
+                    Ok(r) => Some(r),
+                    Err(_) => {
+                        failed_here += 1;
+                        None
+                    }
+                },
+            });
+        }
+        let t0 = self.clock.now().as_secs_f64();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let shared = self.sampler.shared();
+        shared.register(id, t0);
+        Ok(OpenWindow {
+            meter_id: self.meter_id,
+            id,
+            name: name.into(),
+            t0,
+            failed0: shared.failed_reads(),
+            failed_here,
+            starts,
+        })
+    }
+
+    /// Close a window opened by [`open_window`](Self::open_window) (after the sync hook) and
+    /// account it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when the window belongs to another meter.
+    pub fn close_window(&self, window: OpenWindow) -> Result<EnergyReport> {
+        if window.meter_id != self.meter_id {
+            return Err(Error::config(
+                "window",
+                format!("`{}` was opened on another meter", window.name),
+            ));
+        }
+        Ok(self.finish_scope(&window))
+    }
+
+    /// Forget an open window: its samples are no longer kept for it.
+    pub fn discard_window(&self, window: OpenWindow) {
+        if window.meter_id == self.meter_id {
+            self.sampler.shared().unregister(window.id);
+        }
+    }
+
+    /// Measure `f` in a scope named `name`; returns its value and the report.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start) and [`EnergyScope::finish`].
+    pub fn measure<T>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        f: impl FnOnce() -> T,
+    ) -> Result<(T, EnergyReport)> {
+        let scope = self.start(name)?;
+        let value = f();
+        let report = scope.finish()?;
+        Ok((value, report))
+    }
+
     /// Close `scope` (after the sync hook) and account every device over it.
     pub(super) fn finish_scope(&self, scope: &OpenWindow) -> EnergyReport {
         if let Some(s) = &self.sync {

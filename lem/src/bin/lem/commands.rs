@@ -140,7 +140,7 @@ pub fn env(ui: &Ui, device: Option<&str>) -> Result<(), Failure> {
         None => DeviceSpec::from_env()?,
     };
     let opened = lem::device::open_devices(&spec, Arc::new(MonotonicClock::new()))?;
-    let env = lem::env::collect(&opened.devices);
+    let env = lem::collect_environment(&opened.devices, None);
     if ui.json {
         return ui.json_out(&env);
     }

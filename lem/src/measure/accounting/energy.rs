@@ -1,11 +1,10 @@
 //! Energy over one window: the power trace around it, the counter's delta or the integrated
 //! trace, and the cross-check between the two.
 
+use super::input::DeviceWindow;
+use super::trace::PowerTrace;
 use super::uncertainty::Bounds;
-use super::DeviceWindow;
-use crate::device::{PowerSource, Sample};
 use crate::results::report::EnergyMethod;
-use crate::results::stats::integrate;
 
 /// A window counts as below the counter's resolution when shorter than this many updates.
 pub const MIN_COUNTER_UPDATES: f64 = 3.0;
@@ -16,68 +15,6 @@ pub const CROSS_CHECK_TOLERANCE: f64 = 0.10;
 pub const CROSS_CHECK_MIN_S: f64 = 2.0;
 /// Shortest window cross-checked when the samples are 1-second averages (which lag steps).
 pub const CROSS_CHECK_MIN_AVERAGED_S: f64 = 10.0;
-
-/// The power readings of one device around one window, in time order.
-#[derive(Debug)]
-pub(crate) struct PowerTrace<'a> {
-    /// What integration uses: the edge readings at `t0`/`t1` (where taken) and the samples
-    /// strictly inside, or every sample when there are no edge readings.
-    pub points: Vec<(f64, f64)>,
-    /// Every power reading known around the window (samples before it included): the
-    /// counter's staleness bound looks at these.
-    pub near_points: Vec<(f64, f64)>,
-    /// The samples at or after `t0`.
-    pub inside: Vec<&'a Sample>,
-    /// Some reading inside is a 1-second average.
-    pub averaged: bool,
-    /// The integrated trace over the window; `None` without any point.
-    pub integrated: Option<f64>,
-}
-
-impl<'a> PowerTrace<'a> {
-    pub(crate) fn of(w: &DeviceWindow<'a>) -> Self {
-        let inside: Vec<&Sample> = w.samples.iter().filter(|s| s.t_s >= w.t0).collect();
-        let mut points: Vec<(f64, f64)> = Vec::with_capacity(w.samples.len() + 2);
-        if let Some((r0, _)) = &w.edges {
-            if let Some(p) = r0.power_w {
-                points.push((w.t0, p));
-            }
-        }
-        points.extend(
-            w.samples
-                .iter()
-                .filter(|s| s.t_s > w.t0 || w.edges.is_none())
-                .filter_map(|s| s.reading.power_w.map(|p| (s.t_s, p))),
-        );
-        if let Some((_, r1)) = &w.edges {
-            if let Some(p) = r1.power_w {
-                points.push((w.t1, p));
-            }
-        }
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let integrated = integrate(&points, w.t0, w.t1);
-        let mut near_points: Vec<(f64, f64)> = w
-            .samples
-            .iter()
-            .filter_map(|s| s.reading.power_w.map(|p| (s.t_s, p)))
-            .collect();
-        if let Some((r0, r1)) = &w.edges {
-            near_points.extend(r0.power_w.map(|p| (w.t0, p)));
-            near_points.extend(r1.power_w.map(|p| (w.t1, p)));
-        }
-        near_points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let averaged = inside
-            .iter()
-            .any(|s| s.reading.power_source == Some(PowerSource::Averaged));
-        Self {
-            points,
-            near_points,
-            inside,
-            averaged,
-            integrated,
-        }
-    }
-}
 
 /// The raw energy of one window and how it was obtained.
 #[derive(Debug, Clone, Copy, PartialEq)]

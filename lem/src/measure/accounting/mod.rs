@@ -2,7 +2,8 @@
 //! passed in a [`DeviceWindow`], so each part is tested against exact truths. One concern a
 //! file:
 //!
-//! - [`energy`]: the power trace, the counter or the integrated trace, the cross-check;
+//! - [`trace`]: the power readings around the window, gathered once;
+//! - [`energy`]: the counter or the integrated trace, and the cross-check between them;
 //! - [`uncertainty`]: the bound on the raw energy and on the adjusted energy;
 //! - [`throttle`]: throttle time from sampled reasons and violation counters;
 //! - [`readings`]: power, memory, temperature and utilisation statistics.
@@ -10,50 +11,18 @@
 //! [`account`] runs them in order and assembles the device's report.
 
 pub mod energy;
+pub mod input;
 pub mod readings;
 pub mod throttle;
+pub mod trace;
 pub mod uncertainty;
 
-use crate::device::{DeviceInfo, PowerSource, Reading, Sample, Violations};
-use crate::results::report::{BaselineMethod, DeviceEnergy, DeviceReport, ThrottleEvent};
+pub(crate) use input::DeviceWindow;
+
+use crate::device::PowerSource;
+use crate::results::report::{DeviceEnergy, DeviceReport, ThrottleEvent};
 
 pub use uncertainty::POWER_AVERAGE_S;
-
-/// Everything known about one device over one window.
-#[derive(Debug)]
-pub(crate) struct DeviceWindow<'a> {
-    pub info: &'a DeviceInfo,
-    pub t0: f64,
-    pub t1: f64,
-    pub e0: Option<f64>,
-    pub e1: Option<f64>,
-    pub temp0: Option<f64>,
-    pub violations: Option<(Violations, Violations)>,
-    /// This device's samples, in time order; may start with one from before `t0`.
-    pub samples: &'a [Sample],
-    /// Readings taken at the window's two ends (devices without a counter).
-    pub edges: Option<(Reading, Reading)>,
-    pub baseline_w: Option<f64>,
-    pub baseline_method: BaselineMethod,
-    /// The device stopped answering at this time (clock s) and had not recovered when the
-    /// window closed, with the reason.
-    pub lost: Option<(f64, String)>,
-    /// Which counter reads failed: (start, end).
-    pub counter_failed: (bool, bool),
-    /// The sampling interval, s.
-    pub interval_s: f64,
-    /// The counter's update period to bound staleness with, s, and where it came from.
-    pub counter_update: (f64, Option<String>),
-    /// The baseline's own uncertainty, W.
-    pub baseline_uncertainty_w: Option<f64>,
-}
-
-impl DeviceWindow<'_> {
-    /// The window's length, s (never negative).
-    pub(crate) fn duration_s(&self) -> f64 {
-        (self.t1 - self.t0).max(0.0)
-    }
-}
 
 /// Account one device over one window: its report, its throttle events and warnings (in a
 /// fixed order: energy, power source, baseline, MIG, throttling).
@@ -61,7 +30,7 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
     let info = w.info;
     let dev = format!("device {} ({})", info.index, info.name);
     let mut warnings = Vec::new();
-    let trace = energy::PowerTrace::of(w);
+    let trace = trace::PowerTrace::of(w);
     let bounds = uncertainty::Bounds::of(w, &trace);
     let raw = energy::raw_energy(w, &trace, &bounds, &dev, &mut warnings);
     power_source_warning(w, &trace, &dev, &mut warnings);
@@ -106,7 +75,7 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
 /// `nvmlDeviceGetPowerUsage` for some readings.
 fn power_source_warning(
     w: &DeviceWindow<'_>,
-    trace: &energy::PowerTrace<'_>,
+    trace: &trace::PowerTrace<'_>,
     dev: &str,
     warnings: &mut Vec<String>,
 ) {
@@ -196,7 +165,8 @@ mod tests {
         assert!((ev[1].start_s - 0.3).abs() < 1e-9 && (ev[1].end_s - 0.35).abs() < 1e-9);
     }
 
-    use crate::device::{DeviceKind, ThrottleReasons};
+    use crate::device::{DeviceInfo, DeviceKind, Reading, Sample, ThrottleReasons, Violations};
+    use crate::results::report::BaselineMethod;
     use crate::results::report::{EnergyMethod, ThrottleSource};
 
     fn gpu() -> DeviceInfo {

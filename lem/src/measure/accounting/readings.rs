@@ -1,8 +1,8 @@
 //! Power, memory, temperature and utilisation statistics of one device over one window, and
 //! which power readings the driver gave.
 
-use super::energy::PowerTrace;
-use super::DeviceWindow;
+use super::input::DeviceWindow;
+use super::trace::PowerTrace;
 use crate::device::{PowerSource, Reading};
 use crate::results::report::{MemoryStats, PowerStats, TemperatureStats, UtilisationStats};
 

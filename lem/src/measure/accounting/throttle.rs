@@ -1,7 +1,7 @@
 //! Throttle time over one window: sampled reasons held until the next sample, refined by the
 //! device's violation counters where it keeps them.
 
-use super::DeviceWindow;
+use super::input::DeviceWindow;
 use crate::device::ThrottleReasons;
 use crate::results::report::{DeviceThrottle, ThrottleEvent, ThrottleSource};
 

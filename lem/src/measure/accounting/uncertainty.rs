@@ -1,8 +1,8 @@
 //! The bound on |raw − truth| of one window, for each way the energy can be obtained, and
 //! the inputs it was computed from (reported beside it).
 
-use super::energy::PowerTrace;
-use super::DeviceWindow;
+use super::input::DeviceWindow;
+use super::trace::PowerTrace;
 use crate::results::report::{EnergyMethod, UncertaintyInputs, UncertaintyMethod};
 
 /// The averaging window of `nvmlDeviceGetPowerUsage` on Ampere and newer, s.
