@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use nvml_wrapper::enum_wrappers::device::{PerformancePolicy, TemperatureSensor};
 use nvml_wrapper::enums::device::{DeviceArchitecture, SampleValue};
 use nvml_wrapper::error::NvmlError;
-use nvml_wrapper::structs::device::FieldId;
+use nvml_wrapper::structs::device::{CudaComputeCapability, FieldId};
 use nvml_wrapper::{Device, Nvml};
 
 use super::source::{DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, Violations};
@@ -193,6 +193,63 @@ fn arch_name(a: &DeviceArchitecture) -> Option<&'static str> {
     })
 }
 
+/// Whether `nvmlDeviceGetPowerUsage` is a 1-second average: on Ampere and newer, GA100
+/// (8.0) excepted. Unknown architecture: assume the common modern case, and say "averaged"
+/// (the cautious label).
+fn usage_is_averaged(
+    arch: Option<&DeviceArchitecture>,
+    cc: Option<&CudaComputeCapability>,
+) -> bool {
+    match (arch, cc) {
+        (Some(a), Some(c)) => {
+            let before_ampere = matches!(
+                a,
+                DeviceArchitecture::Kepler
+                    | DeviceArchitecture::Maxwell
+                    | DeviceArchitecture::Pascal
+                    | DeviceArchitecture::Volta
+                    | DeviceArchitecture::Turing
+            );
+            let ga100 = c.major == 8 && c.minor == 0;
+            !(before_ampere || ga100)
+        }
+        _ => true,
+    }
+}
+
+impl Support {
+    /// Which calls this GPU answers (each tried a few times: a transient failure at open
+    /// must not turn a feature off for the device's life).
+    fn of(nvml: &Nvml, dev: &Device<'_>, instant: bool, usage_averaged: bool) -> Self {
+        let temperature = if decide(|| dev.temperature(TemperatureSensor::Gpu)).is_some() {
+            TempCall::Legacy
+        } else if decide(|| temperature_v(nvml, &dev)).is_some() {
+            TempCall::Versioned
+        } else {
+            TempCall::None
+        };
+        let clocks = if decide(|| event_reasons(nvml, &dev)).is_some() {
+            ClocksCall::EventReasons
+        } else if decide(|| dev.current_throttle_reasons()).is_some() {
+            ClocksCall::ThrottleReasons
+        } else {
+            ClocksCall::None
+        };
+        Support {
+            instant,
+            usage: decide(|| dev.power_usage()).is_some(),
+            usage_averaged,
+            memory: decide(|| dev.memory_info()).is_some(),
+            utilisation: decide(|| dev.utilization_rates()).is_some(),
+            temperature,
+            clocks,
+            violations_power: decide(|| dev.violation_status(PerformancePolicy::Power)).is_some(),
+            violations_thermal: decide(|| dev.violation_status(PerformancePolicy::Thermal))
+                .is_some(),
+        }
+    }
+}
+
 impl NvmlDevice {
     /// Open the GPU with NVML index `nvml_index` as lem device number `index`.
     ///
@@ -212,49 +269,8 @@ impl NvmlDevice {
         let arch = decide(|| dev.architecture());
         let energy_counter = decide(|| dev.total_energy_consumption()).is_some();
         let instant = decide(|| instant_power(&dev)).is_some();
-        // `nvmlDeviceGetPowerUsage` averages over 1 s on Ampere and newer, GA100 (8.0) excepted.
-        let usage_averaged = match (arch.as_ref(), cc.as_ref()) {
-            (Some(a), Some(c)) => {
-                let before_ampere = matches!(
-                    a,
-                    DeviceArchitecture::Kepler
-                        | DeviceArchitecture::Maxwell
-                        | DeviceArchitecture::Pascal
-                        | DeviceArchitecture::Volta
-                        | DeviceArchitecture::Turing
-                );
-                let ga100 = c.major == 8 && c.minor == 0;
-                !(before_ampere || ga100)
-            }
-            // Unknown: assume the common modern case, and say "averaged" (the cautious label).
-            _ => true,
-        };
-        let temperature = if decide(|| dev.temperature(TemperatureSensor::Gpu)).is_some() {
-            TempCall::Legacy
-        } else if decide(|| temperature_v(nvml, &dev)).is_some() {
-            TempCall::Versioned
-        } else {
-            TempCall::None
-        };
-        let clocks = if decide(|| event_reasons(nvml, &dev)).is_some() {
-            ClocksCall::EventReasons
-        } else if decide(|| dev.current_throttle_reasons()).is_some() {
-            ClocksCall::ThrottleReasons
-        } else {
-            ClocksCall::None
-        };
-        let support = Support {
-            instant,
-            usage: decide(|| dev.power_usage()).is_some(),
-            usage_averaged,
-            memory: decide(|| dev.memory_info()).is_some(),
-            utilisation: decide(|| dev.utilization_rates()).is_some(),
-            temperature,
-            clocks,
-            violations_power: decide(|| dev.violation_status(PerformancePolicy::Power)).is_some(),
-            violations_thermal: decide(|| dev.violation_status(PerformancePolicy::Thermal))
-                .is_some(),
-        };
+        let usage_averaged = usage_is_averaged(arch.as_ref(), cc.as_ref());
+        let support = Support::of(nvml, &dev, instant, usage_averaged);
         let mig = dev.mig_mode().map(|m| m.current == 1).unwrap_or(false);
         let info = DeviceInfo {
             index,

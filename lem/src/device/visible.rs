@@ -58,49 +58,15 @@ pub fn resolve_visible_devices(
         out.indices = all.iter().map(|e| e.nvml_index).collect();
         return Ok(out);
     };
-    let by_uuid = |want: &str, entry: &str| -> Result<Option<u32>> {
-        let hits: Vec<&VisibleEntry> = all
-            .iter()
-            .filter(|e| e.uuid.as_deref().is_some_and(|u| u.starts_with(want)))
-            .collect();
-        if hits.len() > 1 {
-            return Err(Error::config(
-                "CUDA_VISIBLE_DEVICES",
-                format!(
-                    "`{entry}` matches {} GPUs; give more of the UUID",
-                    hits.len()
-                ),
-            ));
-        }
-        Ok(hits.first().map(|e| e.nvml_index))
-    };
     let mut used_index = false;
     for raw in value.split(',') {
         let entry = raw.trim();
         if entry.is_empty() {
             break;
         }
-        let mut via_mig = false;
-        let found = if let Ok(i) = entry.parse::<u32>() {
-            used_index = true;
-            all.iter().find(|e| e.nvml_index == i).map(|e| e.nvml_index)
-        } else if let Some(rest) = entry.strip_prefix("MIG-") {
-            via_mig = true;
-            if let Some(old) = rest.strip_prefix("GPU-") {
-                // MIG-GPU-<uuid>/<gi>/<ci>: the parent's UUID is in the name.
-                let uuid = old.split('/').next().unwrap_or(old);
-                by_uuid(&format!("GPU-{uuid}"), entry)?
-            } else {
-                match mig_parent(entry) {
-                    Some(parent) => by_uuid(&parent, entry)?,
-                    None => None,
-                }
-            }
-        } else if entry.starts_with("GPU-") {
-            by_uuid(entry, entry)?
-        } else {
-            by_uuid(&format!("GPU-{entry}"), entry)?
-        };
+        let via_mig = entry.starts_with("MIG-");
+        used_index |= entry.parse::<u32>().is_ok();
+        let found = lookup(entry, all, mig_parent)?;
         match found {
             Some(i) if via_mig => {
                 if !out.mig_parents.contains(&i) {
@@ -133,6 +99,49 @@ pub fn resolve_visible_devices(
         out.notices.push(mixed_order_notice(&names));
     }
     Ok(out)
+}
+
+/// The NVML index one `CUDA_VISIBLE_DEVICES` entry names: an index, a (prefix of a) GPU
+/// UUID, or a MIG device (its parent GPU).
+fn lookup(
+    entry: &str,
+    all: &[VisibleEntry],
+    mig_parent: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<u32>> {
+    let by_uuid = |want: &str| -> Result<Option<u32>> {
+        let hits: Vec<&VisibleEntry> = all
+            .iter()
+            .filter(|e| e.uuid.as_deref().is_some_and(|u| u.starts_with(want)))
+            .collect();
+        if hits.len() > 1 {
+            return Err(Error::config(
+                "CUDA_VISIBLE_DEVICES",
+                format!(
+                    "`{entry}` matches {} GPUs; give more of the UUID",
+                    hits.len()
+                ),
+            ));
+        }
+        Ok(hits.first().map(|e| e.nvml_index))
+    };
+    if let Ok(i) = entry.parse::<u32>() {
+        Ok(all.iter().find(|e| e.nvml_index == i).map(|e| e.nvml_index))
+    } else if let Some(rest) = entry.strip_prefix("MIG-") {
+        if let Some(old) = rest.strip_prefix("GPU-") {
+            // MIG-GPU-<uuid>/<gi>/<ci>: the parent's UUID is in the name.
+            let uuid = old.split('/').next().unwrap_or(old);
+            by_uuid(&format!("GPU-{uuid}"))
+        } else {
+            match mig_parent(entry) {
+                Some(parent) => by_uuid(&parent),
+                None => Ok(None),
+            }
+        }
+    } else if entry.starts_with("GPU-") {
+        by_uuid(entry)
+    } else {
+        by_uuid(&format!("GPU-{entry}"))
+    }
 }
 
 /// The warning for GPU indices on a node with mixed models.

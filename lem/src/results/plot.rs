@@ -7,7 +7,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::results::output::Timeseries;
+use plotters::coord::types::RangedCoordf64;
+
+use crate::results::output::{Timeseries, TimeseriesDevice};
 
 const COLOURS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -165,86 +167,9 @@ pub fn plot_file(input: &Path, output: &Path) -> Result<()> {
             .draw()
             .map_err(|x| e(&x))?;
         for d in &ts.devices {
-            let colour = COLOURS[d.index as usize % COLOURS.len()];
-            for (a, b) in throttled(&ts, d.index, t_max) {
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(a, 0.0), (b, p_max)],
-                        RGBColor(214, 39, 40).mix(0.15).filled(),
-                    )))
-                    .map_err(|x| e(&x))?
-                    .label(format!("device {} throttled", d.index))
-                    .legend(|(x, y)| {
-                        Rectangle::new(
-                            [(x, y - 5), (x + 15, y + 5)],
-                            RGBColor(214, 39, 40).mix(0.3).filled(),
-                        )
-                    });
-            }
-            let pts: Vec<(f64, f64)> = ts
-                .samples
-                .iter()
-                .filter(|s| s.device == d.index)
-                .filter_map(|s| s.power_w.map(|p| (s.t_s, p)))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
-                .map_err(|x| e(&x))?
-                .label(format!("device {} {} power", d.index, d.name))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 15, y)], colour.stroke_width(2))
-                });
-            if let Some(b) = d.baseline_power_w {
-                let dashes = (0..)
-                    .map(|i| f64::from(i) * t_max / 60.0)
-                    .take_while(|x| *x < t_max)
-                    .map(move |x| {
-                        PathElement::new(
-                            vec![(x, b), ((x + t_max / 120.0).min(t_max), b)],
-                            colour.stroke_width(1),
-                        )
-                    });
-                chart
-                    .draw_series(dashes)
-                    .map_err(|x| e(&x))?
-                    .label(format!("device {} idle baseline {b:.1} W", d.index))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 6, y)], colour.stroke_width(1))
-                    });
-            }
+            draw_device(&mut chart, &ts, d, (t_max, p_max), &e)?;
         }
-        // a line at each phase start (and at each request's end), labelled once per phase
-        let mut names: Vec<&str> = phases.iter().map(|p| p.0.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        let mut labelled: Vec<&str> = Vec::new();
-        for (name, s, end) in &phases {
-            let rank = names.iter().position(|n| n == name).unwrap_or(0);
-            let shade = BLACK.mix(0.25 + 0.15 * rank as f64);
-            let mut marks = vec![*s];
-            if name == "request" {
-                marks.push(*end);
-            }
-            for t in marks {
-                chart
-                    .draw_series(std::iter::once(PathElement::new(
-                        vec![(t, 0.0), (t, p_max)],
-                        shade.stroke_width(1),
-                    )))
-                    .map_err(|x| e(&x))?;
-            }
-            if !labelled.contains(&name.as_str()) {
-                labelled.push(name.as_str());
-                let y = p_max * (0.97 - 0.05 * rank as f64);
-                chart
-                    .draw_series(std::iter::once(Text::new(
-                        format!("{name} →"),
-                        (*s + t_max * 0.004, y),
-                        ("sans-serif", 13),
-                    )))
-                    .map_err(|x| e(&x))?;
-            }
-        }
+        draw_phases(&mut chart, &phases, (t_max, p_max), &e)?;
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
@@ -255,4 +180,106 @@ pub fn plot_file(input: &Path, output: &Path) -> Result<()> {
         root.present().map_err(|x| e(&x))?;
     }
     crate::base::cache::write_atomic(output, svg.as_bytes())
+}
+
+/// The chart the plot draws on: time (s) against power (W).
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+/// Turns a drawing failure into lem's error.
+type DrawError<'a> = dyn Fn(&dyn std::fmt::Display) -> Error + 'a;
+
+/// One device: its throttled stretches, its power line and its idle baseline (dashed).
+fn draw_device(
+    chart: &mut Chart<'_, '_>,
+    ts: &Timeseries,
+    d: &TimeseriesDevice,
+    (t_max, p_max): (f64, f64),
+    e: &DrawError<'_>,
+) -> Result<()> {
+    let colour = COLOURS[d.index as usize % COLOURS.len()];
+    for (a, b) in throttled(ts, d.index, t_max) {
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(a, 0.0), (b, p_max)],
+                RGBColor(214, 39, 40).mix(0.15).filled(),
+            )))
+            .map_err(|x| e(&x))?
+            .label(format!("device {} throttled", d.index))
+            .legend(|(x, y)| {
+                Rectangle::new(
+                    [(x, y - 5), (x + 15, y + 5)],
+                    RGBColor(214, 39, 40).mix(0.3).filled(),
+                )
+            });
+    }
+    let pts: Vec<(f64, f64)> = ts
+        .samples
+        .iter()
+        .filter(|s| s.device == d.index)
+        .filter_map(|s| s.power_w.map(|p| (s.t_s, p)))
+        .collect();
+    chart
+        .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+        .map_err(|x| e(&x))?
+        .label(format!("device {} {} power", d.index, d.name))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], colour.stroke_width(2)));
+    if let Some(b) = d.baseline_power_w {
+        let dashes = (0..)
+            .map(|i| f64::from(i) * t_max / 60.0)
+            .take_while(|x| *x < t_max)
+            .map(move |x| {
+                PathElement::new(
+                    vec![(x, b), ((x + t_max / 120.0).min(t_max), b)],
+                    colour.stroke_width(1),
+                )
+            });
+        chart
+            .draw_series(dashes)
+            .map_err(|x| e(&x))?
+            .label(format!("device {} idle baseline {b:.1} W", d.index))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 6, y)], colour.stroke_width(1))
+            });
+    }
+    Ok(())
+}
+
+/// A line at each phase start (and at each request's end), labelled once per phase.
+fn draw_phases(
+    chart: &mut Chart<'_, '_>,
+    phases: &[Phase],
+    (t_max, p_max): (f64, f64),
+    e: &DrawError<'_>,
+) -> Result<()> {
+    let mut names: Vec<&str> = phases.iter().map(|p| p.0.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut labelled: Vec<&str> = Vec::new();
+    for (name, s, end) in phases {
+        let rank = names.iter().position(|n| n == name).unwrap_or(0);
+        let shade = BLACK.mix(0.25 + 0.15 * rank as f64);
+        let mut marks = vec![*s];
+        if name == "request" {
+            marks.push(*end);
+        }
+        for t in marks {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(t, 0.0), (t, p_max)],
+                    shade.stroke_width(1),
+                )))
+                .map_err(|x| e(&x))?;
+        }
+        if !labelled.contains(&name.as_str()) {
+            labelled.push(name.as_str());
+            let y = p_max * (0.97 - 0.05 * rank as f64);
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{name} →"),
+                    (*s + t_max * 0.004, y),
+                    ("sans-serif", 13),
+                )))
+                .map_err(|x| e(&x))?;
+        }
+    }
+    Ok(())
 }

@@ -417,35 +417,7 @@ pub fn merge_reports(name: &str, reports: &[EnergyReport]) -> Option<EnergyRepor
     let mut devices = first.devices.clone();
     for (i, d) in devices.iter_mut().enumerate() {
         let mine: Vec<&DeviceReport> = reports.iter().filter_map(|r| r.devices.get(i)).collect();
-        let sum = |f: &dyn Fn(&DeviceReport) -> Option<f64>| -> Option<f64> {
-            mine.iter().map(|x| f(x)).sum()
-        };
-        let max = |f: &dyn Fn(&DeviceReport) -> Option<f64>| {
-            mine.iter().filter_map(|x| f(x)).reduce(f64::max)
-        };
-        d.energy.raw_j = sum(&|x| x.energy.raw_j);
-        d.energy.adjusted_j = sum(&|x| x.energy.adjusted_j);
-        d.energy.below_resolution = mine.iter().any(|x| x.energy.below_resolution);
-        if mine.iter().any(|x| x.energy.method != d.energy.method) {
-            d.energy.method = Some(EnergyMethod::Mixed);
-        }
-        // Bounds of separate windows add.
-        d.energy.uncertainty_j = sum(&|x| x.energy.uncertainty_j);
-        d.energy.adjusted_uncertainty_j = sum(&|x| x.energy.adjusted_uncertainty_j);
-        d.energy.uncertainty_method =
-            combine_methods(mine.iter().map(|x| x.energy.uncertainty_method));
-        let dur: f64 = duration_s;
-        d.power.mean_w = d.energy.raw_j.filter(|_| dur > 0.0).map(|e| e / dur);
-        d.power.peak_w = max(&|x| x.power.peak_w);
-        d.temperature.max_c = max(&|x| x.temperature.max_c);
-        d.memory.peak_used_mb = max(&|x| x.memory.peak_used_mb);
-        d.throttle.detected = mine.iter().any(|x| x.throttle.detected);
-        d.throttle.throttle_duration_s = mine.iter().map(|x| x.throttle.throttle_duration_s).sum();
-        d.throttle.thermal_duration_s = mine.iter().map(|x| x.throttle.thermal_duration_s).sum();
-        d.throttle.power_duration_s = mine.iter().map(|x| x.throttle.power_duration_s).sum();
-        d.throttle.reasons = mine
-            .iter()
-            .fold(ThrottleReasons::NONE, |a, x| a.union(x.throttle.reasons));
+        merge_device(d, &mine, duration_s);
     }
     let mut warnings: Vec<String> = Vec::new();
     for r in reports {
@@ -523,4 +495,39 @@ pub fn merge_reports(name: &str, reports: &[EnergyReport]) -> Option<EnergyRepor
         },
         warnings,
     })
+}
+/// One device over several windows (`mine`, in order, lasting `duration_s` together):
+/// energies, bounds and throttle times add, peaks take the highest.
+fn merge_device(d: &mut DeviceReport, mine: &[&DeviceReport], duration_s: f64) {
+    let sum = |f: &dyn Fn(&DeviceReport) -> Option<f64>| -> Option<f64> {
+        mine.iter().map(|x| f(x)).sum()
+    };
+    let max = |f: &dyn Fn(&DeviceReport) -> Option<f64>| {
+        mine.iter().filter_map(|x| f(x)).reduce(f64::max)
+    };
+    d.energy.raw_j = sum(&|x| x.energy.raw_j);
+    d.energy.adjusted_j = sum(&|x| x.energy.adjusted_j);
+    d.energy.below_resolution = mine.iter().any(|x| x.energy.below_resolution);
+    if mine.iter().any(|x| x.energy.method != d.energy.method) {
+        d.energy.method = Some(EnergyMethod::Mixed);
+    }
+    // Bounds of separate windows add.
+    d.energy.uncertainty_j = sum(&|x| x.energy.uncertainty_j);
+    d.energy.adjusted_uncertainty_j = sum(&|x| x.energy.adjusted_uncertainty_j);
+    d.energy.uncertainty_method = combine_methods(mine.iter().map(|x| x.energy.uncertainty_method));
+    d.power.mean_w = d
+        .energy
+        .raw_j
+        .filter(|_| duration_s > 0.0)
+        .map(|e| e / duration_s);
+    d.power.peak_w = max(&|x| x.power.peak_w);
+    d.temperature.max_c = max(&|x| x.temperature.max_c);
+    d.memory.peak_used_mb = max(&|x| x.memory.peak_used_mb);
+    d.throttle.detected = mine.iter().any(|x| x.throttle.detected);
+    d.throttle.throttle_duration_s = mine.iter().map(|x| x.throttle.throttle_duration_s).sum();
+    d.throttle.thermal_duration_s = mine.iter().map(|x| x.throttle.thermal_duration_s).sum();
+    d.throttle.power_duration_s = mine.iter().map(|x| x.throttle.power_duration_s).sum();
+    d.throttle.reasons = mine
+        .iter()
+        .fold(ThrottleReasons::NONE, |a, x| a.union(x.throttle.reasons));
 }

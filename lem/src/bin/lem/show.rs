@@ -24,34 +24,7 @@ pub fn show(ui: &Ui, path: &Path) -> Result<(), Failure> {
         return ui.json_out(&v);
     }
     if v.get("samples").is_some() {
-        let ts: lem::output::Timeseries = serde_json::from_value(v).map_err(|e| {
-            Failure::new(format!("{}: not a lem time series ({e})", path.display()))
-        })?;
-        println!(
-            "time series of {} ({} samples at {} ms){}",
-            ts.experiment_id,
-            ts.sample_count,
-            ts.interval_ms,
-            if ts.simulated { " [SIMULATED]" } else { "" }
-        );
-        for d in &ts.devices {
-            let p: Vec<f64> = ts
-                .samples
-                .iter()
-                .filter(|x| x.device == d.index)
-                .filter_map(|x| x.power_w)
-                .collect();
-            let st = lem::stats::Summary::of(&p);
-            println!(
-                "  device {} {}: power mean {} min {} max {}",
-                d.index,
-                d.name,
-                watts(st.map(|x| x.mean)),
-                watts(st.map(|x| x.min)),
-                watts(st.map(|x| x.max))
-            );
-        }
-        return Ok(());
+        return show_timeseries(path, v);
     }
     let aggregated = v.get("aggregated").and_then(Value::as_bool) == Some(true);
     if !aggregated {
@@ -96,6 +69,45 @@ pub fn show(ui: &Ui, path: &Path) -> Result<(), Failure> {
         watts(f(&v, "/energy/baseline_power_w")),
         s(&v, "/energy/baseline_method")
     );
+    show_details(&v);
+    let _ = ui;
+    Ok(())
+}
+
+/// A time-series file: per device, the power's mean and range.
+fn show_timeseries(path: &Path, v: Value) -> Result<(), Failure> {
+    let ts: lem::output::Timeseries = serde_json::from_value(v)
+        .map_err(|e| Failure::new(format!("{}: not a lem time series ({e})", path.display())))?;
+    println!(
+        "time series of {} ({} samples at {} ms){}",
+        ts.experiment_id,
+        ts.sample_count,
+        ts.interval_ms,
+        if ts.simulated { " [SIMULATED]" } else { "" }
+    );
+    for d in &ts.devices {
+        let p: Vec<f64> = ts
+            .samples
+            .iter()
+            .filter(|x| x.device == d.index)
+            .filter_map(|x| x.power_w)
+            .collect();
+        let st = lem::stats::Summary::of(&p);
+        println!(
+            "  device {} {}: power mean {} min {} max {}",
+            d.index,
+            d.name,
+            watts(st.map(|x| x.mean)),
+            watts(st.map(|x| x.min)),
+            watts(st.map(|x| x.max))
+        );
+    }
+    Ok(())
+}
+
+/// The parts below the totals: devices, throttling, tokens, cycles, environment, command
+/// and warnings.
+fn show_details(v: &Value) {
     if let Some(devs) = v.get("devices").and_then(Value::as_array) {
         for d in devs {
             println!(
@@ -125,9 +137,9 @@ pub fn show(ui: &Ui, path: &Path) -> Result<(), Failure> {
     {
         println!(
             "  THROTTLED   {:.2} s (thermal {:.2} s, power {:.2} s)",
-            f(&v, "/thermal/throttle_duration_s").unwrap_or(0.0),
-            f(&v, "/thermal/thermal_duration_s").unwrap_or(0.0),
-            f(&v, "/thermal/power_duration_s").unwrap_or(0.0)
+            f(v, "/thermal/throttle_duration_s").unwrap_or(0.0),
+            f(v, "/thermal/thermal_duration_s").unwrap_or(0.0),
+            f(v, "/thermal/power_duration_s").unwrap_or(0.0)
         );
     }
     if let Some(m) = v.get("metrics") {
@@ -153,7 +165,7 @@ pub fn show(ui: &Ui, path: &Path) -> Result<(), Failure> {
             joules(f(i, "/ci95_high"))
         );
     }
-    println!("  environment {}", s(&v, "/environment/summary"));
+    println!("  environment {}", s(v, "/environment/summary"));
     if let Some(c) = v.get("command") {
         let argv: Vec<&str> = c["argv"]
             .as_array()
@@ -173,6 +185,4 @@ pub fn show(ui: &Ui, path: &Path) -> Result<(), Failure> {
             println!("  warning     {}", w.as_str().unwrap_or(""));
         }
     }
-    let _ = ui;
-    Ok(())
 }

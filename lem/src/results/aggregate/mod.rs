@@ -15,6 +15,10 @@ use crate::results::output::{read_result, ResultFile};
 use crate::results::report::EnergyMethod;
 use crate::results::stats::Interval;
 
+mod cycles;
+
+use cycles::sum_all;
+
 /// Energy totals of an aggregate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AggregateEnergy {
@@ -189,43 +193,6 @@ pub fn is_result_name(p: &Path) -> bool {
         && !name.starts_with('.')
 }
 
-/// (host, uuid): one physical device.
-type DeviceKey = (String, String);
-/// (name, raw J, adjusted J, process indices that measured it).
-/// (name, raw, adjusted, measured by, raw bound, adjusted bound)
-type SeenDevice = (
-    String,
-    Option<f64>,
-    Option<f64>,
-    Vec<u32>,
-    Option<f64>,
-    Option<f64>,
-);
-
-fn cycle_of(r: &ResultFile) -> u64 {
-    r.extra
-        .get("cycle")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(0)
-}
-
-fn host_of(r: &ResultFile) -> String {
-    r.environment
-        .as_ref()
-        .and_then(|e| e.hostname.clone())
-        .unwrap_or_else(|| "unknown-host".into())
-}
-
-fn sum_all(it: impl Iterator<Item = Option<f64>>) -> Option<f64> {
-    let mut any = false;
-    let mut total = 0.0;
-    for v in it {
-        total += v?;
-        any = true;
-    }
-    any.then_some(total)
-}
-
 /// Combine result files. With `strict`, incomplete process sets, processes that did not
 /// overlap in time, devices measured twice and mixed experiment ids are errors instead of
 /// warnings.
@@ -243,9 +210,7 @@ pub fn aggregate(
             reason: "nothing to aggregate".into(),
         });
     };
-    let mut warnings: Vec<String> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
-    let experiment_id = first.experiment_id.clone();
     let ids: BTreeSet<&str> = results
         .iter()
         .map(|(_, r)| r.experiment_id.as_str())
@@ -253,145 +218,14 @@ pub fn aggregate(
     if ids.len() > 1 {
         problems.push(format!("results of several experiments mixed: {ids:?}"));
     }
-
-    let mut by_cycle: BTreeMap<u64, Vec<&ResultFile>> = BTreeMap::new();
-    for (_, r) in results {
-        by_cycle.entry(cycle_of(r)).or_default().push(r);
-    }
-    let mut all_indices: BTreeSet<u32> = BTreeSet::new();
-    let mut devices: BTreeMap<(String, String), AggregateDevice> = BTreeMap::new();
-    let mut rows = Vec::new();
-    let mut methods: BTreeSet<String> = BTreeSet::new();
-    for (cycle, procs) in &by_cycle {
-        let label = if by_cycle.len() > 1 {
-            format!("cycle {cycle}: ")
-        } else {
-            String::new()
-        };
-        let mut idx: Vec<u32> = procs.iter().map(|r| r.process_index).collect();
-        idx.sort_unstable();
-        let distinct: BTreeSet<u32> = idx.iter().copied().collect();
-        if distinct.len() != idx.len() {
-            problems.push(format!("{label}duplicate process indices {idx:?}"));
-        }
-        let n = distinct.iter().max().map_or(0, |m| m + 1);
-        let missing: Vec<u32> = (0..n).filter(|i| !distinct.contains(i)).collect();
-        if !missing.is_empty() {
-            problems.push(format!(
-                "{label}incomplete: process indices should be 0..{}, missing {missing:?}",
-                n.saturating_sub(1)
-            ));
-        }
-        all_indices.extend(distinct);
-        // processes of one cycle run together: their windows must overlap
-        let starts: Vec<f64> = procs.iter().filter_map(|r| r.start_unix_s).collect();
-        let ends: Vec<f64> = procs.iter().filter_map(|r| r.end_unix_s).collect();
-        if procs.len() > 1 && starts.len() == procs.len() && ends.len() == procs.len() {
-            let latest_start = starts.iter().copied().fold(f64::MIN, f64::max);
-            let earliest_end = ends.iter().copied().fold(f64::MAX, f64::min);
-            if latest_start > earliest_end {
-                problems.push(format!(
-                    "{label}processes did not overlap in time (one ended {:.3} s before another started): they may not belong to one run",
-                    latest_start - earliest_end
-                ));
-            }
-        }
-        let span = match (
-            starts.iter().copied().reduce(f64::min),
-            ends.iter().copied().reduce(f64::max),
-        ) {
-            (Some(s), Some(e)) if starts.len() == procs.len() => e - s,
-            _ => procs
-                .iter()
-                .map(|r| r.report.duration_s)
-                .fold(0.0, f64::max),
-        };
-        // each physical device once: the process whose window saw the most of it
-        let mut cycle_devices: BTreeMap<DeviceKey, SeenDevice> = BTreeMap::new();
-        for r in procs {
-            let host = host_of(r);
-            for d in &r.report.devices {
-                if let Some(m) = d.energy.method {
-                    methods.insert(format!("{m:?}"));
-                }
-                let e = cycle_devices
-                    .entry((host.clone(), d.uuid.clone()))
-                    .or_insert_with(|| {
-                        (
-                            d.name.clone(),
-                            d.energy.raw_j,
-                            d.energy.adjusted_j,
-                            Vec::new(),
-                            d.energy.uncertainty_j,
-                            d.energy.adjusted_uncertainty_j,
-                        )
-                    });
-                if !e.3.is_empty() && d.energy.raw_j.unwrap_or(0.0) > e.1.unwrap_or(0.0) {
-                    e.1 = d.energy.raw_j;
-                    e.2 = d.energy.adjusted_j;
-                    e.4 = d.energy.uncertainty_j;
-                    e.5 = d.energy.adjusted_uncertainty_j;
-                }
-                e.3.push(r.process_index);
-            }
-        }
-        for ((host, uuid), (_, _, _, by, _, _)) in &cycle_devices {
-            if by.len() > 1 {
-                problems.push(format!(
-                    "{label}device {uuid} on {host} was measured by processes {by:?}: counted once"
-                ));
-            }
-        }
-        let raw = sum_all(cycle_devices.values().map(|v| v.1));
-        let adjusted = sum_all(cycle_devices.values().map(|v| v.2));
-        let uncertainty = sum_all(cycle_devices.values().map(|v| v.4));
-        let adjusted_uncertainty = sum_all(cycle_devices.values().map(|v| v.5));
-        for ((host, uuid), (name, r, a, by, _, _)) in cycle_devices {
-            let d = devices
-                .entry((host.clone(), uuid.clone()))
-                .or_insert_with(|| AggregateDevice {
-                    host,
-                    uuid,
-                    name,
-                    raw_j: Some(0.0),
-                    adjusted_j: Some(0.0),
-                    measured_by: Vec::new(),
-                });
-            d.raw_j = d.raw_j.zip(r).map(|(x, y)| x + y);
-            d.adjusted_j = d.adjusted_j.zip(a).map(|(x, y)| x + y);
-            for p in by {
-                if !d.measured_by.contains(&p) {
-                    d.measured_by.push(p);
-                }
-            }
-        }
-        rows.push(CycleRow {
-            cycle: *cycle,
-            num_processes: procs.len(),
-            raw_j: raw,
-            adjusted_j: adjusted,
-            uncertainty_j: raw.and(uncertainty),
-            adjusted_uncertainty_j: adjusted.and(adjusted_uncertainty),
-            duration_s: span,
-            start_temp_c: procs
-                .iter()
-                .flat_map(|r| {
-                    r.report
-                        .devices
-                        .iter()
-                        .filter_map(|d| d.temperature.start_c)
-                })
-                .reduce(f64::max),
-        });
-    }
-
+    let cycles = cycles::combine(results, &mut problems);
     if strict && !problems.is_empty() {
         return Err(Error::BadFile {
             path: origin.to_path_buf(),
             reason: format!("--strict: {}", problems.join("; ")),
         });
     }
-    warnings.extend(problems);
+    let mut warnings = problems;
     for (_, r) in results {
         for w in &r.report.warnings {
             let w = format!("process {}: {w}", r.process_index);
@@ -400,7 +234,53 @@ pub fn aggregate(
             }
         }
     }
+    let rows = cycles.rows;
+    let cycle_stats = cycle_stats(&rows, &mut warnings);
+    let starts: Vec<f64> = results.iter().filter_map(|(_, r)| r.start_unix_s).collect();
+    let ends: Vec<f64> = results.iter().filter_map(|(_, r)| r.end_unix_s).collect();
+    let start = starts.iter().copied().reduce(f64::min);
+    let end = ends.iter().copied().reduce(f64::max);
+    let duration_s = match (start, end) {
+        (Some(s), Some(e)) if starts.len() == results.len() => e - s,
+        _ => rows.iter().map(|r| r.duration_s).sum(),
+    };
+    let lowest = results
+        .iter()
+        .min_by_key(|(_, r)| (cycles::cycle_of(r), r.process_index))
+        .map(|(_, r)| r);
+    Ok(Aggregate {
+        schema_version: crate::results::report::SCHEMA_VERSION.into(),
+        aggregated: true,
+        experiment_id: first.experiment_id.clone(),
+        num_processes: cycles.process_indices.len(),
+        process_indices: cycles.process_indices.into_iter().collect(),
+        simulated: results.iter().any(|(_, r)| r.report.simulated),
+        start_unix_s: start,
+        end_unix_s: end,
+        started_at: start.map(rfc3339),
+        duration_s,
+        energy: energy_of(results, &rows, cycles.methods.len()),
+        devices: cycles.devices.into_values().collect(),
+        thermal: thermal_of(results),
+        cycles: cycle_stats,
+        environment: lowest.and_then(|r| r.environment.clone()),
+        sources: results
+            .iter()
+            .map(|(p, _)| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect(),
+        warnings,
+        extra: lowest
+            .map(|r| extra_of(r, results.len()))
+            .unwrap_or_default(),
+    })
+}
 
+/// Statistics across cycles (a warning when there are too few for them).
+fn cycle_stats(rows: &[CycleRow], warnings: &mut Vec<String>) -> CycleStats {
     let n = rows.len();
     if n < 3 {
         warnings.push(format!(
@@ -411,23 +291,23 @@ pub fn aggregate(
         let v: Option<Vec<f64>> = rows.iter().map(f).collect();
         v.and_then(|v| Interval::of(&v))
     };
-    let cycles = CycleStats {
+    CycleStats {
         n,
         energy_adjusted_j: col(&|r| r.adjusted_j),
         energy_raw_j: col(&|r| r.raw_j),
         duration_s: col(&|r| Some(r.duration_s)),
-        per_cycle: rows.clone(),
-    };
+        per_cycle: rows.to_vec(),
+    }
+}
 
-    let starts: Vec<f64> = results.iter().filter_map(|(_, r)| r.start_unix_s).collect();
-    let ends: Vec<f64> = results.iter().filter_map(|(_, r)| r.end_unix_s).collect();
-    let start = starts.iter().copied().reduce(f64::min);
-    let end = ends.iter().copied().reduce(f64::max);
-    let duration_s = match (start, end) {
-        (Some(s), Some(e)) if starts.len() == results.len() => e - s,
-        _ => rows.iter().map(|r| r.duration_s).sum(),
-    };
-    let method = match methods.len() {
+/// The energy totals: every cycle's sums, the distinct devices' baselines, one method if
+/// all devices shared it (`methods` distinct methods were seen).
+fn energy_of(
+    results: &[(PathBuf, ResultFile)],
+    rows: &[CycleRow],
+    methods: usize,
+) -> AggregateEnergy {
+    let method = match methods {
         0 => None,
         1 => results
             .iter()
@@ -439,93 +319,59 @@ pub fn aggregate(
     for (_, r) in results {
         for d in &r.report.devices {
             baseline_by_device
-                .entry((host_of(r), d.uuid.clone()))
+                .entry((cycles::host_of(r), d.uuid.clone()))
                 .or_insert(d.energy.baseline_power_w);
         }
     }
-    let reports = results.iter().map(|(_, r)| &r.report);
-    let thermal = AggregateThermal {
-        throttle_detected: reports.clone().any(|r| r.thermal.throttle_detected),
-        throttle_duration_s: reports
-            .clone()
-            .map(|r| r.thermal.throttle_duration_s)
-            .fold(0.0, f64::max),
-        thermal_duration_s: reports
-            .clone()
-            .map(|r| r.thermal.thermal_duration_s)
-            .fold(0.0, f64::max),
-        power_duration_s: reports
-            .clone()
-            .map(|r| r.thermal.power_duration_s)
-            .fold(0.0, f64::max),
-        max_temp_c: reports
-            .clone()
+    AggregateEnergy {
+        raw_j: sum_all(rows.iter().map(|r| r.raw_j)),
+        adjusted_j: sum_all(rows.iter().map(|r| r.adjusted_j)),
+        uncertainty_j: sum_all(rows.iter().map(|r| r.uncertainty_j)),
+        adjusted_uncertainty_j: sum_all(rows.iter().map(|r| r.adjusted_uncertainty_j)),
+        uncertainty_method: crate::results::report::combine_methods(
+            results
+                .iter()
+                .map(|(_, r)| r.report.energy.uncertainty_method),
+        ),
+        baseline_power_w: sum_all(baseline_by_device.values().copied()),
+        method,
+        baseline_method: results
+            .iter()
+            .map(|(_, r)| r.report.energy.baseline_method)
+            .max(),
+    }
+}
+
+/// Throttling over every process: any detected, the longest durations, the hottest device.
+fn thermal_of(results: &[(PathBuf, ResultFile)]) -> AggregateThermal {
+    let reports = || results.iter().map(|(_, r)| &r.report);
+    let longest = |f: &dyn Fn(&crate::results::report::EnergyReport) -> f64| {
+        reports().map(f).fold(0.0, f64::max)
+    };
+    AggregateThermal {
+        throttle_detected: reports().any(|r| r.thermal.throttle_detected),
+        throttle_duration_s: longest(&|r| r.thermal.throttle_duration_s),
+        thermal_duration_s: longest(&|r| r.thermal.thermal_duration_s),
+        power_duration_s: longest(&|r| r.thermal.power_duration_s),
+        max_temp_c: reports()
             .filter_map(|r| r.thermal.max_temp_c)
             .reduce(f64::max),
-    };
-    let lowest = results
-        .iter()
-        .min_by_key(|(_, r)| (cycle_of(r), r.process_index))
-        .map(|(_, r)| r);
-    let environment = lowest.and_then(|r| r.environment.clone());
-    let mut extra = serde_json::Map::new();
-    if let Some(r) = lowest {
-        let keys: &[&str] = if results.len() == 1 {
-            &[
-                "workload", "metrics", "phases", "warmup", "bench", "command",
-            ]
-        } else {
-            &["workload"]
-        };
-        for k in keys {
-            if let Some(v) = r.extra.get(*k) {
-                extra.insert((*k).to_string(), v.clone());
-            }
-        }
     }
-    Ok(Aggregate {
-        schema_version: crate::results::report::SCHEMA_VERSION.into(),
-        aggregated: true,
-        experiment_id,
-        num_processes: all_indices.len(),
-        process_indices: all_indices.into_iter().collect(),
-        simulated: results.iter().any(|(_, r)| r.report.simulated),
-        start_unix_s: start,
-        end_unix_s: end,
-        started_at: start.map(rfc3339),
-        duration_s,
-        energy: AggregateEnergy {
-            raw_j: sum_all(rows.iter().map(|r| r.raw_j)),
-            adjusted_j: sum_all(rows.iter().map(|r| r.adjusted_j)),
-            uncertainty_j: sum_all(rows.iter().map(|r| r.uncertainty_j)),
-            adjusted_uncertainty_j: sum_all(rows.iter().map(|r| r.adjusted_uncertainty_j)),
-            uncertainty_method: crate::results::report::combine_methods(
-                results
-                    .iter()
-                    .map(|(_, r)| r.report.energy.uncertainty_method),
-            ),
-            baseline_power_w: sum_all(baseline_by_device.values().copied()),
-            method,
-            baseline_method: results
-                .iter()
-                .map(|(_, r)| r.report.energy.baseline_method)
-                .max(),
-        },
-        devices: devices.into_values().collect(),
-        thermal,
-        cycles,
-        environment,
-        sources: results
-            .iter()
-            .map(|(p, _)| {
-                p.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            })
-            .collect(),
-        warnings,
-        extra,
-    })
+}
+
+/// The sections passed through from the lowest process: `workload` always; with a single
+/// result also its metrics, phases, warmup, bench and command.
+fn extra_of(r: &ResultFile, count: usize) -> serde_json::Map<String, serde_json::Value> {
+    let keys: &[&str] = if count == 1 {
+        &[
+            "workload", "metrics", "phases", "warmup", "bench", "command",
+        ]
+    } else {
+        &["workload"]
+    };
+    keys.iter()
+        .filter_map(|k| r.extra.get(*k).map(|v| ((*k).to_string(), v.clone())))
+        .collect()
 }
 
 /// Aggregate a raw experiment directory.

@@ -6,12 +6,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::base::cache::{default_cache_dir, ensure_private_dir, write_atomic};
+mod cache;
+
+use crate::base::cache::default_cache_dir;
 use crate::base::clock::Clock;
 use crate::base::timefmt::rfc3339;
 use crate::device::SharedDevice;
 use crate::error::{Error, Result};
 use crate::results::report::BaselineMethod;
+use cache::CACHE_FORMAT;
+pub use cache::{cache_path, clear_cache, list_cache, read_cache, write_cache, CacheEntry};
 
 /// Default baseline duration.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(30);
@@ -21,8 +25,6 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 pub const BUSY_UTILISATION_PCT: f64 = 1.0;
 /// Power coefficient of variation above which a baseline counts as unsteady.
 pub const BUSY_POWER_CV: f64 = 0.10;
-
-const CACHE_FORMAT: u32 = 1;
 
 /// Whether and how to establish the baseline (`LEM_BASELINE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -145,34 +147,6 @@ impl Baseline {
     }
 }
 
-/// What the cache file of one device holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CacheEntry {
-    /// Cache format version.
-    pub lem_baseline: u32,
-    /// Device UUID (the file is ignored if it does not match).
-    pub uuid: String,
-    /// Device name.
-    pub device_name: String,
-    /// Idle power, W.
-    pub power_w: f64,
-    /// When measured, Unix s.
-    pub timestamp_unix_s: f64,
-    /// When measured, RFC 3339.
-    pub timestamp: String,
-    /// Measurement length, s.
-    pub duration_s: f64,
-    /// Power samples taken.
-    pub sample_count: u64,
-    /// Coefficient of variation of the samples.
-    pub power_cv: Option<f64>,
-    /// Mean utilisation, %.
-    pub mean_utilisation_pct: Option<f64>,
-    /// Simulated device.
-    pub simulated: bool,
-}
-
 /// The baseline of every device and the warnings raised establishing them.
 #[derive(Debug, Clone, Default)]
 pub struct BaselineOutcome {
@@ -180,95 +154,6 @@ pub struct BaselineOutcome {
     pub baselines: Vec<Baseline>,
     /// Things to tell the user.
     pub warnings: Vec<String>,
-}
-
-/// The cache file of the device with `uuid`.
-pub fn cache_path(dir: &Path, uuid: &str) -> PathBuf {
-    dir.join(format!(
-        "baseline-{}.json",
-        crate::base::cache::file_safe(uuid)
-    ))
-}
-
-/// Read one cache file. `Ok(None)` when there is none; `Err(warning)` when it is corrupted
-/// or belongs to another device.
-pub fn read_cache(path: &Path, uuid: &str) -> std::result::Result<Option<CacheEntry>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("ignoring baseline cache {}: {e}", path.display())),
-    };
-    let entry: CacheEntry = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "ignoring corrupted baseline cache {} ({e}); measuring again",
-            path.display()
-        )
-    })?;
-    if entry.uuid != uuid || entry.lem_baseline != CACHE_FORMAT {
-        return Err(format!(
-            "ignoring baseline cache {}: it belongs to {} (format {}), not {uuid}; measuring again",
-            path.display(),
-            entry.uuid,
-            entry.lem_baseline
-        ));
-    }
-    if !(entry.power_w.is_finite() && entry.power_w >= 0.0 && entry.timestamp_unix_s.is_finite()) {
-        return Err(format!(
-            "ignoring corrupted baseline cache {}: invalid values; measuring again",
-            path.display()
-        ));
-    }
-    Ok(Some(entry))
-}
-
-/// Write one cache entry atomically (temp file + rename: racing writers never leave a
-/// half-written file, the last rename wins).
-///
-/// # Errors
-/// [`Error::Io`] naming the directory or file.
-pub fn write_cache(dir: &Path, entry: &CacheEntry) -> Result<PathBuf> {
-    ensure_private_dir(dir)?;
-    let path = cache_path(dir, &entry.uuid);
-    let json = serde_json::to_vec_pretty(entry)?;
-    write_atomic(&path, &json)?;
-    Ok(path)
-}
-
-/// Every cache file in `dir`, parsed (errors as text).
-pub fn list_cache(dir: &Path) -> Vec<(PathBuf, std::result::Result<CacheEntry, String>)> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(PathBuf, std::result::Result<CacheEntry, String>)> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("baseline-") && n.ends_with(".json"))
-        })
-        .map(|p| {
-            let r = std::fs::read_to_string(&p)
-                .map_err(|e| e.to_string())
-                .and_then(|t| serde_json::from_str::<CacheEntry>(&t).map_err(|e| e.to_string()));
-            (p, r)
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-/// Delete every cache file in `dir`; returns how many were removed.
-///
-/// # Errors
-/// [`Error::Io`] naming the file that could not be removed.
-pub fn clear_cache(dir: &Path) -> Result<usize> {
-    let mut n = 0;
-    for (p, _) in list_cache(dir) {
-        std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-        n += 1;
-    }
-    Ok(n)
 }
 
 /// A fresh idle measurement of one device.
@@ -381,93 +266,20 @@ pub fn establish(
         return Ok(out);
     }
     let dir = cfg.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let mut slots: Vec<Option<Baseline>> = vec![None; devices.len()];
-    if cfg.mode == BaselineMode::Auto {
-        for (i, d) in devices.iter().enumerate() {
-            let uuid = &d.info().uuid;
-            match read_cache(&cache_path(&dir, uuid), uuid) {
-                Ok(Some(e)) => {
-                    let age = now_unix_s - e.timestamp_unix_s;
-                    if age >= 0.0 && age <= cfg.ttl.as_secs_f64() {
-                        slots[i] = Some(Baseline {
-                            uuid: uuid.clone(),
-                            power_w: Some(e.power_w),
-                            method: BaselineMethod::Cached,
-                            timestamp_unix_s: Some(e.timestamp_unix_s),
-                            timestamp: Some(e.timestamp),
-                            cache_age_s: Some(age),
-                            duration_s: Some(e.duration_s),
-                            sample_count: e.sample_count,
-                            power_cv: e.power_cv,
-                            mean_utilisation_pct: e.mean_utilisation_pct,
-                            busy: false,
-                        });
-                    }
-                }
-                Ok(None) => {}
-                Err(w) => out.warnings.push(w),
-            }
-        }
-    }
+    let mut slots: Vec<Option<Baseline>> = if cfg.mode == BaselineMode::Auto {
+        devices
+            .iter()
+            .map(|d| cached(d, &dir, cfg.ttl, now_unix_s, &mut out.warnings))
+            .collect()
+    } else {
+        vec![None; devices.len()]
+    };
     let todo: Vec<usize> = (0..devices.len()).filter(|i| slots[*i].is_none()).collect();
     if !todo.is_empty() {
         let devs: Vec<SharedDevice> = todo.iter().map(|i| devices[*i].clone()).collect();
         let measured = measure(&devs, clock, cfg.duration, cfg.interval, progress);
         for (k, m) in todo.iter().zip(measured) {
-            let d = &devices[*k];
-            let info = d.info();
-            let Some(power_w) = m.power_w else {
-                out.warnings.push(format!(
-                    "device {} ({}): the idle baseline could not be measured (no energy counter or power reading); results carry raw energy only",
-                    info.index, info.name
-                ));
-                slots[*k] = Some(Baseline::without(&info.uuid, BaselineMethod::Unavailable));
-                continue;
-            };
-            let busy_util = m
-                .mean_utilisation_pct
-                .is_some_and(|u| u > BUSY_UTILISATION_PCT);
-            let busy_cv = m.power_cv.is_some_and(|c| c > BUSY_POWER_CV);
-            let busy = busy_util || busy_cv;
-            if busy {
-                out.warnings.push(format!(
-                    "device {} ({}): baseline taken while the device was not idle (mean utilisation {:.1} %, power CV {:.3}); adjusted energy is suspect and this baseline is not cached",
-                    info.index,
-                    info.name,
-                    m.mean_utilisation_pct.unwrap_or(0.0),
-                    m.power_cv.unwrap_or(0.0)
-                ));
-            } else {
-                let entry = CacheEntry {
-                    lem_baseline: CACHE_FORMAT,
-                    uuid: info.uuid.clone(),
-                    device_name: info.name.clone(),
-                    power_w,
-                    timestamp_unix_s: now_unix_s,
-                    timestamp: rfc3339(now_unix_s),
-                    duration_s: m.duration_s,
-                    sample_count: m.sample_count,
-                    power_cv: m.power_cv,
-                    mean_utilisation_pct: m.mean_utilisation_pct,
-                    simulated: info.simulated,
-                };
-                if let Err(e) = write_cache(&dir, &entry) {
-                    out.warnings.push(format!("baseline not cached: {e}"));
-                }
-            }
-            slots[*k] = Some(Baseline {
-                uuid: info.uuid.clone(),
-                power_w: Some(power_w),
-                method: BaselineMethod::Fresh,
-                timestamp_unix_s: Some(now_unix_s),
-                timestamp: Some(rfc3339(now_unix_s)),
-                cache_age_s: None,
-                duration_s: Some(m.duration_s),
-                sample_count: m.sample_count,
-                power_cv: m.power_cv,
-                mean_utilisation_pct: m.mean_utilisation_pct,
-                busy,
-            });
+            slots[*k] = Some(fresh(&devices[*k], &m, &dir, now_unix_s, &mut out.warnings));
         }
     }
     out.baselines = slots
@@ -486,6 +298,102 @@ pub fn establish(
         }
     }
     Ok(out)
+}
+
+/// The cached baseline of `d` when there is one younger than `ttl`; an unreadable or foreign
+/// cache file is a warning.
+fn cached(
+    d: &SharedDevice,
+    dir: &Path,
+    ttl: Duration,
+    now_unix_s: f64,
+    warnings: &mut Vec<String>,
+) -> Option<Baseline> {
+    let uuid = &d.info().uuid;
+    let e = match read_cache(&cache_path(dir, uuid), uuid) {
+        Ok(e) => e?,
+        Err(w) => {
+            warnings.push(w);
+            return None;
+        }
+    };
+    let age = now_unix_s - e.timestamp_unix_s;
+    (age >= 0.0 && age <= ttl.as_secs_f64()).then(|| Baseline {
+        uuid: uuid.clone(),
+        power_w: Some(e.power_w),
+        method: BaselineMethod::Cached,
+        timestamp_unix_s: Some(e.timestamp_unix_s),
+        timestamp: Some(e.timestamp),
+        cache_age_s: Some(age),
+        duration_s: Some(e.duration_s),
+        sample_count: e.sample_count,
+        power_cv: e.power_cv,
+        mean_utilisation_pct: e.mean_utilisation_pct,
+        busy: false,
+    })
+}
+
+/// The baseline just measured for `d`: flagged (and not cached) when the device was busy,
+/// cached otherwise; unavailable, with a warning, when nothing could be read.
+fn fresh(
+    d: &SharedDevice,
+    m: &Measured,
+    dir: &Path,
+    now_unix_s: f64,
+    warnings: &mut Vec<String>,
+) -> Baseline {
+    let info = d.info();
+    let Some(power_w) = m.power_w else {
+        warnings.push(format!(
+            "device {} ({}): the idle baseline could not be measured (no energy counter or power reading); results carry raw energy only",
+            info.index, info.name
+        ));
+        return Baseline::without(&info.uuid, BaselineMethod::Unavailable);
+    };
+    let busy_util = m
+        .mean_utilisation_pct
+        .is_some_and(|u| u > BUSY_UTILISATION_PCT);
+    let busy_cv = m.power_cv.is_some_and(|c| c > BUSY_POWER_CV);
+    let busy = busy_util || busy_cv;
+    if busy {
+        warnings.push(format!(
+            "device {} ({}): baseline taken while the device was not idle (mean utilisation {:.1} %, power CV {:.3}); adjusted energy is suspect and this baseline is not cached",
+            info.index,
+            info.name,
+            m.mean_utilisation_pct.unwrap_or(0.0),
+            m.power_cv.unwrap_or(0.0)
+        ));
+    } else {
+        let entry = CacheEntry {
+            lem_baseline: CACHE_FORMAT,
+            uuid: info.uuid.clone(),
+            device_name: info.name.clone(),
+            power_w,
+            timestamp_unix_s: now_unix_s,
+            timestamp: rfc3339(now_unix_s),
+            duration_s: m.duration_s,
+            sample_count: m.sample_count,
+            power_cv: m.power_cv,
+            mean_utilisation_pct: m.mean_utilisation_pct,
+            simulated: info.simulated,
+        };
+        if let Err(e) = write_cache(dir, &entry) {
+            warnings.push(format!("baseline not cached: {e}"));
+        }
+    }
+    Baseline {
+        uuid: info.uuid.clone(),
+        power_w: Some(power_w),
+        method: BaselineMethod::Fresh,
+        timestamp_unix_s: Some(now_unix_s),
+        timestamp: Some(rfc3339(now_unix_s)),
+        cache_age_s: None,
+        duration_s: Some(m.duration_s),
+        sample_count: m.sample_count,
+        power_cv: m.power_cv,
+        mean_utilisation_pct: m.mean_utilisation_pct,
+        busy,
+    }
 }
 
 #[cfg(test)]
@@ -644,73 +552,5 @@ mod tests {
         assert!((b.baselines[0].power_w.unwrap() - 33.0).abs() < 1e-9);
         assert_eq!(b.baselines[0].sample_count, 50);
         assert!((last - 1.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn racing_writers_never_leave_a_torn_cache_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let entry = |w: f64| CacheEntry {
-            lem_baseline: CACHE_FORMAT,
-            uuid: "GPU-race".into(),
-            device_name: "x".into(),
-            power_w: w,
-            timestamp_unix_s: 0.0,
-            timestamp: rfc3339(0.0),
-            duration_s: 30.0,
-            sample_count: 300,
-            power_cv: Some(0.01),
-            mean_utilisation_pct: Some(0.0),
-            simulated: false,
-        };
-        std::thread::scope(|s| {
-            for t in 0..8 {
-                let d = dir.path();
-                s.spawn(move || {
-                    for i in 0..20 {
-                        write_cache(d, &entry(f64::from(t * 100 + i))).unwrap();
-                    }
-                });
-            }
-            // a reader during the race only ever sees a complete file
-            for _ in 0..200 {
-                if let Err(e) = read_cache(&cache_path(dir.path(), "GPU-race"), "GPU-race") {
-                    panic!("torn read: {e}");
-                }
-            }
-        });
-        let last = read_cache(&cache_path(dir.path(), "GPU-race"), "GPU-race")
-            .unwrap()
-            .unwrap();
-        assert!(last.power_w >= 0.0);
-        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(leftovers, 1, "no temporary files left behind");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn cache_dir_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let sub = dir.path().join("a/lem");
-        let entry = CacheEntry {
-            lem_baseline: CACHE_FORMAT,
-            uuid: "GPU-x/y".into(),
-            device_name: "x".into(),
-            power_w: 1.0,
-            timestamp_unix_s: 0.0,
-            timestamp: rfc3339(0.0),
-            duration_s: 1.0,
-            sample_count: 1,
-            power_cv: None,
-            mean_utilisation_pct: None,
-            simulated: true,
-        };
-        let p = write_cache(&sub, &entry).unwrap();
-        assert_eq!(p.file_name().unwrap(), "baseline-GPU-x_y.json");
-        let mode = std::fs::metadata(&sub).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
-        assert_eq!(list_cache(&sub).len(), 1);
-        assert_eq!(clear_cache(&sub).unwrap(), 1);
-        assert!(list_cache(&sub).is_empty());
     }
 }
