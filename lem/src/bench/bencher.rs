@@ -296,81 +296,22 @@ impl<'m> Bencher<'m> {
             if cycle > 0 && !plan.cycle_gap.is_zero() {
                 std::thread::sleep(plan.cycle_gap);
             }
-            let progress =
-                super::progress::WarmupProgress::new(&plan.name, plan.progress, &plan.warmup);
-            let w = warm_up(plan.warmup, &mut routine, sync, |i, cv| {
-                progress.update(i, cv)
-            });
-            progress.finish(&w);
-            if !w.converged {
-                let msg = format!(
-                    "{}: warmup did not converge in {} iterations (CV {} > target {:.3}); latency is still changing, so results vary more",
-                    plan.name,
-                    w.iterations,
-                    w.final_cv.map_or("-".into(), |c| format!("{c:.3}")),
-                    w.target_cv
-                );
-                if !warnings.contains(&msg) {
-                    warnings.push(msg);
-                }
-            }
+            let w = warm(&plan, &mut routine, sync, &mut warnings);
             if cycle == 0 {
-                let per_iter = typical_latency(&w, plan.warmup.window).as_secs_f64();
-                iters_per_sample = if per_iter > 0.0 {
-                    ((plan.min_sample_s / per_iter).ceil() as u64).clamp(1, 100_000_000)
-                } else {
-                    1
-                };
+                iters_per_sample = initial_iterations(&plan, &w);
             }
             warmups.push(w);
             for _ in 0..plan.samples {
-                // A sample whose bound is above `max_uncertainty` is measured again, longer:
-                // the counter's staleness is fixed per window, so the relative bound falls
-                // as the window grows.
-                let mut attempts = 0;
-                let (rep, units, counted, start_temp) = loop {
-                    let Some(got) =
-                        self.sample(&plan, &mut routine, sync, iters_per_sample, &mut warnings)
-                    else {
-                        break (None, 0.0, false, None);
-                    };
-                    let rel = relative(&got.0);
-                    match (plan.max_uncertainty, rel) {
-                        (Some(target), Some(r)) if r > target && attempts < MAX_LENGTHENING => {
-                            attempts += 1;
-                            iters_per_sample = ((iters_per_sample as f64) * (r / target) * 1.1)
-                                .ceil()
-                                .min(100_000_000.0)
-                                as u64;
-                        }
-                        _ => break (Some(got.0), got.1, got.2, got.3),
-                    }
-                };
-                let Some(rep) = rep else {
+                let Some((rep, units, counted, start_temp)) = self.measured_sample(
+                    &plan,
+                    &mut routine,
+                    sync,
+                    &mut iters_per_sample,
+                    &mut warnings,
+                ) else {
                     break;
                 };
-                if plan.units.is_some() && !counted {
-                    let msg = format!(
-                        "{}: `units` is set but the routine does not return a number of units; energy per unit is not reported",
-                        plan.name
-                    );
-                    if !warnings.contains(&msg) {
-                        warnings.push(msg);
-                    }
-                }
-                if let (Some(target), Some(r)) = (plan.max_uncertainty, relative(&rep)) {
-                    if r > target {
-                        let msg = format!(
-                            "{}: a sample's energy bound is {:.2} % of its energy, above max_uncertainty {:.2} % after lengthening it {MAX_LENGTHENING} times",
-                            plan.name,
-                            r * 100.0,
-                            target * 100.0
-                        );
-                        if !warnings.contains(&msg) {
-                            warnings.push(msg);
-                        }
-                    }
-                }
+                check_sample(&plan, &rep, counted, &mut warnings);
                 records.push(SampleRecord {
                     cycle,
                     iterations: iters_per_sample,
@@ -387,21 +328,7 @@ impl<'m> Bencher<'m> {
                 reports.push(rep);
             }
         }
-        if records.iter().any(|r| r.throttled) {
-            let n = records.iter().filter(|r| r.throttled).count();
-            warnings.push(format!(
-                "{}: {n} of {} samples throttled: energy and time reflect a throttled device",
-                plan.name,
-                records.len()
-            ));
-        }
-        if records.len() < 3 {
-            warnings.push(format!(
-                "{}: only {} sample(s): confidence intervals need at least 3",
-                plan.name,
-                records.len()
-            ));
-        }
+        summary_warnings(&plan, &records, &mut warnings);
         let stats = stats_of(&plan, iters_per_sample, &records);
         let report = merge_reports(&plan.name, &reports);
         self.outcome = Some(BenchOutcome {
@@ -410,6 +337,32 @@ impl<'m> Bencher<'m> {
             report,
             warnings,
         });
+    }
+
+    /// One kept sample. A sample whose bound is above `max_uncertainty` is measured again,
+    /// longer (`iters` grows): the counter's staleness is fixed per window, so the relative
+    /// bound falls as the window grows.
+    fn measured_sample<R: Any>(
+        &self,
+        plan: &Plan,
+        routine: &mut impl FnMut() -> R,
+        sync: &dyn Fn(),
+        iters: &mut u64,
+        warnings: &mut Vec<String>,
+    ) -> Option<(EnergyReport, f64, bool, Option<f64>)> {
+        let mut attempts = 0;
+        loop {
+            let got = self.sample(plan, routine, sync, *iters, warnings)?;
+            match (plan.max_uncertainty, relative(&got.0)) {
+                (Some(target), Some(r)) if r > target && attempts < MAX_LENGTHENING => {
+                    attempts += 1;
+                    *iters = ((*iters as f64) * (r / target) * 1.1)
+                        .ceil()
+                        .min(100_000_000.0) as u64;
+                }
+                _ => return Some(got),
+            }
+        }
     }
 
     /// One measured sample of `iters` iterations: its report, the units produced, whether
@@ -478,6 +431,87 @@ pub fn run_one(
     let mut b = Bencher::new(meter, Plan::new(name, options, false)?);
     f(&mut b);
     Ok(b.take_outcome())
+}
+
+/// Warm up (with its progress display); a warmup that did not converge is a warning.
+fn warm<R>(
+    plan: &Plan,
+    routine: &mut impl FnMut() -> R,
+    sync: &dyn Fn(),
+    warnings: &mut Vec<String>,
+) -> WarmupResult {
+    let progress = super::progress::WarmupProgress::new(&plan.name, plan.progress, &plan.warmup);
+    let w = warm_up(plan.warmup, routine, sync, |i, cv| progress.update(i, cv));
+    progress.finish(&w);
+    if !w.converged {
+        let msg = format!(
+            "{}: warmup did not converge in {} iterations (CV {} > target {:.3}); latency is still changing, so results vary more",
+            plan.name,
+            w.iterations,
+            w.final_cv.map_or("-".into(), |c| format!("{c:.3}")),
+            w.target_cv
+        );
+        push_once(warnings, msg);
+    }
+    w
+}
+
+/// Iterations per sample from the warmup's typical latency: enough to last `min_sample_s`.
+fn initial_iterations(plan: &Plan, w: &WarmupResult) -> u64 {
+    let per_iter = typical_latency(w, plan.warmup.window).as_secs_f64();
+    if per_iter > 0.0 {
+        ((plan.min_sample_s / per_iter).ceil() as u64).clamp(1, 100_000_000)
+    } else {
+        1
+    }
+}
+
+/// Warnings about one kept sample: units not returned, a bound still above
+/// `max_uncertainty`.
+fn check_sample(plan: &Plan, rep: &EnergyReport, counted: bool, warnings: &mut Vec<String>) {
+    if plan.units.is_some() && !counted {
+        let msg = format!(
+            "{}: `units` is set but the routine does not return a number of units; energy per unit is not reported",
+            plan.name
+        );
+        push_once(warnings, msg);
+    }
+    if let (Some(target), Some(r)) = (plan.max_uncertainty, relative(rep)) {
+        if r > target {
+            let msg = format!(
+                "{}: a sample's energy bound is {:.2} % of its energy, above max_uncertainty {:.2} % after lengthening it {MAX_LENGTHENING} times",
+                plan.name,
+                r * 100.0,
+                target * 100.0
+            );
+            push_once(warnings, msg);
+        }
+    }
+}
+
+/// Warnings about the samples as a whole: throttling, too few for an interval.
+fn summary_warnings(plan: &Plan, records: &[SampleRecord], warnings: &mut Vec<String>) {
+    if records.iter().any(|r| r.throttled) {
+        let n = records.iter().filter(|r| r.throttled).count();
+        warnings.push(format!(
+            "{}: {n} of {} samples throttled: energy and time reflect a throttled device",
+            plan.name,
+            records.len()
+        ));
+    }
+    if records.len() < 3 {
+        warnings.push(format!(
+            "{}: only {} sample(s): confidence intervals need at least 3",
+            plan.name,
+            records.len()
+        ));
+    }
+}
+
+fn push_once(warnings: &mut Vec<String>, msg: String) {
+    if !warnings.contains(&msg) {
+        warnings.push(msg);
+    }
 }
 
 /// How many times a sample is measured again, longer, to meet `max_uncertainty`.

@@ -4,7 +4,7 @@
 //! benchmark runs once, quickly, as a smoke test.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::bencher::{BenchOptions, BenchOutcome, Bencher, Plan};
@@ -395,39 +395,23 @@ pub fn run_with(args: HarnessArgs) -> i32 {
     }
     let test_mode = !args.bench;
     let mut meters: BTreeMap<Option<&'static str>, Meter> = BTreeMap::new();
-    let out_dir = output_dir();
-    let command: Vec<String> = std::env::args().collect();
-    let command_line = command.join(" ");
-    let experiment_id = format!(
-        "bench-{}",
-        crate::base::timefmt::compact_id(crate::base::timefmt::unix_now_s())
-    );
+    let run = Run {
+        out_dir: output_dir(),
+        command: std::env::args().collect(),
+        experiment_id: format!(
+            "bench-{}",
+            crate::base::timefmt::compact_id(crate::base::timefmt::unix_now_s())
+        ),
+    };
     let mut csv_rows = Vec::new();
     let mut failures = 0;
     for inst in selected {
-        let opts = &inst.def.options;
-        if let std::collections::btree_map::Entry::Vacant(slot) = meters.entry(opts.device) {
-            match build_meter(opts.device, test_mode) {
-                Ok(m) => {
-                    if !test_mode {
-                        for n in m.notices() {
-                            eprintln!("lem: {n}");
-                        }
-                    }
-                    slot.insert(m);
-                }
-                Err(e) => {
-                    eprintln!("lem: error: {}: {e}", inst.name);
-                    failures += 1;
-                    continue;
-                }
-            }
-        }
-        let Some(meter) = meters.get(&opts.device) else {
+        let Some(meter) = meter_for(&mut meters, inst, test_mode) else {
+            failures += 1;
             continue;
         };
-        let mut plan = match Plan::new(&inst.name, opts, !test_mode) {
-            Ok(p) => p,
+        let outcome = match run_instance(meter, inst, test_mode) {
+            Ok(o) => o,
             Err(e) => {
                 eprintln!("lem: error: {}: {e}", inst.name);
                 failures += 1;
@@ -435,33 +419,89 @@ pub fn run_with(args: HarnessArgs) -> i32 {
             }
         };
         if test_mode {
-            plan.warmup.mode = WarmupMode::Fixed;
-            plan.warmup.fixed_iters = 1;
-            plan.samples = 1;
-            plan.min_sample_s = 0.0;
-            plan.cycles = 1;
-            plan.cycle_gap = Duration::ZERO;
-        }
-        let mut b = Bencher::new(meter, plan);
-        (inst.def.run)(&mut b, inst.arg);
-        let Some(outcome) = b.take_outcome() else {
-            eprintln!(
-                "lem: error: {}: the benchmark never called `b.iter(...)`",
-                inst.name
-            );
-            failures += 1;
-            continue;
-        };
-        if test_mode {
             println!("Testing {} ... ok", inst.name);
             continue;
         }
+        let (row, written) = run.save(meter, inst, &outcome);
+        csv_rows.extend(row);
+        if let Err(e) = written {
+            eprintln!("lem: error: {e}");
+            failures += 1;
+        }
+    }
+    if !csv_rows.is_empty() && !write_summary(&run.out_dir, &csv_rows) {
+        failures += 1;
+    }
+    i32::from(failures > 0)
+}
+
+/// The meter for a benchmark's device, built once per device; `None` (said on stderr) when
+/// it cannot be built.
+fn meter_for<'a>(
+    meters: &'a mut BTreeMap<Option<&'static str>, Meter>,
+    inst: &Instance,
+    test_mode: bool,
+) -> Option<&'a Meter> {
+    let device = inst.def.options.device;
+    if let std::collections::btree_map::Entry::Vacant(slot) = meters.entry(device) {
+        match build_meter(device, test_mode) {
+            Ok(m) => {
+                if !test_mode {
+                    for n in m.notices() {
+                        eprintln!("lem: {n}");
+                    }
+                }
+                slot.insert(m);
+            }
+            Err(e) => {
+                eprintln!("lem: error: {}: {e}", inst.name);
+                return None;
+            }
+        }
+    }
+    meters.get(&device)
+}
+
+/// Run one benchmark (once, quickly, in test mode).
+fn run_instance(meter: &Meter, inst: &Instance, test_mode: bool) -> Result<BenchOutcome, String> {
+    let mut plan =
+        Plan::new(&inst.name, &inst.def.options, !test_mode).map_err(|e| e.to_string())?;
+    if test_mode {
+        plan.warmup.mode = WarmupMode::Fixed;
+        plan.warmup.fixed_iters = 1;
+        plan.samples = 1;
+        plan.min_sample_s = 0.0;
+        plan.cycles = 1;
+        plan.cycle_gap = Duration::ZERO;
+    }
+    let mut b = Bencher::new(meter, plan);
+    (inst.def.run)(&mut b, inst.arg);
+    b.take_outcome()
+        .ok_or_else(|| "the benchmark never called `b.iter(...)`".to_string())
+}
+
+/// What every benchmark of one run shares.
+struct Run {
+    out_dir: PathBuf,
+    command: Vec<String>,
+    experiment_id: String,
+}
+
+impl Run {
+    /// Print a benchmark's table and write its result file: its CSV row (`None` when it
+    /// has no report) and whether the file was written.
+    fn save(
+        &self,
+        meter: &Meter,
+        inst: &Instance,
+        outcome: &BenchOutcome,
+    ) -> (Option<Vec<String>>, crate::Result<()>) {
         let simulated = meter.is_simulated();
-        print_table(&outcome, simulated);
+        print_table(outcome, simulated);
         let Some(report) = outcome.report.clone() else {
-            continue;
+            return (None, Ok(()));
         };
-        let mut rf = meter.result_file(report, experiment_id.clone(), 0);
+        let mut rf = meter.result_file(report, self.experiment_id.clone(), 0);
         let gpu = rf
             .environment
             .as_ref()
@@ -476,41 +516,44 @@ pub fn run_with(args: HarnessArgs) -> i32 {
             rf.extra
                 .insert("warmup".into(), serde_json::to_value(w).unwrap_or_default());
         }
-        rf.extra
-            .insert("command".into(), serde_json::json!({ "argv": command }));
-        let path = result_path(&out_dir, &inst.name);
-        match crate::results::output::write_result(&path, &mut rf, None) {
-            Ok(()) => println!("  result {}", path.display()),
+        rf.extra.insert(
+            "command".into(),
+            serde_json::json!({ "argv": self.command }),
+        );
+        let path = result_path(&self.out_dir, &inst.name);
+        let row = csv_row(outcome, simulated, &gpu, &self.command.join(" "));
+        let written = crate::results::output::write_result(&path, &mut rf, None);
+        if written.is_ok() {
+            println!("  result {}", path.display());
+        }
+        (Some(row), written)
+    }
+}
+
+/// Write `bench_summary.csv`; false (said on stderr) when it could not be written.
+fn write_summary(out_dir: &Path, rows: &[Vec<String>]) -> bool {
+    let path = out_dir.join("bench_summary.csv");
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let ok = w.write_record(CSV_HEADER).is_ok() && rows.iter().all(|r| w.write_record(r).is_ok());
+    match w.into_inner() {
+        Ok(bytes) if ok => match crate::base::cache::write_atomic(&path, &bytes) {
+            Ok(()) => {
+                println!("summary {}", path.display());
+                true
+            }
             Err(e) => {
                 eprintln!("lem: error: {e}");
-                failures += 1;
+                false
             }
-        }
-        csv_rows.push(csv_row(&outcome, simulated, &gpu, &command_line));
-    }
-    if !csv_rows.is_empty() {
-        let path = out_dir.join("bench_summary.csv");
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let ok = w.write_record(CSV_HEADER).is_ok()
-            && csv_rows.iter().all(|r| w.write_record(r).is_ok());
-        match w.into_inner() {
-            Ok(bytes) if ok => match crate::base::cache::write_atomic(&path, &bytes) {
-                Ok(()) => println!("summary {}", path.display()),
-                Err(e) => {
-                    eprintln!("lem: error: {e}");
-                    failures += 1;
-                }
-            },
-            _ => {
-                eprintln!(
-                    "lem: error: {}: could not format the CSV summary",
-                    path.display()
-                );
-                failures += 1;
-            }
+        },
+        _ => {
+            eprintln!(
+                "lem: error: {}: could not format the CSV summary",
+                path.display()
+            );
+            false
         }
     }
-    i32::from(failures > 0)
 }
 
 #[cfg(test)]

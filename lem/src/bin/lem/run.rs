@@ -181,14 +181,8 @@ fn measure_cycles(
     let mut last_code = 0;
     let mut written = Vec::new();
     for cycle in 0..a.cycles {
-        if cycle > 0 && !gap.is_zero() {
-            let pb = ui.progress(gap.as_millis() as u64, "idle gap between cycles");
-            let t = Instant::now();
-            while t.elapsed() < gap && !INTERRUPTED.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(50).min(gap));
-                pb.set_position(t.elapsed().as_millis() as u64);
-            }
-            pb.finish_and_clear();
+        if cycle > 0 {
+            idle_gap(ui, gap);
         }
         if INTERRUPTED.load(Ordering::SeqCst) {
             break;
@@ -237,31 +231,51 @@ fn measure_cycles(
         }
     }
     if a.cycles > 1 && !written.is_empty() {
-        let agg = lem::aggregate::aggregate_dir(exp_dir, false)?;
-        let path = lem::aggregate::write_aggregate(output, &agg)?;
-        if let Some(i) = &agg.cycles.energy_adjusted_j.or(agg.cycles.energy_raw_j) {
-            let which = if agg.cycles.energy_adjusted_j.is_some() {
-                "adjusted"
-            } else {
-                "raw"
-            };
-            let ci = match (i.ci95_low, i.ci95_high) {
-                (Some(l), Some(h)) => format!(", 95% CI [{l:.2}, {h:.2}] J"),
-                _ => String::new(),
-            };
-            ui.say(format!(
-                "cycles: n={} {which} energy mean {:.2} J, std {}{ci}",
-                agg.cycles.n,
-                i.mean,
-                i.std.map_or("-".into(), |s| format!("{s:.2} J"))
-            ));
-        }
-        ui.say(format!("aggregate {}", path.display()));
-        if ui.json {
-            ui.json_out(&agg)?;
-        }
+        aggregate_cycles(ui, output, exp_dir)?;
     }
     Ok(last_code)
+}
+
+/// Wait out the idle gap between cycles (an interrupt ends it early).
+fn idle_gap(ui: &Ui, gap: Duration) {
+    if gap.is_zero() {
+        return;
+    }
+    let pb = ui.progress(gap.as_millis() as u64, "idle gap between cycles");
+    let t = Instant::now();
+    while t.elapsed() < gap && !INTERRUPTED.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50).min(gap));
+        pb.set_position(t.elapsed().as_millis() as u64);
+    }
+    pb.finish_and_clear();
+}
+
+/// Aggregate the cycles just written and say what they add up to.
+fn aggregate_cycles(ui: &Ui, output: &Path, exp_dir: &Path) -> Result<(), Failure> {
+    let agg = lem::aggregate::aggregate_dir(exp_dir, false)?;
+    let path = lem::aggregate::write_aggregate(output, &agg)?;
+    if let Some(i) = &agg.cycles.energy_adjusted_j.or(agg.cycles.energy_raw_j) {
+        let which = if agg.cycles.energy_adjusted_j.is_some() {
+            "adjusted"
+        } else {
+            "raw"
+        };
+        let ci = match (i.ci95_low, i.ci95_high) {
+            (Some(l), Some(h)) => format!(", 95% CI [{l:.2}, {h:.2}] J"),
+            _ => String::new(),
+        };
+        ui.say(format!(
+            "cycles: n={} {which} energy mean {:.2} J, std {}{ci}",
+            agg.cycles.n,
+            i.mean,
+            i.std.map_or("-".into(), |s| format!("{s:.2} J"))
+        ));
+    }
+    ui.say(format!("aggregate {}", path.display()));
+    if ui.json {
+        ui.json_out(&agg)?;
+    }
+    Ok(())
 }
 
 fn summarise(
