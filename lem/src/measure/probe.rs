@@ -256,7 +256,10 @@ pub fn list(dir: &Path) -> Vec<(PathBuf, std::result::Result<ProbeResult, String
 /// The counter update period to bound a device's staleness with, and where it came from:
 /// the device's own for simulated and RAPL devices; for NVML, a cached probe of the same
 /// GPU model and driver, else the documented default.
-pub(crate) fn counter_update_for(d: &dyn EnergySource, cache_dir: Option<&Path>) -> (f64, Option<String>) {
+pub(crate) fn counter_update_for(
+    d: &dyn EnergySource,
+    cache_dir: Option<&Path>,
+) -> (f64, Option<String>) {
     let info: &DeviceInfo = d.info();
     match info.kind {
         DeviceKind::SimulatedGpu => (info.counter_update_s, Some("simulated".into())),
