@@ -384,7 +384,8 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
             }
         }
         (Value::Object(x), Value::Object(y)) => {
-            for k in x.keys().chain(y.keys()) {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
                 match (x.get(k), y.get(k)) {
                     (Some(p), Some(q)) => diff(&format!("{path}.{k}"), p, q, out),
                     _ => out.push(format!("{path}.{k}: present on one side only")),

@@ -3,6 +3,7 @@
 
 mod nvml;
 mod rapl;
+mod sensor;
 mod sim;
 mod source;
 mod spec;
@@ -13,7 +14,8 @@ pub use throttle_reasons::ThrottleReasons;
 
 pub use nvml::NvmlDevice;
 pub use rapl::{RaplDomain, DEFAULT_POWERCAP_ROOT};
-pub use sim::{Scenario, Segment, SimDevice};
+pub use sensor::SensorProfile;
+pub use sim::{Scenario, Segment, SensorSpec, SimDevice};
 pub use source::{
     DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, Sample, SharedDevice, Violations,
 };

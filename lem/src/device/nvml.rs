@@ -14,6 +14,7 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::structs::device::{CudaComputeCapability, FieldId};
 use nvml_wrapper::{Device, Nvml};
 
+use super::sensor::SensorProfile;
 use super::source::{DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, Violations};
 use super::throttle_reasons::ThrottleReasons;
 use super::visible::VisibleEntry;
@@ -223,12 +224,12 @@ impl Support {
     fn of(nvml: &Nvml, dev: &Device<'_>, instant: bool, usage_averaged: bool) -> Self {
         let temperature = if decide(|| dev.temperature(TemperatureSensor::Gpu)).is_some() {
             TempCall::Legacy
-        } else if decide(|| temperature_v(nvml, &dev)).is_some() {
+        } else if decide(|| temperature_v(nvml, dev)).is_some() {
             TempCall::Versioned
         } else {
             TempCall::None
         };
-        let clocks = if decide(|| event_reasons(nvml, &dev)).is_some() {
+        let clocks = if decide(|| event_reasons(nvml, dev)).is_some() {
             ClocksCall::EventReasons
         } else if decide(|| dev.current_throttle_reasons()).is_some() {
             ClocksCall::ThrottleReasons
@@ -299,6 +300,7 @@ impl NvmlDevice {
                 PowerSource::Usage
             },
             architecture: arch.as_ref().and_then(arch_name).map(str::to_string),
+            sensor: SensorProfile::nvidia(arch.as_ref().and_then(arch_name)),
         };
         let driver = nvml.sys_driver_version().ok();
         let cuda = nvml.sys_cuda_driver_version().ok().map(|v| {

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::sensor::SensorProfile;
 use super::source::{DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading};
 use crate::base::clock::Clock;
 use crate::error::{Error, Result};
@@ -113,6 +114,7 @@ impl RaplDomain {
                     counter_step_j: 1e-6,
                     power_source: PowerSource::CounterDelta,
                     architecture: None,
+                    sensor: SensorProfile::rapl(),
                 },
                 energy_path,
                 max_range_uj,

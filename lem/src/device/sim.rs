@@ -5,8 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use super::sensor::SensorProfile;
 use super::source::{DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, Violations};
 use super::throttle_reasons::ThrottleReasons;
 use crate::base::clock::Clock;
@@ -55,6 +56,10 @@ pub struct Scenario {
     /// The power trace.
     #[serde(default)]
     pub segments: Vec<Segment>,
+    /// How the simulated power sensor reads the trace (default: an ideal sensor that reads
+    /// the exact power at any instant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<SensorSpec>,
     /// Driver-level behaviour for the NVML driver simulator (`tools/fake-nvml`): architecture,
     /// supported calls, identities. `sim:` ignores it, so one file drives both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,6 +96,38 @@ pub struct Segment {
     /// Utilisation in percent; default 100 when above idle power, else 0.
     #[serde(default)]
     pub utilisation_pct: Option<f64>,
+}
+
+/// A simulated power sensor that behaves like a real one: it publishes a value every
+/// `period_ms`, observes only `sensing_duty` of each period, holds the instant power field
+/// between refreshes, and may average the power reading over a trailing window. The truth
+/// stays the trace; only what the device answers changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSpec {
+    /// The sensor's period, ms (the counter then advances by each completed period's sensed
+    /// energy); default 100.
+    #[serde(default = "default_sensor_period")]
+    pub period_ms: f64,
+    /// Fraction of each period observed, from its start: 0.25 senses 25 ms of every 100 ms;
+    /// default 1.
+    #[serde(default = "default_duty")]
+    pub sensing_duty: f64,
+    /// The power reading holds its value between refreshes this far apart, ms (0: fresh at
+    /// every read); default 0.
+    #[serde(default)]
+    pub power_refresh_ms: f64,
+    /// The power reading is the sensed power averaged over this trailing window, s (as
+    /// `nvmlDeviceGetPowerUsage` on Ampere and newer); default 0 (no averaging).
+    #[serde(default)]
+    pub power_average_s: f64,
+}
+
+fn default_sensor_period() -> f64 {
+    100.0
+}
+fn default_duty() -> f64 {
+    1.0
 }
 
 fn default_name() -> String {
@@ -216,6 +253,22 @@ impl Scenario {
                 nonneg(m, &format!("{at}.memory_used_mb"))?;
             }
         }
+        if let Some(sn) = &self.sensor {
+            if !(sn.period_ms.is_finite() && sn.period_ms > 0.0 && sn.period_ms <= 10_000.0) {
+                return Err(format!(
+                    "sensor.period_ms must be within (0, 10000], got {}",
+                    sn.period_ms
+                ));
+            }
+            if !(sn.sensing_duty > 0.0 && sn.sensing_duty <= 1.0) {
+                return Err(format!(
+                    "sensor.sensing_duty must be within (0, 1], got {}",
+                    sn.sensing_duty
+                ));
+            }
+            nonneg(sn.power_refresh_ms, "sensor.power_refresh_ms")?;
+            nonneg(sn.power_average_s, "sensor.power_average_s")?;
+        }
         let mut order: Vec<&Segment> = self.segments.iter().collect();
         order.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
         for w in order.windows(2) {
@@ -285,6 +338,16 @@ pub struct SimDevice {
     resets: Vec<f64>,
     clock: Arc<dyn Clock>,
     opened_at_s: f64,
+    /// Device times (s since open) at which the trace (re)started: the first at 0, later
+    /// ones from [`restart_trace`](Self::restart_trace).
+    restarts: Mutex<Vec<f64>>,
+    /// With a sensor: the sensed energy before each sensor period's start (prefix sums),
+    /// grown on demand.
+    sensed: Mutex<Vec<f64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl SimDevice {
@@ -304,6 +367,8 @@ impl SimDevice {
     fn open(scenario: &Scenario, fp: u64, i: u32, index: u32, clock: Arc<dyn Clock>) -> Self {
         let mut resets = scenario.counter_resets_s.clone();
         resets.sort_by(f64::total_cmp);
+        let sensor = scenario.sensor.as_ref();
+        let averaged = sensor.is_some_and(|s| s.power_average_s > 0.0);
         let info = DeviceInfo {
             index,
             kind: DeviceKind::SimulatedGpu,
@@ -317,10 +382,26 @@ impl SimDevice {
             mig: false,
             simulated: true,
             energy_counter: scenario.energy_counter,
-            counter_update_s: scenario.counter_update_ms / 1000.0,
+            // a sensed counter moves once per sensor period
+            counter_update_s: match sensor {
+                Some(s) if scenario.counter_update_ms == 0.0 => s.period_ms / 1000.0,
+                _ => scenario.counter_update_ms / 1000.0,
+            },
             counter_step_j: 0.0,
-            power_source: PowerSource::Simulated,
+            power_source: if averaged {
+                PowerSource::Averaged
+            } else {
+                PowerSource::Simulated
+            },
             architecture: None,
+            sensor: sensor.map_or_else(SensorProfile::default, |s| SensorProfile {
+                period_s: s.period_ms / 1000.0,
+                sensing_fraction: s.sensing_duty,
+                // readings are period means: they change at most once a period
+                refresh_s: (s.power_refresh_ms.max(s.period_ms)) / 1000.0,
+                source: "simulated: the scenario's sensor block".into(),
+                calibration_pct: None,
+            }),
         };
         let opened_at_s = clock.now().as_secs_f64();
         Self {
@@ -330,6 +411,8 @@ impl SimDevice {
             resets,
             clock,
             opened_at_s,
+            restarts: Mutex::new(vec![0.0]),
+            sensed: Mutex::new(vec![0.0]),
         }
     }
 
@@ -338,11 +421,42 @@ impl SimDevice {
         (self.clock.now().as_secs_f64() - self.opened_at_s).max(0.0)
     }
 
+    /// Start the trace again from its beginning now, as a workload whose power pattern
+    /// starts when its work starts (the sensor keeps its own clock).
+    pub fn restart_trace(&self) {
+        let now = self.elapsed_s();
+        lock(&self.restarts).push(now);
+        if let Some(sn) = &self.scenario.sensor {
+            // sensed periods that ended before now are history; later ones change
+            let keep = (now / (sn.period_ms / 1000.0)).floor() as usize + 1;
+            lock(&self.sensed).truncate(keep.max(1));
+        }
+    }
+
+    /// The trace's own time at device time `t`, and the restart it counts from.
+    fn trace_time(&self, t: f64) -> f64 {
+        let r = lock(&self.restarts);
+        let i = r.partition_point(|x| *x <= t);
+        t - i.checked_sub(1).map_or(0.0, |j| r[j])
+    }
+
+    /// The sum of `f(stretch of trace time)` over the trace's runs in `[0, t]` of device time.
+    fn over_runs(&self, t: f64, f: impl Fn(f64) -> f64) -> f64 {
+        let r = lock(&self.restarts);
+        let t = t.max(0.0);
+        r.iter()
+            .enumerate()
+            .filter(|(_, s)| **s < t)
+            .map(|(i, s)| f(r.get(i + 1).copied().unwrap_or(t).min(t) - s))
+            .sum()
+    }
+
     fn segment_at(&self, t: f64) -> Option<&Seg> {
-        let i = self.segs.partition_point(|s| s.start <= t);
+        let u = self.trace_time(t);
+        let i = self.segs.partition_point(|s| s.start <= u);
         i.checked_sub(1)
             .map(|j| &self.segs[j])
-            .filter(|s| t < s.end)
+            .filter(|s| u < s.end)
     }
 
     /// The exact power of the trace at `t` seconds since open.
@@ -350,55 +464,127 @@ impl SimDevice {
         self.segment_at(t).map_or(self.scenario.idle_w, |s| s.power)
     }
 
-    /// The exact energy of the trace over `[0, t]` in J.
-    pub fn energy_until(&self, t: f64) -> f64 {
-        let t = t.max(0.0);
+    /// The trace's energy over its first `u` seconds.
+    fn run_energy(&self, u: f64) -> f64 {
         let extra: f64 = self
             .segs
             .iter()
-            .map(|s| {
-                let overlap = (s.end.min(t) - s.start).max(0.0);
-                (s.power - self.scenario.idle_w) * overlap
-            })
+            .map(|s| (s.power - self.scenario.idle_w) * (s.end.min(u) - s.start).max(0.0))
             .sum();
-        self.scenario.idle_w * t + extra
+        self.scenario.idle_w * u + extra
+    }
+
+    /// The exact energy of the trace over `[0, t]` in J: the truth.
+    pub fn energy_until(&self, t: f64) -> f64 {
+        self.over_runs(t, |u| self.run_energy(u))
     }
 
     /// Exact time in `[0, t]` during which `pred` holds for the segment's reasons, in s.
     pub fn time_where(&self, t: f64, pred: impl Fn(ThrottleReasons) -> bool) -> f64 {
-        self.segs
-            .iter()
-            .filter(|s| pred(s.throttle))
-            .map(|s| (s.end.min(t) - s.start).max(0.0))
-            .sum()
+        self.over_runs(t, |u| {
+            self.segs
+                .iter()
+                .filter(|s| pred(s.throttle))
+                .map(|s| (s.end.min(u) - s.start).max(0.0))
+                .sum()
+        })
     }
 
-    /// The counter value at `t` seconds since open: quantised to the update period, restarted
-    /// at each reset.
-    pub fn counter_at(&self, t: f64) -> f64 {
-        let period = self.info.counter_update_s;
-        let tq = if period > 0.0 {
-            (t / period).floor() * period
+    /// The energy the sensor attributes to sensor period `k`: the mean power over the part
+    /// it observed, times the period.
+    fn period_energy(&self, sn: &SensorSpec, k: usize) -> f64 {
+        let period = sn.period_ms / 1000.0;
+        let start = k as f64 * period;
+        let seen = sn.sensing_duty * period;
+        (self.energy_until(start + seen) - self.energy_until(start)) / sn.sensing_duty
+    }
+
+    /// The sensed energy before the start of sensor period `k`.
+    fn sensed_before(&self, sn: &SensorSpec, k: usize) -> f64 {
+        let mut p = lock(&self.sensed);
+        while p.len() <= k {
+            let j = p.len() - 1;
+            let next = p[j] + self.period_energy(sn, j);
+            p.push(next);
+        }
+        p[k]
+    }
+
+    /// The energy the sensor has attributed to `[0, t]`: whole periods as sensed, the
+    /// current one at its sensed power. The exact energy without a sensor.
+    pub fn sensed_until(&self, t: f64) -> f64 {
+        let Some(sn) = &self.scenario.sensor else {
+            return self.energy_until(t);
+        };
+        let period = sn.period_ms / 1000.0;
+        let t = t.max(0.0);
+        let k = (t / period).floor() as usize;
+        self.sensed_before(sn, k) + (t - k as f64 * period) / period * self.period_energy(sn, k)
+    }
+
+    /// The power reading at `t`: exact without a sensor; with one, the mean power of the
+    /// last observed stretch as of the last refresh, or its trailing average.
+    pub fn sensed_power_at(&self, t: f64) -> f64 {
+        let Some(sn) = &self.scenario.sensor else {
+            return self.power_at(t);
+        };
+        if sn.power_average_s > 0.0 {
+            let win = sn.power_average_s.min(t);
+            if win > 0.0 {
+                return (self.sensed_until(t) - self.sensed_until(t - win)) / win;
+            }
+        }
+        let period = sn.period_ms / 1000.0;
+        let refresh = sn.power_refresh_ms / 1000.0;
+        let r = if refresh > 0.0 {
+            (t / refresh).floor() * refresh
         } else {
             t
         };
+        // the latest period whose observed part had ended by `r`
+        let last = ((r - sn.sensing_duty * period) / period).floor();
+        if last < 0.0 {
+            return self.power_at(0.0);
+        }
+        self.period_energy(sn, last as usize) / period
+    }
+
+    /// The counter value at `t` seconds since open: quantised to the update period (and, with
+    /// a sensor, made of whole sensed periods), restarted at each reset.
+    pub fn counter_at(&self, t: f64) -> f64 {
+        let period = self.info.counter_update_s;
+        let q = |t: f64| {
+            if period > 0.0 {
+                (t / period).floor() * period
+            } else {
+                t
+            }
+        };
+        let value = |t: f64| match &self.scenario.sensor {
+            Some(sn) => {
+                let p = sn.period_ms / 1000.0;
+                self.sensed_before(sn, (t / p + 1e-9).floor() as usize)
+            }
+            None => self.energy_until(t),
+        };
+        let tq = q(t);
         let origin = self
             .resets
             .iter()
             .copied()
             .filter(|r| *r <= tq)
             .fold(0.0_f64, f64::max);
-        self.energy_until(tq) - self.energy_until(origin)
+        value(tq) - value(origin)
     }
 }
 
 impl SimDevice {
-    /// The exact state of the trace at `t` seconds since open.
+    /// What the device answers at `t` seconds since open (the power as its sensor reads it).
     pub fn reading_at(&self, t: f64) -> Reading {
         let seg = self.segment_at(t);
         Reading {
-            power_w: Some(seg.map_or(self.scenario.idle_w, |s| s.power)),
-            power_source: Some(PowerSource::Simulated),
+            power_w: Some(self.sensed_power_at(t)),
+            power_source: Some(self.info.power_source),
             memory_used_mb: Some(seg.map_or(self.scenario.idle_memory_used_mb, |s| s.memory)),
             utilisation_pct: Some(seg.map_or(0.0, |s| s.util)),
             temperature_c: Some(seg.map_or(self.scenario.idle_temperature_c, |s| s.temperature)),

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
+use super::sensor::SensorProfile;
 use super::throttle_reasons::ThrottleReasons;
 use crate::error::Result;
 
@@ -76,6 +77,9 @@ pub struct DeviceInfo {
     /// GPU architecture ("hopper"), where known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architecture: Option<String>,
+    /// What the power sensor observes (period, fraction sensed, calibration).
+    #[serde(default)]
+    pub sensor: SensorProfile,
 }
 
 /// One reading of a device's instantaneous state; `None` where the device cannot say.

@@ -10,7 +10,7 @@ use super::baseline::{self, BaselineConfig, BaselineMode};
 use super::meter::{Meter, SyncHook, NEXT_METER_ID};
 use super::sampler::{self, Sampler};
 use crate::base::clock::{Clock, MonotonicClock};
-use crate::device::{open_devices, DeviceSpec, SharedDevice};
+use crate::device::{open_devices, DeviceSpec, SensorProfile, SharedDevice};
 use crate::error::{Error, Result};
 
 /// Builds a [`Meter`]. Defaults: device `auto`, 100 ms sampling, a 30 s baseline cached for
@@ -25,6 +25,8 @@ pub struct MeterBuilder {
     sync: Option<SyncHook>,
     powercap_root: Option<PathBuf>,
     progress: Option<Box<dyn FnMut(f64) + Send>>,
+    sensing_fraction: Option<f64>,
+    sensor_period: Option<Duration>,
 }
 
 impl std::fmt::Debug for MeterBuilder {
@@ -51,6 +53,8 @@ impl Default for MeterBuilder {
             sync: None,
             powercap_root: None,
             progress: None,
+            sensing_fraction: None,
+            sensor_period: None,
         }
     }
 }
@@ -97,6 +101,13 @@ pub fn parse_interval_ms(field: &str, s: &str) -> Result<Duration> {
             format!("`{s}` must be a positive number of milliseconds"),
         ));
     }
+    if !(1.0..=10_000.0).contains(&v) {
+        // checked before converting: a huge value must not overflow the duration
+        return Err(Error::config(
+            field,
+            format!("{v} ms is outside 1 ms ..= 10000 ms"),
+        ));
+    }
     sampler::validate_interval(field, Duration::from_secs_f64(v / 1000.0))
 }
 
@@ -122,6 +133,12 @@ impl MeterBuilder {
         }
         if let Some(v) = env_var("LEM_BASELINE_DURATION_S")? {
             b.baseline.duration = parse_seconds("LEM_BASELINE_DURATION_S", &v)?;
+        }
+        if let Some(v) = env_var("LEM_SENSING_FRACTION")? {
+            b.sensing_fraction = Some(parse_fraction("LEM_SENSING_FRACTION", &v)?);
+        }
+        if let Some(v) = env_var("LEM_SENSOR_PERIOD_MS")? {
+            b.sensor_period = Some(parse_sensor_period_ms("LEM_SENSOR_PERIOD_MS", &v)?);
         }
         if let Some(v) = env_var("LEM_INTERVAL_MS")? {
             b.interval = parse_interval_ms("LEM_INTERVAL_MS", &v)?;
@@ -216,6 +233,23 @@ impl MeterBuilder {
         self
     }
 
+    /// Override the fraction of each sensor period the devices' power sensors observe
+    /// (default: each device's profile, e.g. 0.25 on A100/H100; see
+    /// [`SensorProfile`](crate::device::SensorProfile)). Checked by [`build`](Self::build).
+    #[must_use]
+    pub fn sensing_fraction(mut self, fraction: f64) -> Self {
+        self.sensing_fraction = Some(fraction);
+        self
+    }
+
+    /// Override the devices' sensor period (default: each device's profile, 100 ms on NVIDIA
+    /// GPUs). Checked by [`build`](Self::build).
+    #[must_use]
+    pub fn sensor_period(mut self, period: Duration) -> Self {
+        self.sensor_period = Some(period);
+        self
+    }
+
     /// Called with the fraction done while the baseline is measured.
     #[must_use]
     pub fn on_baseline_progress(mut self, f: impl FnMut(f64) + Send + 'static) -> Self {
@@ -284,6 +318,7 @@ impl MeterBuilder {
                 )
             })
             .collect();
+        let sensors = self.sensors(&devices)?;
         let sampler = Sampler::start(devices.clone(), clock.clone(), self.interval)?;
         sampler.shared().set_keep_all(self.keep_timeseries);
         let origin_s = clock.now().as_secs_f64();
@@ -304,7 +339,57 @@ impl MeterBuilder {
             counter_updates,
             meter_id: NEXT_METER_ID.fetch_add(1, Ordering::Relaxed),
             cache_dir: self.baseline.cache_dir,
+            sensors,
         })
+    }
+}
+
+impl MeterBuilder {
+    /// Each device's sensor profile with the user's overrides applied.
+    fn sensors(&self, devices: &[SharedDevice]) -> Result<Vec<SensorProfile>> {
+        devices
+            .iter()
+            .map(|d| {
+                let mut p = d.info().sensor.clone();
+                let mut what = Vec::new();
+                if let Some(f) = self.sensing_fraction {
+                    p.sensing_fraction = f;
+                    what.push(format!("sensing fraction {f}"));
+                }
+                if let Some(t) = self.sensor_period {
+                    p.period_s = t.as_secs_f64();
+                    p.refresh_s = p.refresh_s.max(p.period_s);
+                    what.push(format!("period {} ms", p.period_s * 1e3));
+                }
+                if !what.is_empty() {
+                    p.source = format!("override: {} (was: {})", what.join(", "), p.source);
+                }
+                p.validate().map_err(|e| Error::config("sensor", e))?;
+                Ok(p)
+            })
+            .collect()
+    }
+}
+
+/// Parse a fraction in (0, 1]; `field` names the option in errors.
+fn parse_fraction(field: &str, s: &str) -> Result<f64> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(Error::config(
+            field,
+            format!("`{s}` is not a fraction in (0, 1]"),
+        )),
+    }
+}
+
+/// Parse a sensor period in ms (0 ..= 10000); `field` names the option in errors.
+fn parse_sensor_period_ms(field: &str, s: &str) -> Result<Duration> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=10_000.0).contains(&v) => Ok(Duration::from_secs_f64(v / 1000.0)),
+        _ => Err(Error::config(
+            field,
+            format!("`{s}` is not a number of milliseconds within 0 ..= 10000"),
+        )),
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Meter {
     pub(super) counter_updates: Vec<(f64, Option<String>)>,
     /// Tells this meter's open windows from another's.
     pub(super) meter_id: u64,
+    /// Per device: its power sensor, with the user's override applied.
+    pub(super) sensors: Vec<crate::device::SensorProfile>,
     /// Where baselines and probes are cached (`None`: the default directory).
     pub(super) cache_dir: Option<PathBuf>,
 }

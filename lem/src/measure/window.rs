@@ -263,6 +263,7 @@ impl Meter {
                 counter_failed: (st.e0_failed, info.energy_counter && end.e1.is_none()),
                 baseline_w: b.and_then(|b| b.power_w),
                 baseline_method: b.map_or(BaselineMethod::Unavailable, |b| b.method),
+                sensor: &self.sensors[i],
             };
             let (rep, ev, warn) = account(&w);
             devices.push(rep);

@@ -116,10 +116,11 @@ pub struct TotalPower {
 #[serde(rename_all = "snake_case")]
 pub enum UncertaintyMethod {
     /// Energy counter: each read may be stale by up to one update period, so each end can
-    /// miss up to period × the power near it; plus one counter step.
+    /// miss up to period × the power near it; plus one counter step, plus part-time sensing.
     CounterStaleness,
     /// Integrated power samples: a step between two samples is unseen for up to the gap;
-    /// plus the smoothing of 1-second averaged readings at the window's ends.
+    /// plus the smoothing of 1-second averaged readings at the window's ends, stale and held
+    /// readings, and part-time sensing.
     Integration,
     /// Devices whose bounds came from different models.
     Mixed,
@@ -166,6 +167,32 @@ pub struct UncertaintyInputs {
     /// over the baseline measurement).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_uncertainty_w: Option<f64>,
+    /// The sensor's period used, s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor_period_s: Option<f64>,
+    /// The fraction of each sensor period the sensor observes (1: all of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensing_fraction: Option<f64>,
+    /// Where the sensor's figures come from (measured, assumed, override).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor_source: Option<String>,
+    /// Part of the bound from part-time sensing, J: every power change seen may have
+    /// happened in the unobserved part of a sensor period (|ΔP| × unobserved time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_time_j: Option<f64>,
+    /// Part of the bound from stale readings, J (integration): a reading held between sensor
+    /// refreshes shows each change up to one refresh late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staleness_j: Option<f64>,
+    /// Part of the bound for a window no fresh reading fell inside, J (integration): the
+    /// power may have changed since the held reading, by as much as it varies nearby or the
+    /// device's limits allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_j: Option<f64>,
+    /// The readings' resolution over the window, J (1 mW of power, 1 mJ of energy): what
+    /// keeps a bound above zero when nothing else varies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution_j: Option<f64>,
 }
 
 /// Energy totals over all devices.
@@ -258,6 +285,11 @@ pub struct DeviceEnergy {
     /// What the bound was computed from.
     #[serde(default)]
     pub uncertainty: UncertaintyInputs,
+    /// The sensor's documented calibration accuracy, ± % of the reading, where the vendor
+    /// states one. `uncertainty_j` does not include it: it bounds how lem sampled the sensor,
+    /// not how right the sensor is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_pct: Option<f64>,
 }
 
 /// Power statistics in W.

@@ -371,19 +371,20 @@ impl Fake {
         let w = if gpu.usage_averaged {
             let win = t.min(1.0);
             if win > 0.0 {
-                (gpu.sim.energy_until(t) - gpu.sim.energy_until(t - win)) / win
+                (gpu.sim.sensed_until(t) - gpu.sim.sensed_until(t - win)) / win
             } else {
-                gpu.sim.power_at(t)
+                gpu.sim.sensed_power_at(t)
             }
         } else {
-            gpu.sim.power_at(t)
+            gpu.sim.sensed_power_at(t)
         };
         mw(w)
     }
 
-    /// The instantaneous power of `gpu` at `t`, in mW.
+    /// The instantaneous power field of `gpu` at `t`, in mW: what its sensor reads (stale
+    /// between refreshes, sensed part-time, where the scenario's `sensor` block says so).
     pub fn power_instant_mw(gpu: &Gpu, t: f64) -> u32 {
-        mw(gpu.sim.power_at(t))
+        mw(gpu.sim.sensed_power_at(t))
     }
 
     /// Everything else the trace says at `t`.

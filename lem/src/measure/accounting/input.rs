@@ -1,6 +1,6 @@
 //! What the accounting of one device over one window starts from.
 
-use crate::device::{DeviceInfo, Reading, Sample, Violations};
+use crate::device::{DeviceInfo, Reading, Sample, SensorProfile, Violations};
 use crate::results::report::BaselineMethod;
 
 /// Everything known about one device over one window.
@@ -30,6 +30,8 @@ pub(crate) struct DeviceWindow<'a> {
     pub counter_update: (f64, Option<String>),
     /// The baseline's own uncertainty, W.
     pub baseline_uncertainty_w: Option<f64>,
+    /// The device's power sensor (its own profile, or the user's override).
+    pub sensor: &'a SensorProfile,
 }
 
 impl DeviceWindow<'_> {

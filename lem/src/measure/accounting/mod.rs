@@ -61,6 +61,7 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
             adjusted_uncertainty_j: bound.adjusted_j,
             uncertainty_method: bound.method,
             uncertainty: bound.inputs,
+            calibration_pct: w.sensor.calibration_pct,
         },
         power: stats.power,
         temperature: stats.temperature,
@@ -187,6 +188,7 @@ mod tests {
             counter_step_j: 0.001,
             power_source: PowerSource::Instant,
             architecture: None,
+            sensor: crate::device::SensorProfile::default(),
         }
     }
 
@@ -234,6 +236,7 @@ mod tests {
             interval_s: 0.1,
             counter_update: (0.1, Some("default".into())),
             baseline_uncertainty_w: None,
+            sensor: &info.sensor,
         }
     }
 

@@ -15,13 +15,34 @@ pub(crate) struct Bounds {
     /// The highest power near the window's start and end (what a stale counter read missed).
     pub near0_w: Option<f64>,
     pub near1_w: Option<f64>,
+    /// The lowest power near the window's start and end.
+    pub low0_w: Option<f64>,
+    pub low1_w: Option<f64>,
+    /// The power changes seen around the window (rises, falls, squares).
+    steps: Steps,
     /// Counter staleness: each read may be stale by up to one update period.
     pub counter_j: Option<f64>,
     /// Integration of a piecewise-constant trace between samples.
     pub sampling_j: f64,
     /// 1-second averaged readings lag steps near the window's edges.
     pub averaging_j: f64,
+    /// Part-time sensing: each change seen may sit in an unobserved part of a period. Rises
+    /// can only make the sensed energy too low, falls only too high: (too low, too high).
+    pub part_time: (f64, f64),
+    /// The larger side of `part_time`, J.
+    pub part_time_j: f64,
+    /// Stale readings (integration): each change shows up to one refresh late.
+    pub staleness_j: f64,
+    /// No fresh reading inside the window (integration): the held value may be out of date.
+    pub held_j: Option<f64>,
+    /// The readings' resolution (integration): keeps the bound above zero.
+    pub resolution_j: f64,
 }
+
+/// The power reading's resolution (NVML reports milliwatts), W.
+pub const POWER_RESOLUTION_W: f64 = 0.001;
+/// The smallest energy step any counter lem reads can show (NVML counts millijoules), J.
+pub const MIN_COUNTER_STEP_J: f64 = 0.001;
 
 impl Bounds {
     pub(crate) fn of(w: &DeviceWindow<'_>, trace: &PowerTrace<'_>) -> Self {
@@ -35,6 +56,13 @@ impl Bounds {
                 .or(w.info.power_limit_w)
         };
         let (near0_w, near1_w) = (near(w.t0), near(w.t1));
+        let low = |t: f64| {
+            points_near(&trace.near_points, t - period - lead - w.interval_s, t)
+                .iter()
+                .map(|p| p.1)
+                .reduce(f64::min)
+        };
+        let (low0_w, low1_w) = (low(w.t0), low(w.t1));
         // Each counter read may be stale by up to one period: the start read over-counts, the
         // end read under-counts, by at most period × the power near that end; plus one step.
         let counter_j = near0_w
@@ -47,14 +75,155 @@ impl Bounds {
         } else {
             0.0
         };
+        let sensor = &w.sensor;
+        // every change seen around the window, for the terms that scale with changes
+        let seen = one_way_steps(&trace.near_points, w.t0 - sensor.period_s, w.t1);
+        let part_time = seen.part_time(sensor.unobserved_s());
+        let inside = steps(points, w.t0, w.t1);
         Self {
             near0_w,
             near1_w,
-            counter_j,
+            low0_w,
+            low1_w,
+            steps: seen,
+            counter_j: counter_j.map(|c| c.max(MIN_COUNTER_STEP_J)),
             sampling_j: integration_bound(points, w.t0, w.t1),
             averaging_j,
+            part_time,
+            part_time_j: part_time.0.max(part_time.1),
+            staleness_j: sensor.refresh_s * inside,
+            held_j: held_bound(w, trace),
+            resolution_j: POWER_RESOLUTION_W * w.duration_s() + MIN_COUNTER_STEP_J,
         }
     }
+
+    /// The counter's whole bound: its reads' staleness at both ends, part-time sensing and
+    /// one counter step.
+    ///
+    /// The read at the start over-counts by the energy since the counter's last update, the
+    /// read at the end under-counts by the same at its end: each the elapsed part of an
+    /// update period (uniform over the period for windows not locked to the sensor) times a
+    /// power between the lowest and the highest seen near that end. Hidden falls over-count,
+    /// hidden rises under-count. The worst case adds every term at its maximum on one side;
+    /// the errors are independent and partly cancel, so lem takes, per side, the 99 %
+    /// quantile of their sum (mean plus 2.58 standard deviations, which for sums of uniform
+    /// terms lies above the exact quantile) where it is below the worst case.
+    fn counter_total(&self, w: &DeviceWindow<'_>) -> Option<f64> {
+        let (p0, p1) = self.near0_w.zip(self.near1_w)?;
+        let (l0, l1) = (self.low0_w.unwrap_or(0.0), self.low1_w.unwrap_or(0.0));
+        let t = w.counter_update.0;
+        let u = w.sensor.unobserved_s();
+        let (rises, falls) = (self.steps.rises * u, self.steps.falls * u);
+        let pt_var = self.steps.squares * u * u / 12.0;
+        // one side: an over-count of up to `a` (mean a/2) against an under-count of `b`
+        let side = |a: f64, b: f64, worst: f64| {
+            let mean = (a - b) / 2.0 + (falls - rises) / 2.0;
+            let sd = ((a * a + b * b) / 12.0 + pt_var).sqrt();
+            worst.min((mean.abs() + Z99 * sd).max(0.0))
+        };
+        let high = side(t * p0, t * l1, t * p0 + falls);
+        let low = side(t * l0, t * p1, t * p1 + rises);
+        Some((high.max(low) + w.info.counter_step_j).max(MIN_COUNTER_STEP_J))
+    }
+
+    /// The integration bound's total; `None` when a held reading admits no bound.
+    fn integration_j(&self) -> Option<f64> {
+        let held = self.held_j?;
+        Some(
+            self.sampling_j
+                + self.averaging_j
+                + self.part_time_j
+                + self.staleness_j
+                + held
+                + self.resolution_j,
+        )
+    }
+}
+
+/// The rises and the falls between consecutive points in `[from, to]` (and the one before
+/// it), W. A rise hidden in an unobserved part of a sensor period can only make the sensed
+/// energy too low, a fall only too high (by at most |ΔP| × the unobserved time each), so
+/// their errors have opposite signs.
+fn one_way_steps(points: &[(f64, f64)], from: f64, to: f64) -> Steps {
+    let mut s = Steps::default();
+    for p in points_near(points, from, to).windows(2) {
+        let d = p[1].1 - p[0].1;
+        if d > 0.0 {
+            s.rises += d;
+        } else {
+            s.falls -= d;
+        }
+        s.squares += d * d;
+    }
+    s
+}
+
+/// Power changes seen around a window, W (and W² for the sum of squares).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Steps {
+    rises: f64,
+    falls: f64,
+    squares: f64,
+}
+
+/// The normal quantile for 99 % two-sided coverage.
+const Z99: f64 = 2.576;
+
+impl Steps {
+    /// The bound on part-time sensing's error, J, for `unobserved` seconds of each period:
+    /// (too low, too high). Each change's error has the sign of its direction and, with the
+    /// change's moment uniform within the sensor period (work not locked to the sensor's
+    /// clock; lem's random start delay makes it so for benchmarks), is uniform between 0
+    /// and |ΔP| × unobserved. The worst case adds every change at its maximum; the sum of
+    /// many such errors cancels, so lem takes the 99 % quantile of the sum (its mean plus
+    /// 2.58 standard deviations) where that is smaller, on the side the mean leans to.
+    fn part_time(self, unobserved: f64) -> (f64, f64) {
+        let (low_worst, high_worst) = (self.rises * unobserved, self.falls * unobserved);
+        let mean = (high_worst - low_worst) / 2.0;
+        let spread = Z99 * (self.squares / 12.0).sqrt() * unobserved;
+        (
+            low_worst.min((spread - mean).max(0.0)),
+            high_worst.min((spread + mean).max(0.0)),
+        )
+    }
+}
+
+/// The sum of |ΔP| between consecutive points in `[from, to]` (and the one before it).
+fn steps(points: &[(f64, f64)], from: f64, to: f64) -> f64 {
+    points_near(points, from, to)
+        .windows(2)
+        .map(|p| (p[1].1 - p[0].1).abs())
+        .sum()
+}
+
+/// The bound for a window whose integration rests on held readings: no reading refreshed
+/// inside it (it is no longer than a refresh and every reading in it is the same), so the
+/// power may have changed unseen for the whole window. The change is bounded by how much the
+/// power varies nearby, how far the device's limits (power cap, idle baseline) allow, or,
+/// knowing neither, by the reading itself (it could have fallen to zero or doubled). `Some(0)`
+/// when the window has fresh readings; `None` when nothing bounds it.
+fn held_bound(w: &DeviceWindow<'_>, trace: &PowerTrace<'_>) -> Option<f64> {
+    let sensor = &w.sensor;
+    let d = w.duration_s();
+    let refresh = sensor.refresh_s.max(sensor.period_s);
+    let inside = points_near(&trace.points, w.t0, w.t1);
+    let held = inside.first().map(|p| p.1);
+    let all_same = inside.iter().all(|p| Some(p.1) == held);
+    if refresh <= 0.0 || d > refresh || !all_same {
+        return Some(0.0);
+    }
+    let Some(p) = held else {
+        return Some(0.0);
+    };
+    let lookback = 2.0 + refresh;
+    let range = power_range_near(&trace.near_points, w.t0 - lookback, w.t1);
+    let up = w.info.power_limit_w.map(|l| (l - p).max(0.0));
+    let down = w.baseline_w.map(|b| (p - b).max(0.0));
+    let change = match (up, down) {
+        (None, None) => range.max(p),
+        (u, dn) => range.max(u.unwrap_or(0.0)).max(dn.unwrap_or(0.0)),
+    };
+    (change > 0.0).then_some(change * d)
 }
 
 /// The bounds reported for one window.
@@ -94,12 +263,27 @@ pub(crate) fn window_bound(
             inputs.interval_s = Some(w.interval_s);
             inputs.sampling_j = Some(bounds.sampling_j);
             inputs.averaging_j = trace.averaged.then_some(bounds.averaging_j);
-            (
-                Some(bounds.sampling_j + bounds.averaging_j),
-                Some(UncertaintyMethod::Integration),
-            )
+            inputs.staleness_j = Some(bounds.staleness_j);
+            inputs.held_j = bounds.held_j;
+            inputs.resolution_j = Some(bounds.resolution_j);
+            let total = bounds.integration_j();
+            (total, total.map(|_| UncertaintyMethod::Integration))
         }
         None => (None, None),
+    };
+    if method.is_some() {
+        let sensor = &w.sensor;
+        inputs.sensor_period_s = Some(sensor.period_s);
+        inputs.sensing_fraction = Some(sensor.sensing_fraction);
+        inputs.sensor_source = Some(sensor.source.clone());
+        inputs.part_time_j = Some(bounds.part_time_j);
+    }
+    let uncertainty_j = match method {
+        // The counter's read at the start can only over-count (by up to a period of the
+        // power near it), the read at the end only under-count; hidden falls over-count,
+        // hidden rises under-count. The worst case is the larger side.
+        Some(EnergyMethod::EnergyCounter) => bounds.counter_total(w),
+        _ => uncertainty_j,
     };
     inputs.baseline_uncertainty_w = w.baseline_uncertainty_w;
     let adjusted_j = match (uncertainty_j, w.baseline_w) {
