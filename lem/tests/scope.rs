@@ -495,3 +495,34 @@ fn overlapping_scopes_each_measure_their_own_window() {
     r.run(0.5, 0.1);
     assert!((c.finish().unwrap().energy.raw_j.unwrap() - 50.0).abs() < 1e-6);
 }
+
+#[test]
+fn closing_a_window_never_loses_its_early_samples_to_a_concurrent_round() {
+    // A round that prunes between the window's unregistering and the read of its samples
+    // would leave a 10 s integrated window with its last ~2 s only: energy far too low. A
+    // second thread runs rounds as fast as it can while windows close.
+    let json = r#"{"idle_w": 50, "energy_counter": false,
+        "segments": [{"start_s": 1.0, "end_s": 1e6, "power_w": 400}]}"#;
+    for trial in 0..50 {
+        let r = rig_with(json, BaselineMode::Off, false);
+        r.run(1.5, 0.1);
+        let scope = r.meter.start("w").unwrap();
+        r.run(10.0, 0.1);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let report = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    r.meter.sample_now();
+                }
+            });
+            let rep = scope.finish().unwrap();
+            stop.store(true, Ordering::Relaxed);
+            rep
+        });
+        let got = report.energy.raw_j.unwrap();
+        assert!(
+            close(got, 4000.0, 0.01),
+            "trial {trial}: {got} J over 10 s at 400 W (early samples pruned?)"
+        );
+    }
+}

@@ -180,7 +180,32 @@ impl Shared {
         to_s: f64,
         lookback_s: f64,
     ) -> (Vec<Sample>, u64, u64) {
-        let b = lock(&self.buf);
+        self.collect(&lock(&self.buf), from_s, to_s, lookback_s)
+    }
+
+    /// Close window `id`: its samples (as [`window_with_lookback`](Self::window_with_lookback))
+    /// read and the window unregistered under one lock, so that no sampling round can prune
+    /// the window's early samples between the two.
+    pub(crate) fn close(
+        &self,
+        id: u64,
+        from_s: f64,
+        to_s: f64,
+        lookback_s: f64,
+    ) -> (Vec<Sample>, u64, u64) {
+        let mut b = lock(&self.buf);
+        let out = self.collect(&b, from_s, to_s, lookback_s);
+        b.active.retain(|(i, _)| *i != id);
+        out
+    }
+
+    fn collect(
+        &self,
+        b: &Buffer,
+        from_s: f64,
+        to_s: f64,
+        lookback_s: f64,
+    ) -> (Vec<Sample>, u64, u64) {
         let first_inside = b
             .samples
             .partition_point(|s| s.t_s < from_s - lookback_s.clamp(0.0, LOOKBACK_S));
@@ -352,6 +377,42 @@ mod tests {
         assert!(validate_interval("x", Duration::from_millis(1)).is_ok());
         let e = validate_interval("LEM_INTERVAL_MS", Duration::ZERO).unwrap_err();
         assert!(e.to_string().contains("LEM_INTERVAL_MS"));
+    }
+
+    #[test]
+    fn closing_reads_the_window_before_a_round_can_prune_it() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+        let devices = sim(clock.clone(), 1);
+        let s = Sampler::start(devices, clock.clone(), Duration::from_millis(100)).unwrap();
+        let sh = s.shared();
+        let tick = |n: usize| {
+            for _ in 0..n {
+                clock.sleep(Duration::from_millis(100));
+                sh.sample_round();
+            }
+        };
+        sh.register(1, 0.0);
+        sh.register(2, 0.0);
+        tick(100);
+        // unregistered first, a round in between prunes everything older than ~2 s
+        sh.unregister(1);
+        let (kept, _, _) = sh.window(0.0, 10.0);
+        assert!(kept.len() >= 100, "{}", kept.len());
+        sh.unregister(2);
+        tick(1);
+        let (pruned, _, _) = sh.window(0.0, 10.1);
+        assert!(
+            pruned.len() < 30,
+            "a round after unregistering prunes: {}",
+            pruned.len()
+        );
+        // close() reads and unregisters under one lock: nothing can run in between
+        sh.register(3, 10.1);
+        tick(100);
+        let (closed, _, _) = sh.close(3, 10.1, 20.1, 0.0);
+        tick(1);
+        assert!(closed.len() >= 100, "{}", closed.len());
+        assert!(sh.window(10.1, 20.1).0.len() < 30, "and it is unregistered");
     }
 
     #[test]

@@ -133,14 +133,15 @@ impl Meter {
         }
         let t1 = self.clock.now().as_secs_f64();
         let (ends, failed_at_end) = self.read_ends();
-        let shared = self.sampler.shared();
-        shared.unregister(scope.id);
         // Samples from a little before the window too: the counter's staleness at the start
         // depends on the power during the update period before it.
         let lookback = self.counter_updates.iter().map(|c| c.0).fold(0.0, f64::max)
             + self.interval.as_secs_f64()
             + crate::measure::accounting::POWER_AVERAGE_S;
-        let (samples, rounds, failed_total) = shared.window_with_lookback(scope.t0, t1, lookback);
+        let (samples, rounds, failed_total) = self
+            .sampler
+            .shared()
+            .close(scope.id, scope.t0, t1, lookback);
         let t0 = scope.t0;
         let duration = (t1 - t0).max(0.0);
 
@@ -259,7 +260,11 @@ impl Meter {
                 lost,
                 interval_s: self.interval.as_secs_f64(),
                 counter_update: self.counter_updates[i].clone(),
-                baseline_uncertainty_w: b.and_then(|b| b.uncertainty_w(self.counter_updates[i].0)),
+                baseline_uncertainty_w: b.and_then(|b| {
+                    let now_unix = self.origin_unix_s + (t1 - self.origin_s);
+                    let age = b.timestamp_unix_s.map_or(0.0, |ts| now_unix - ts);
+                    b.uncertainty_w(self.counter_updates[i].0, age)
+                }),
                 counter_failed: (st.e0_failed, info.energy_counter && end.e1.is_none()),
                 baseline_w: b.and_then(|b| b.power_w),
                 baseline_method: b.map_or(BaselineMethod::Unavailable, |b| b.method),

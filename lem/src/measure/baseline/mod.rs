@@ -21,6 +21,12 @@ pub use cache::{cache_path, clear_cache, list_cache, read_cache, write_cache, Ca
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(30);
 /// Default time a cached baseline stays valid.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// How much of the baseline idle power may drift per hour since it was measured (assumed:
+/// idle power follows the GPU's temperature, which settles within minutes but moves with the
+/// room and neighbouring load).
+pub const DRIFT_PER_HOUR: f64 = 0.01;
+/// The most drift allowed, however old the baseline.
+pub const MAX_DRIFT: f64 = 0.10;
 /// Utilisation (%) above which a baseline counts as taken on a busy device.
 pub const BUSY_UTILISATION_PCT: f64 = 1.0;
 /// Power coefficient of variation above which a baseline counts as unsteady.
@@ -114,20 +120,34 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// The baseline's own uncertainty, W: the standard error of its power samples, plus the
-    /// staleness of the two counter reads it was taken from (`counter_update_s` × the power,
-    /// over its duration). `None` when there is no baseline.
-    pub fn uncertainty_w(&self, counter_update_s: f64) -> Option<f64> {
+    /// A bound on how far the idle power during a window may be from this baseline, W, of
+    /// the same kind as a window's `uncertainty_j`:
+    ///
+    /// - the staleness of the two counter reads the baseline was taken from
+    ///   (`counter_update_s` × the power, over its duration), a worst case;
+    /// - the idle power's own spread: 2.58 × its standard deviation over √n_eff, where
+    ///   n_eff counts one independent sample per second of baseline (power readings are
+    ///   1-second averages and idle power wanders on thermal time scales, so samples 100 ms
+    ///   apart are not independent: √n over n samples would be several times too small);
+    /// - drift since it was measured: idle power follows temperature, and lem allows
+    ///   [`DRIFT_PER_HOUR`] of the baseline per hour of `age_s` (an assumption, capped at
+    ///   [`MAX_DRIFT`]).
+    ///
+    /// `None` when there is no baseline.
+    pub fn uncertainty_w(&self, counter_update_s: f64, age_s: f64) -> Option<f64> {
         let p = self.power_w?;
-        let se = match (self.power_cv, self.sample_count) {
-            (Some(cv), n) if n > 1 => p * cv / (n as f64).sqrt(),
+        let duration = self.duration_s.filter(|d| *d > 0.0);
+        let n_eff = match duration {
+            Some(d) => d.min(self.sample_count as f64).max(1.0),
+            None => (self.sample_count as f64).max(1.0),
+        };
+        let spread = match self.power_cv {
+            Some(cv) if self.sample_count > 1 => 2.576 * p * cv / n_eff.sqrt(),
             _ => 0.0,
         };
-        let staleness = self
-            .duration_s
-            .filter(|d| *d > 0.0)
-            .map_or(0.0, |d| counter_update_s * p / d);
-        Some(se + staleness)
+        let staleness = duration.map_or(0.0, |d| counter_update_s * p / d);
+        let drift = p * (DRIFT_PER_HOUR * age_s.max(0.0) / 3600.0).min(MAX_DRIFT);
+        Some(spread + staleness + drift)
     }
 
     fn without(uuid: &str, method: BaselineMethod) -> Self {
@@ -552,5 +572,35 @@ mod tests {
         assert!((b.baselines[0].power_w.unwrap() - 33.0).abs() < 1e-9);
         assert_eq!(b.baselines[0].sample_count, 50);
         assert!((last - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_baseline_bound_counts_independent_seconds_and_drift() {
+        let b = Baseline {
+            power_w: Some(100.0),
+            duration_s: Some(30.0),
+            sample_count: 300,
+            power_cv: Some(0.05),
+            ..Baseline::without("x", BaselineMethod::Fresh)
+        };
+        // 300 samples over 30 s are 30 independent seconds, not 300
+        let fresh = b.uncertainty_w(0.0, 0.0).unwrap();
+        assert!(
+            (fresh - 2.576 * 100.0 * 0.05 / 30f64.sqrt()).abs() < 1e-9,
+            "{fresh}"
+        );
+        assert!(fresh > 3.0 * 100.0 * 0.05 / 300f64.sqrt());
+        // an hour old: 1 % of the baseline more; never more than 10 %
+        let old = b.uncertainty_w(0.0, 3600.0).unwrap();
+        assert!((old - fresh - 1.0).abs() < 1e-9, "{old}");
+        let ancient = b.uncertainty_w(0.0, 1e9).unwrap();
+        assert!((ancient - fresh - 10.0).abs() < 1e-9);
+        // the counter's staleness over the baseline's duration
+        let stale = b.uncertainty_w(0.1, 0.0).unwrap();
+        assert!((stale - fresh - 0.1 * 100.0 / 30.0).abs() < 1e-9);
+        assert_eq!(
+            Baseline::without("x", BaselineMethod::Disabled).uncertainty_w(0.1, 0.0),
+            None
+        );
     }
 }

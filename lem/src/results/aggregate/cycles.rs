@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use super::{AggregateDevice, CycleRow};
+use super::schema::{AggregateDevice, CycleRow};
 use crate::results::output::ResultFile;
 
 /// (host, uuid): one physical device.
