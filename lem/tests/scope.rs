@@ -526,3 +526,61 @@ fn closing_a_window_never_loses_its_early_samples_to_a_concurrent_round() {
         );
     }
 }
+
+/// A simulated GPU whose counter read takes 10 ms on the manual clock.
+#[derive(Debug)]
+struct SlowCounter {
+    inner: SimDevice,
+    clock: Arc<ManualClock>,
+}
+
+impl lem::EnergySource for SlowCounter {
+    fn info(&self) -> &lem::device::DeviceInfo {
+        self.inner.info()
+    }
+    fn energy_j(&self) -> lem::Result<f64> {
+        self.clock.advance_s(0.01);
+        self.inner.energy_j()
+    }
+    fn read(&self) -> lem::Result<lem::device::Reading> {
+        self.inner.read()
+    }
+}
+
+#[test]
+fn each_device_is_accounted_over_its_own_counter_reads() {
+    // With 8 GPUs whose counter reads take 10 ms each, the first is read 70 ms before the
+    // last at both ends: its counter delta covers its own span, which its duration, its mean
+    // power and its baseline subtraction must use too.
+    let clock = Arc::new(ManualClock::new());
+    let s = Scenario::from_json(r#"{"idle_w": 300, "count": 8}"#, Path::new("x")).unwrap();
+    let devices: Vec<SharedDevice> = SimDevice::open_all(&s, clock.clone(), 0)
+        .into_iter()
+        .map(|inner| {
+            Arc::new(SlowCounter {
+                inner,
+                clock: clock.clone(),
+            }) as SharedDevice
+        })
+        .collect();
+    let meter = Meter::builder()
+        .devices(devices)
+        .clock(clock.clone())
+        .baseline_mode(BaselineMode::Off)
+        .build()
+        .unwrap();
+    let scope = meter.start("w").unwrap();
+    for _ in 0..10 {
+        clock.advance_s(0.1);
+        meter.sample_now();
+    }
+    let r = scope.finish().unwrap();
+    for d in &r.devices {
+        let mean = d.power.mean_w.unwrap();
+        assert!((mean - 300.0).abs() < 1e-6, "device {}: {mean} W", d.index);
+    }
+    // the report spans from before the first read to after the last
+    assert!(r.duration_s >= 1.0 + 0.08 - 1e-9, "{}", r.duration_s);
+    let total = r.energy.raw_j.unwrap();
+    assert!(total <= 8.0 * 300.0 * r.duration_s + 1e-6);
+}

@@ -17,6 +17,8 @@ use crate::results::report::{
 /// What was read from one device at a window's start.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct DeviceStart {
+    /// When this device's counter was read, clock s: its window starts here.
+    pub(super) t_s: f64,
     pub(super) e0: Option<f64>,
     /// The counter read at the start failed.
     pub(super) e0_failed: bool,
@@ -49,16 +51,23 @@ impl Meter {
         }
         let mut starts = Vec::with_capacity(self.devices.len());
         let mut failed_here = 0;
+        // The window starts before the first device is read; each device's own span starts
+        // at its own counter read, so that energy, duration and baseline cover one span.
+        let t0 = self.clock.now().as_secs_f64();
         for d in &self.devices {
             let info = d.info();
+            let before = self.clock.now().as_secs_f64();
             let e0 = if info.energy_counter {
                 d.energy_j().ok()
             } else {
                 None
             };
+            // the read's moment is somewhere in the call: take its middle
+            let t_s = (before + self.clock.now().as_secs_f64()) / 2.0;
             let e0_failed = info.energy_counter && e0.is_none();
             failed_here += u64::from(e0_failed);
             starts.push(DeviceStart {
+                t_s,
                 e0,
                 e0_failed,
                 temp0: d.temperature_c(),
@@ -74,7 +83,6 @@ impl Meter {
                 },
             });
         }
-        let t0 = self.clock.now().as_secs_f64();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = self.sampler.shared();
         shared.register(id, t0);
@@ -133,6 +141,8 @@ impl Meter {
         }
         let t1 = self.clock.now().as_secs_f64();
         let (ends, failed_at_end) = self.read_ends();
+        // the window ends after the last device was read
+        let t1 = ends.iter().map(|e| e.t_s).fold(t1, f64::max);
         // Samples from a little before the window too: the counter's staleness at the start
         // depends on the power during the update period before it.
         let lookback = self.counter_updates.iter().map(|c| c.0).fold(0.0, f64::max)
@@ -187,10 +197,12 @@ impl Meter {
             .map(|d| {
                 let mut end = DeviceEnd::default();
                 if d.info().energy_counter {
+                    let before = self.clock.now().as_secs_f64();
                     match d.energy_j() {
                         Ok(e) => end.e1 = Some(e),
                         Err(e) => end.failure = Some(e),
                     }
+                    end.t_s = (before + self.clock.now().as_secs_f64()) / 2.0;
                     match d.power_reading() {
                         Ok(r) => end.edge = Some(r),
                         Err(_) => failed += 1,
@@ -207,6 +219,7 @@ impl Meter {
                         }
                         Err(e) => end.failure = Some(e),
                     }
+                    end.t_s = self.clock.now().as_secs_f64();
                 }
                 failed += u64::from(end.failure.is_some());
                 end.violations = d.violations();
@@ -249,8 +262,10 @@ impl Meter {
             let b = self.baselines.get(i);
             let w = DeviceWindow {
                 info,
-                t0: scope.t0,
-                t1,
+                // this device's own span: from its counter read at the start to the one at the
+                // end (energy, duration and baseline subtraction all cover it)
+                t0: st.t_s,
+                t1: end.t_s,
                 e0: st.e0,
                 e1: end.e1,
                 temp0: st.temp0,
@@ -261,8 +276,8 @@ impl Meter {
                 interval_s: self.interval.as_secs_f64(),
                 counter_update: self.counter_updates[i].clone(),
                 baseline_uncertainty_w: b.and_then(|b| {
-                    let now_unix = self.origin_unix_s + (t1 - self.origin_s);
-                    let age = b.timestamp_unix_s.map_or(0.0, |ts| now_unix - ts);
+                    // its age at the meter's start (cached) plus the meter's time since
+                    let age = b.cache_age_s.unwrap_or(0.0) + (end.t_s - self.origin_s);
                     b.uncertainty_w(self.counter_updates[i].0, age)
                 }),
                 counter_failed: (st.e0_failed, info.energy_counter && end.e1.is_none()),
@@ -416,6 +431,8 @@ fn total_peak(samples: &[Sample], t0: f64, n: usize) -> Option<f64> {
 /// What was read from one device at a window's end.
 #[derive(Debug, Default)]
 struct DeviceEnd {
+    /// When this device's counter was read at the end, clock s: its window ends here.
+    t_s: f64,
     e1: Option<f64>,
     violations: Option<Violations>,
     edge: Option<Reading>,
