@@ -85,7 +85,10 @@ impl Meter {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = self.sampler.shared();
+        // samples are kept from before the first read; the window itself starts at it, so
+        // that a single device's span and the window's are one
         shared.register(id, t0);
+        let t0 = starts.iter().map(|s| s.t_s).reduce(f64::min).unwrap_or(t0);
         Ok(OpenWindow {
             meter_id: self.meter_id,
             id,
@@ -141,8 +144,8 @@ impl Meter {
         }
         let t1 = self.clock.now().as_secs_f64();
         let (ends, failed_at_end) = self.read_ends();
-        // the window ends after the last device was read
-        let t1 = ends.iter().map(|e| e.t_s).fold(t1, f64::max);
+        // the window ends at the last device's read
+        let t1 = ends.iter().map(|e| e.t_s).reduce(f64::max).unwrap_or(t1);
         // Samples from a little before the window too: the counter's staleness at the start
         // depends on the power during the update period before it.
         let lookback = self.counter_updates.iter().map(|c| c.0).fold(0.0, f64::max)

@@ -290,6 +290,13 @@ pub struct DeviceEnergy {
     /// not how right the sensor is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration_pct: Option<f64>,
+    /// For a device lost during the window: the energy integrated up to the loss, J. Partial
+    /// (the rest of the window is unknown); `raw_j` stays `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_until_lost_j: Option<f64>,
+    /// The bound on `energy_until_lost_j`, J.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_until_lost_uncertainty_j: Option<f64>,
 }
 
 /// Power statistics in W.

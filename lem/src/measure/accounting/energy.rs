@@ -23,6 +23,9 @@ pub(crate) struct RawEnergy {
     pub method: Option<EnergyMethod>,
     /// The window is below the counter's resolution.
     pub below_resolution: bool,
+    /// For a device lost during the window: the energy measured up to the loss and its
+    /// bound (partial: the rest of the window is unknown).
+    pub until_lost: Option<(f64, f64)>,
 }
 
 /// The raw energy: the counter's delta where it can be trusted, else the integrated trace;
@@ -38,15 +41,24 @@ pub(crate) fn raw_energy(
         raw_j: trace.integrated,
         method: trace.integrated.map(|_| EnergyMethod::PowerIntegration),
         below_resolution: false,
+        until_lost: None,
     };
+    let mut until_lost = None;
     let (raw, method, below) = if let Some((at, why)) = &w.lost {
         let when = if *at <= w.t0 {
             "before the window started".to_string()
         } else {
             format!("{:.3} s into the window", at - w.t0)
         };
+        until_lost = until(trace, w.t0, *at);
+        let partial = match until_lost {
+            Some((j, u)) => {
+                format!("; measured up to then: {j:.3} ± {u:.3} J (energy_until_lost_j, partial)")
+            }
+            None => String::new(),
+        };
         warnings.push(format!(
-            "{dev}: stopped answering {when} ({why}); its energy for this window is unknown (lem does not extrapolate past the last reading)"
+            "{dev}: stopped answering {when} ({why}); its energy for this window is unknown (lem does not extrapolate past the last reading){partial}"
         ));
         (None, None, false)
     } else {
@@ -67,7 +79,27 @@ pub(crate) fn raw_energy(
         raw_j: raw,
         method,
         below_resolution: below,
+        until_lost,
     }
+}
+
+/// The energy integrated from the window's start to the moment the device was lost, with its
+/// integration bound; `None` when it was lost before the window or no reading came before.
+fn until(trace: &PowerTrace<'_>, t0: f64, lost_at: f64) -> Option<(f64, f64)> {
+    if lost_at <= t0 {
+        return None;
+    }
+    let before: Vec<(f64, f64)> = trace
+        .points
+        .iter()
+        .copied()
+        .filter(|p| p.0 <= lost_at)
+        .collect();
+    let j = crate::results::stats::integrate(&before, t0, lost_at)?;
+    let u = super::uncertainty::integration_bound(&before, t0, lost_at)
+        + super::uncertainty::POWER_RESOLUTION_W * (lost_at - t0)
+        + super::uncertainty::MIN_COUNTER_STEP_J;
+    Some((j, u))
 }
 
 /// The counter's verdict: `None` to integrate instead (no counter, or a counter read that
@@ -85,6 +117,7 @@ fn from_counter(
         raw_j: trace.integrated,
         method: trace.integrated.map(|_| EnergyMethod::PowerIntegration),
         below_resolution: below,
+        until_lost: None,
     };
     let counter = match (w.e0, w.e1) {
         (Some(a), Some(b)) => b - a,
@@ -141,6 +174,7 @@ fn from_counter(
         raw_j: Some(counter),
         method: Some(EnergyMethod::EnergyCounter),
         below_resolution: below,
+        until_lost: None,
     })
 }
 

@@ -35,6 +35,11 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
     let raw = energy::raw_energy(w, &trace, &bounds, &dev, &mut warnings);
     power_source_warning(w, &trace, &dev, &mut warnings);
     let bound = uncertainty::window_bound(w, &trace, &bounds, raw.method);
+    if raw.raw_j.is_some() && bound.uncertainty_j.is_none() {
+        warnings.push(format!(
+            "{dev}: no meaningful error bound: the window rests on one held power reading and nothing (no variation nearby, no power limit, no baseline) bounds how far the power moved since"
+        ));
+    }
     let adjusted = adjusted_energy(w, raw.raw_j, &dev, &mut warnings);
     if info.mig {
         warnings.push(format!(
@@ -62,6 +67,8 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
             uncertainty_method: bound.method,
             uncertainty: bound.inputs,
             calibration_pct: w.sensor.calibration_pct,
+            energy_until_lost_j: raw.until_lost.map(|u| u.0),
+            energy_until_lost_uncertainty_j: raw.until_lost.map(|u| u.1),
         },
         power: stats.power,
         temperature: stats.temperature,
@@ -257,6 +264,12 @@ mod tests {
             warn.iter().any(|x| x.contains("1.900 s into the window")),
             "{warn:?}"
         );
+        // what was measured up to the loss is reported, as partial, with its bound
+        let until = r.energy.energy_until_lost_j.unwrap();
+        let bound = r.energy.energy_until_lost_uncertainty_j.unwrap();
+        assert!((until - 300.0 * 1.9).abs() <= bound, "{until} ± {bound}");
+        assert!(bound > 0.0 && bound < 1.0, "{bound}");
+        assert!(warn.iter().any(|x| x.contains("partial")), "{warn:?}");
     }
 
     #[test]
@@ -344,5 +357,30 @@ mod tests {
         assert_eq!(r.throttle.throttle_duration_s, 0.0);
         assert_eq!(events.len(), 1);
         assert!(warn.is_empty(), "{warn:?}");
+    }
+
+    #[test]
+    fn a_violation_counter_reset_is_not_zero_throttling() {
+        let info = gpu();
+        // thermally throttled all along, by the samples; the counter went backwards
+        let s = samples(|_| 300.0, |_| ThrottleReasons::SW_THERMAL);
+        let mut w = window(&info, &s, (Some(0.0), Some(1200.0)));
+        w.violations = Some((
+            Violations {
+                power_ns: None,
+                thermal_ns: Some(5_000_000_000),
+            },
+            Violations {
+                power_ns: None,
+                thermal_ns: Some(1_000_000_000),
+            },
+        ));
+        let (r, _, warn) = account(&w);
+        assert_eq!(r.throttle.duration_source, ThrottleSource::Samples);
+        assert!(r.throttle.thermal_duration_s > 3.9, "{:?}", r.throttle);
+        assert!(
+            warn.iter().any(|x| x.contains("went backwards (reset)")),
+            "{warn:?}"
+        );
     }
 }

@@ -89,17 +89,32 @@ pub(crate) fn device_throttle(
     let (mut slowdown, mut thermal, mut power) = (sampled.slowdown, sampled.thermal, sampled.power);
     let mut source = ThrottleSource::Samples;
     if let Some((v0, v1)) = w.violations {
-        let delta = |a: Option<u64>, b: Option<u64>| {
-            a.zip(b)
-                .map(|(a, b)| (b.saturating_sub(a) as f64 / 1e9).min(duration))
+        // A counter that went backwards was reset (a driver reload): it says nothing about
+        // this window, so the sampled reasons stand for that policy, and the report says so.
+        let mut reset = Vec::new();
+        let mut delta = |what: &'static str, a: Option<u64>, b: Option<u64>| {
+            let (a, b) = a.zip(b)?;
+            if b < a {
+                reset.push(what);
+                return None;
+            }
+            Some(((b - a) as f64 / 1e9).min(duration))
         };
+        let thermal_delta = delta("thermal", v0.thermal_ns, v1.thermal_ns);
+        let power_delta = delta("power", v0.power_ns, v1.power_ns);
+        if !reset.is_empty() {
+            warnings.push(format!(
+                "{dev}: the {} violation counter went backwards (reset); throttle time for this window comes from sampled reasons",
+                reset.join(" and ")
+            ));
+        }
         // Each policy's counter refines only the reasons it counts.
-        if let Some(t) = delta(v0.thermal_ns, v1.thermal_ns) {
+        if let Some(t) = thermal_delta {
             thermal = t;
             slowdown = slowdown.max(t);
             source = ThrottleSource::ViolationCounters;
         }
-        if let Some(cap) = delta(v0.power_ns, v1.power_ns) {
+        if let Some(cap) = power_delta {
             power = (cap + sampled.brake_without_cap).min(duration);
             source = ThrottleSource::ViolationCounters;
         }
