@@ -772,6 +772,34 @@ fn feature_support_is_decided_from_several_reads() {
 }
 
 #[test]
+fn a_counter_that_keeps_failing_at_open_is_retried_and_said() {
+    let sb = Sandbox::new();
+    // every read at open fails (more than its retries), later ones answer
+    sb.scenario_file(
+        "late.json",
+        r#"{"idle_w": 150, "faults": [
+            {"function": "nvmlDeviceGetTotalEnergyConsumption", "return": "UNKNOWN", "first_calls": 8},
+            {"function": "nvmlDeviceGetMigMode", "return": "UNKNOWN"}]}"#,
+    );
+    let v = run_nvml(&sb, "late.json", "late", &["--no-baseline"], "0.5");
+    assert!(
+        has_warning(&v, "energy counter failed 5 times at open"),
+        "{:?}",
+        warnings(&v)
+    );
+    assert_eq!(
+        v["energy"]["method"], "energy_counter",
+        "tried again, and it answered"
+    );
+    // a failed MIG-mode read is not taken as "not MIG" in silence
+    assert!(
+        has_warning(&v, "MIG mode could not be read"),
+        "{:?}",
+        warnings(&v)
+    );
+}
+
+#[test]
 fn counter_reset_and_frozen_counter_are_caught() {
     let sb = Sandbox::new();
     sb.scenario_file(

@@ -74,6 +74,8 @@ pub fn expand(f: &ItemFn, o: &Options, shape: &Shape) -> TokenStream {
     let device = some(o.device.as_deref());
     let bench_name = some(o.name.as_deref());
     let ignore = o.ignore;
+    let seed = some(o.seed);
+    let random_start = some(o.random_start);
     quote! {
         #f
 
@@ -103,6 +105,8 @@ pub fn expand(f: &ItemFn, o: &Options, shape: &Shape) -> TokenStream {
                     device: #device,
                     ignore: #ignore,
                     name: #bench_name,
+                    seed: #seed,
+                    random_start: #random_start,
                 },
                 args: &[#(#labels),*],
                 run: #runner,

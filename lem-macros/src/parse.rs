@@ -22,6 +22,8 @@ pub const VALID: &[&str] = &[
     "device",
     "ignore",
     "name",
+    "seed",
+    "random_start",
     "args",
 ];
 
@@ -70,6 +72,8 @@ pub struct Options {
     pub device: Option<String>,
     pub ignore: bool,
     pub name: Option<String>,
+    pub seed: Option<u64>,
+    pub random_start: Option<bool>,
     /// The argument expressions and the span of the `args` key.
     pub args: Option<(Vec<Expr>, Span)>,
 }
@@ -207,6 +211,18 @@ pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
                         ));
                     }
                     out.samples = Some(n);
+                }
+                "seed" => out.seed = Some(integer(o)?),
+                "random_start" => {
+                    out.random_start = Some(match o.value.as_ref().map(lit) {
+                        Some(Some(Lit::Bool(b))) => b.value,
+                        _ => {
+                            return Err(syn::Error::new(
+                                o.name.span(),
+                                "option `random_start` is `true` or `false`",
+                            ))
+                        }
+                    })
                 }
                 "cycles" => {
                     let n = integer(o)?;

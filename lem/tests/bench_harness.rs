@@ -228,3 +228,97 @@ fn max_uncertainty_lengthens_samples_until_their_bound_is_small_enough() {
     let e = run_one(&m, "bad", &opts(Some(1.5)), |_| {}).unwrap_err();
     assert!(e.to_string().contains("max_uncertainty"), "{e}");
 }
+
+/// Per-iteration energy of a 50 ms square wave (100/400 W) under a sensor that observes
+/// 25 ms of every 100 ms, over 10 samples. The trace restarts when each sample's work
+/// starts (the sync hook), as a real workload's power pattern does; each iteration is two
+/// square periods (100 ms of the manual clock), so every sample is locked to the sensor.
+fn square_wave_bench(random_start: bool) -> (f64, lem::bench::BenchOutcome) {
+    use lem::device::{Scenario, SharedDevice, SimDevice};
+    use std::path::Path;
+    use std::sync::Arc;
+    let mut segs = Vec::new();
+    for k in 0..2000 {
+        let t = f64::from(k) * 0.05;
+        segs.push(format!(
+            r#"{{"start_s": {t}, "end_s": {}, "power_w": 400}}"#,
+            t + 0.025
+        ));
+    }
+    let json = format!(
+        r#"{{"idle_w": 100, "power_limit_w": 700, "sensor": {{"period_ms": 100, "sensing_duty": 0.25}}, "segments": [{}]}}"#,
+        segs.join(",")
+    );
+    let clock = Arc::new(lem::ManualClock::new());
+    let scenario = Scenario::from_json(&json, Path::new("square.json")).unwrap();
+    let sim = Arc::new(SimDevice::open_all(&scenario, clock.clone(), 0).remove(0));
+    let meter = Meter::builder()
+        .devices(vec![sim.clone() as SharedDevice])
+        .clock(clock.clone())
+        .baseline_mode(BaselineMode::Off)
+        .build()
+        .unwrap();
+    let opts = BenchOptions {
+        warmup: Some(lem::warmup::WarmupMode::Fixed),
+        warmup_iters: Some(2),
+        samples: Some(10),
+        min_sample_s: Some(0.02),
+        random_start: Some(random_start),
+        seed: Some(7),
+        ..Default::default()
+    };
+    let out = run_one(&meter, "square", &opts, |b| {
+        let s = sim.clone();
+        b.sync_with(move || s.restart_trace());
+        b.iter(|| {
+            clock.advance_s(0.1);
+            std::thread::sleep(Duration::from_millis(2));
+        });
+    })
+    .unwrap()
+    .unwrap();
+    // the truth: 25 ms at 400 W and 25 ms at 100 W, twice
+    let truth = 2.0 * (0.025 * 400.0 + 0.025 * 100.0);
+    (truth, out)
+}
+
+#[test]
+fn random_start_delays_turn_aliasing_into_noise_that_averages_out() {
+    let (truth, locked) = square_wave_bench(false);
+    let locked_mean = locked.stats.energy_per_iter_j.unwrap().mean;
+    // locked to the sensor, every observed slice sees the same phase: visibly biased
+    assert!(
+        (locked_mean - truth).abs() / truth > 0.2,
+        "without delays: {locked_mean} J vs {truth} J"
+    );
+    assert!(locked.stats.start_delay_seed.is_none());
+    let (_, random) = square_wave_bench(true);
+    let mean = random.stats.energy_per_iter_j.unwrap().mean;
+    assert!(
+        (mean - truth).abs() / truth < 0.05,
+        "with delays: {mean} J vs {truth} J"
+    );
+    // the delays are recorded, within one sensor period, and repeat with the seed
+    assert_eq!(random.stats.start_delay_seed, Some(7));
+    let delays: Vec<f64> = random
+        .stats
+        .per_sample
+        .iter()
+        .map(|r| r.start_delay_s)
+        .collect();
+    assert!(delays.iter().all(|d| (0.0..0.1).contains(d)), "{delays:?}");
+    let (_, again) = square_wave_bench(true);
+    let again: Vec<f64> = again
+        .stats
+        .per_sample
+        .iter()
+        .map(|r| r.start_delay_s)
+        .collect();
+    assert_eq!(delays, again);
+    // and an iteration shorter than the sensor's period is flagged
+    assert!(
+        random.warnings.iter().any(|w| w.contains("alias")),
+        "{:?}",
+        random.warnings
+    );
+}

@@ -45,6 +45,14 @@ pub struct BenchOptions {
     pub ignore: bool,
     /// Benchmark name (default: the function's name).
     pub name: Option<&'static str>,
+    /// Seed of the random start delays (default: derived from the benchmark's name, so a run
+    /// is repeatable); recorded in the result.
+    pub seed: Option<u64>,
+    /// Start each sample after a random delay within one sensor period (default true), so
+    /// that a workload whose power pattern is locked to its start does not meet the
+    /// sensor's part-time sensing at the same phase every time: systematic aliasing becomes
+    /// random error that averages out across samples and shows in the confidence interval.
+    pub random_start: Option<bool>,
 }
 
 impl BenchOptions {
@@ -65,6 +73,8 @@ impl BenchOptions {
         device: None,
         ignore: false,
         name: None,
+        seed: None,
+        random_start: None,
     };
 
     /// The warmup these options ask for.
@@ -115,6 +125,9 @@ pub struct SampleRecord {
     pub throttled: bool,
     /// Start temperature (highest device), °C.
     pub start_temp_c: Option<f64>,
+    /// The random delay before the sample started, s.
+    #[serde(default)]
+    pub start_delay_s: f64,
 }
 
 /// Per-iteration statistics of a benchmark (the `bench` section of its result).
@@ -160,6 +173,9 @@ pub struct BenchStats {
     /// The `max_uncertainty` asked for.
     #[serde(default)]
     pub max_uncertainty: Option<f64>,
+    /// The seed of the random start delays (`null`: samples started without one).
+    #[serde(default)]
+    pub start_delay_seed: Option<u64>,
     /// Each sample.
     pub per_sample: Vec<SampleRecord>,
 }
@@ -189,6 +205,8 @@ pub(crate) struct Plan {
     pub cycle_gap: Duration,
     pub units: Option<&'static str>,
     pub progress: bool,
+    /// Seed of the start delays; `None` for no delays.
+    pub random_start: Option<u64>,
 }
 
 impl Plan {
@@ -214,6 +232,10 @@ impl Plan {
             cycle_gap: Duration::from_secs_f64(options.cycle_gap_s.unwrap_or(0.0).max(0.0)),
             units: options.units,
             progress,
+            random_start: options
+                .random_start
+                .unwrap_or(true)
+                .then(|| options.seed.unwrap_or_else(|| name_seed(name))),
         })
     }
 }
@@ -223,6 +245,8 @@ impl Plan {
 pub struct Bencher<'m> {
     meter: &'m Meter,
     plan: Plan,
+    /// The generator of start delays (SplitMix64 state).
+    delays: std::cell::Cell<u64>,
     sync: Option<Box<dyn Fn() + 'm>>,
     outcome: Option<BenchOutcome>,
 }
@@ -263,6 +287,7 @@ impl<'m> Bencher<'m> {
     pub(crate) fn new(meter: &'m Meter, plan: Plan) -> Self {
         Self {
             meter,
+            delays: std::cell::Cell::new(plan.random_start.unwrap_or(0)),
             plan,
             sync: None,
             outcome: None,
@@ -301,13 +326,24 @@ impl<'m> Bencher<'m> {
                 iters_per_sample = initial_iterations(&plan, &w);
             }
             warmups.push(w);
-            for _ in 0..plan.samples {
-                let Some((rep, units, counted, start_temp)) = self.measured_sample(
+            let period = self.sensor_period();
+            let clock = self.meter.clock().clone();
+            let origin = clock.now().as_secs_f64();
+            for phase in self.start_phases(&plan, plan.samples) {
+                // wait until the sample starts at its phase (counted from the first sample's
+                // planned start), however long the samples before took
+                let delay = if period > 0.0 && plan.random_start.is_some() {
+                    (origin + phase - clock.now().as_secs_f64()).rem_euclid(period)
+                } else {
+                    0.0
+                };
+                let Some((rep, units, counted, start_temp, start_delay_s)) = self.measured_sample(
                     &plan,
                     &mut routine,
                     sync,
                     &mut iters_per_sample,
                     &mut warnings,
+                    delay,
                 ) else {
                     break;
                 };
@@ -324,11 +360,13 @@ impl<'m> Bencher<'m> {
                     units: counted.then_some(units),
                     throttled: rep.thermal.throttle_detected,
                     start_temp_c: start_temp,
+                    start_delay_s,
                 });
                 reports.push(rep);
             }
         }
         summary_warnings(&plan, &records, &mut warnings);
+        aliasing_warning(&plan, self.meter, &records, &mut warnings);
         let stats = stats_of(&plan, iters_per_sample, &records);
         let report = merge_reports(&plan.name, &reports);
         self.outcome = Some(BenchOutcome {
@@ -349,10 +387,11 @@ impl<'m> Bencher<'m> {
         sync: &dyn Fn(),
         iters: &mut u64,
         warnings: &mut Vec<String>,
-    ) -> Option<(EnergyReport, f64, bool, Option<f64>)> {
+        delay: f64,
+    ) -> Option<(EnergyReport, f64, bool, Option<f64>, f64)> {
         let mut attempts = 0;
         loop {
-            let got = self.sample(plan, routine, sync, *iters, warnings)?;
+            let got = self.sample(plan, routine, sync, *iters, warnings, delay)?;
             match (plan.max_uncertainty, relative(&got.0)) {
                 (Some(target), Some(r)) if r > target && attempts < MAX_LENGTHENING => {
                     attempts += 1;
@@ -374,7 +413,13 @@ impl<'m> Bencher<'m> {
         sync: &dyn Fn(),
         iters: u64,
         warnings: &mut Vec<String>,
-    ) -> Option<(EnergyReport, f64, bool, Option<f64>)> {
+        delay: f64,
+    ) -> Option<(EnergyReport, f64, bool, Option<f64>, f64)> {
+        if delay > 0.0 {
+            self.meter
+                .clock()
+                .sleep(std::time::Duration::from_secs_f64(delay));
+        }
         sync();
         let start_temp = self
             .meter
@@ -403,12 +448,52 @@ impl<'m> Bencher<'m> {
         }
         sync();
         match scope.finish() {
-            Ok(r) => Some((r, units, counted, start_temp)),
+            Ok(r) => Some((r, units, counted, start_temp, delay)),
             Err(e) => {
                 warnings.push(format!("{}: could not close a scope: {e}", plan.name));
                 None
             }
         }
+    }
+
+    /// The longest sensor period of the meter's devices, s.
+    fn sensor_period(&self) -> f64 {
+        self.meter
+            .sensors()
+            .iter()
+            .map(|s| s.period_s)
+            .fold(0.0, f64::max)
+    }
+
+    /// A uniform number in [0, 1) from the seeded generator (SplitMix64).
+    fn uniform(&self) -> f64 {
+        let mut x = self.delays.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.delays.set(x);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The start phases of `n` samples within the longest sensor period of the meter's
+    /// devices, s: stratified (one in each n-th of the period, in random order, at a random
+    /// point of it), so that the samples' phases cover the period evenly and their mean
+    /// averages the phase out far better than independent draws. All 0 with random starts
+    /// off, or on an ideal sensor.
+    fn start_phases(&self, plan: &Plan, n: usize) -> Vec<f64> {
+        let period = self.sensor_period();
+        if plan.random_start.is_none() || period <= 0.0 || n == 0 {
+            return vec![0.0; n];
+        }
+        let mut strata: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = ((self.uniform() * (i + 1) as f64) as usize).min(i);
+            strata.swap(i, j);
+        }
+        strata
+            .into_iter()
+            .map(|k| period * (k as f64 + self.uniform()) / n as f64)
+            .collect()
     }
 
     pub(crate) fn take_outcome(&mut self) -> Option<BenchOutcome> {
@@ -508,6 +593,56 @@ fn summary_warnings(plan: &Plan, records: &[SampleRecord], warnings: &mut Vec<St
     }
 }
 
+/// Warn when one iteration is shorter than the power sensor's period on a sensor that
+/// observes only part of each period: a power pattern that repeats each iteration can then
+/// alias with the sensor, which no reading can see.
+fn aliasing_warning(
+    plan: &Plan,
+    meter: &Meter,
+    records: &[SampleRecord],
+    warnings: &mut Vec<String>,
+) {
+    let Some(sensor) = meter
+        .sensors()
+        .iter()
+        .filter(|s| s.sensing_fraction < 1.0 && s.period_s > 0.0)
+        .max_by(|a, b| a.period_s.total_cmp(&b.period_s))
+    else {
+        return;
+    };
+    let per_iter: Vec<f64> = records
+        .iter()
+        .filter(|r| r.iterations > 0)
+        .map(|r| r.duration_s / r.iterations as f64)
+        .collect();
+    let Some(mean) =
+        (!per_iter.is_empty()).then(|| per_iter.iter().sum::<f64>() / per_iter.len() as f64)
+    else {
+        return;
+    };
+    if mean < sensor.period_s {
+        let remedy = if plan.random_start.is_some() {
+            "the random start delays turn a systematic error into spread across samples; check the interval"
+        } else {
+            "random_start is off, so a systematic error is possible"
+        };
+        warnings.push(format!(
+            "{}: one iteration ({:.1} ms) is shorter than the power sensor's period ({:.0} ms, {:.0} % of it observed): a power pattern repeating each iteration can alias with the sensor, which no reading shows; {remedy}",
+            plan.name,
+            mean * 1e3,
+            sensor.period_s * 1e3,
+            sensor.sensing_fraction * 100.0
+        ));
+    }
+}
+
+/// A seed from a benchmark's name (FNV-1a), so that its delays repeat from run to run.
+fn name_seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 fn push_once(warnings: &mut Vec<String>, msg: String) {
     if !warnings.contains(&msg) {
         warnings.push(msg);
@@ -565,6 +700,7 @@ fn stats_of(plan: &Plan, iters: u64, records: &[SampleRecord]) -> BenchStats {
             .filter_map(|r| r.relative_uncertainty)
             .reduce(f64::max),
         max_uncertainty: plan.max_uncertainty,
+        start_delay_seed: plan.random_start,
         per_sample: records.to_vec(),
     }
 }

@@ -87,6 +87,24 @@ fn decide<T>(mut f: impl FnMut() -> std::result::Result<T, NvmlError>) -> Option
     None
 }
 
+/// Like [`decide`], but telling a definitive "no" (`Ok(None)`) from failures that never
+/// cleared (`Err`): a feature that only failed transiently must not be switched off for the
+/// device's life in silence.
+fn decide_or_why<T>(
+    mut f: impl FnMut() -> std::result::Result<T, NvmlError>,
+) -> std::result::Result<Option<T>, String> {
+    let mut last = String::new();
+    for _ in 0..OPEN_TRIES {
+        match f() {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if definitive(&e) => return Ok(None),
+            Err(e) => last = describe(&e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(last)
+}
+
 fn describe(e: &NvmlError) -> String {
     match e {
         NvmlError::NoPermission => "NO_PERMISSION (another job's GPU, or a cgroup)".into(),
@@ -172,6 +190,8 @@ pub(crate) fn mig_parent_uuid(mig_uuid: &str) -> Option<String> {
 #[derive(Debug)]
 pub struct NvmlDevice {
     info: DeviceInfo,
+    /// What went wrong while opening it that the user should hear about.
+    notices: Vec<String>,
     dev: Device<'static>,
     nvml: &'static Nvml,
     support: Support,
@@ -268,11 +288,32 @@ impl NvmlDevice {
         let name = dev.name().unwrap_or_else(|_| format!("NVIDIA {gpu}"));
         let cc = decide(|| dev.cuda_compute_capability());
         let arch = decide(|| dev.architecture());
-        let energy_counter = decide(|| dev.total_energy_consumption()).is_some();
+        let mut notices = Vec::new();
+        // A counter that only failed transiently at open is kept: each window tries it again
+        // (and integrates, saying so, while it keeps failing).
+        let energy_counter = match decide_or_why(|| dev.total_energy_consumption()) {
+            Ok(found) => found.is_some(),
+            Err(why) => {
+                notices.push(format!(
+                    "{gpu}: the energy counter failed {OPEN_TRIES} times at open ({why}); lem keeps trying it at every window and integrates power while it fails"
+                ));
+                true
+            }
+        };
         let instant = decide(|| instant_power(&dev)).is_some();
         let usage_averaged = usage_is_averaged(arch.as_ref(), cc.as_ref());
         let support = Support::of(nvml, &dev, instant, usage_averaged);
-        let mig = dev.mig_mode().map(|m| m.current == 1).unwrap_or(false);
+        let mig = match dev.mig_mode() {
+            Ok(m) => m.current == 1,
+            Err(e) if definitive(&e) => false,
+            Err(e) => {
+                notices.push(format!(
+                    "{gpu}: its MIG mode could not be read ({}); if MIG is on, NVML reports the whole GPU's energy, not a slice's",
+                    describe(&e)
+                ));
+                false
+            }
+        };
         let info = DeviceInfo {
             index,
             kind: DeviceKind::NvmlGpu,
@@ -312,12 +353,18 @@ impl NvmlDevice {
         });
         Ok(Self {
             info,
+            notices,
             dev,
             nvml,
             support,
             driver,
             cuda,
         })
+    }
+
+    /// What went wrong while opening it that the user should hear about.
+    pub fn open_notices(&self) -> &[String] {
+        &self.notices
     }
 
     fn lost(&self, what: &str) -> Error {

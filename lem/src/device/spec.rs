@@ -174,6 +174,7 @@ fn open_nvml(indices: Option<&[u32]>) -> Result<OpenedDevices> {
         };
         match opened {
             Ok(d) => {
+                notices.extend(d.open_notices().iter().cloned());
                 if d.info().mig {
                     notices.push(format!(
                         "{} (GPU {nvml_index}) is in MIG mode: NVML reports the whole GPU's energy, not a slice's",

@@ -83,6 +83,11 @@ impl Meter {
         self.devices.iter().any(|d| d.info().simulated)
     }
 
+    /// Each device's power sensor as the bounds use it (its profile, or the override).
+    pub fn sensors(&self) -> &[crate::device::SensorProfile] {
+        &self.sensors
+    }
+
     /// The meter's clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock

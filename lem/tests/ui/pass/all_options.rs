@@ -13,7 +13,9 @@ use lem::energy_bench;
     cycle_gap_s = 0.5,
     units = "items",
     device = "none",
-    name = "renamed"
+    name = "renamed",
+    seed = 7,
+    random_start = true
 )]
 fn everything() -> u32 {
     7
@@ -22,7 +24,7 @@ fn everything() -> u32 {
 #[energy_bench(warmup = "fixed", warmup_iters = 2, ignore)]
 fn ignored() {}
 
-#[energy_bench(ignore = false)]
+#[energy_bench(ignore = false, random_start = false)]
 fn not_ignored() {}
 
 lem::main!();
