@@ -414,3 +414,40 @@ fn require_baseline_fails_cleanly_without_a_device_and_passes_with_one() {
     ]);
     assert_clean_error(&o, "--no-baseline");
 }
+
+#[test]
+fn cycles_start_after_a_seeded_random_delay_within_the_sensor_period() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario(
+        "s.json",
+        r#"{"idle_w": 100, "sensor": {"period_ms": 100, "sensing_duty": 0.25}}"#,
+    );
+    let delays = |exp: &str| -> Vec<f64> {
+        let o = sb.run(&[
+            "run",
+            "--device",
+            &dev,
+            "--experiment-id",
+            exp,
+            "--no-baseline",
+            "--cycles",
+            "3",
+            "--seed",
+            "5",
+            "--",
+            "true",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (0..3)
+            .map(|c| {
+                let v = sb.json(&format!("results/raw/{exp}/process_0_cycle_{c}.json"));
+                assert_eq!(v["start_delay"]["seed"], 5);
+                v["start_delay"]["delay_s"].as_f64().unwrap()
+            })
+            .collect()
+    };
+    let first = delays("d1");
+    assert!(first.iter().all(|d| (0.0..0.1).contains(d)), "{first:?}");
+    assert!(first.windows(2).any(|w| w[0] != w[1]), "{first:?}");
+    assert_eq!(first, delays("d2"), "the seed repeats the delays");
+}

@@ -27,6 +27,12 @@ pub struct RunArgs {
     /// Idle gap between cycles, s.
     #[arg(long, default_value = "0", value_name = "S")]
     cycle_gap_s: String,
+    /// Seed of the random start delay before each cycle (with --cycles above 1; default:
+    /// from the experiment id). Each cycle starts within one sensor period of a random
+    /// phase, so that a command locked to the sensor's sampling does not alias the same way
+    /// every time.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
     /// The command and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -187,6 +193,10 @@ fn measure_cycles(
         if INTERRUPTED.load(Ordering::SeqCst) {
             break;
         }
+        let delay = start_delay(&meter, a, experiment_id, cycle);
+        if delay > 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(delay));
+        }
         let scope = meter.start("run")?;
         let outcome = spawn_and_wait(&a.command);
         let report = scope.finish()?;
@@ -203,6 +213,12 @@ fn measure_cycles(
         );
         rf.extra
             .insert("interrupted".into(), serde_json::json!(interrupted));
+        if a.cycles > 1 {
+            rf.extra.insert(
+                "start_delay".into(),
+                serde_json::json!({ "seed": seed_of(a, experiment_id), "delay_s": delay }),
+            );
+        }
         let path = if a.cycles > 1 {
             rf.extra.insert("cycle".into(), serde_json::json!(cycle));
             exp_dir.join(format!("process_{process_index}_cycle_{cycle}.json"))
@@ -234,6 +250,34 @@ fn measure_cycles(
         aggregate_cycles(ui, output, exp_dir)?;
     }
     Ok(last_code)
+}
+
+/// The seed of the start delays: `--seed`, else one from the experiment id (FNV-1a).
+fn seed_of(a: &RunArgs, experiment_id: &str) -> u64 {
+    a.seed.unwrap_or_else(|| {
+        experiment_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    })
+}
+
+/// The random delay before cycle `cycle`, s: uniform within the meter's longest sensor
+/// period (0 for a single run, or an ideal sensor). SplitMix64 of the seed and the cycle.
+fn start_delay(meter: &lem::Meter, a: &RunArgs, experiment_id: &str, cycle: u32) -> f64 {
+    if a.cycles <= 1 {
+        return 0.0;
+    }
+    let period = meter
+        .sensors()
+        .iter()
+        .map(|s| s.period_s)
+        .fold(0.0, f64::max);
+    let mut x = seed_of(a, experiment_id)
+        .wrapping_add(u64::from(cycle + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    period * (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Wait out the idle gap between cycles (an interrupt ends it early).
