@@ -40,12 +40,14 @@ fn fake_now() -> f64 {
 #[test]
 #[ignore = "run by fake_nvml_windows_honour_the_contract"]
 fn child_plays_windows() {
-    let Ok(scenario_path) = std::env::var("LEM_FAKE_NVML_SCENARIO") else {
-        return;
+    // Only meaningful as the child of the test below: run directly (`--ignored`), it fails
+    // rather than pass having checked nothing.
+    let (Ok(scenario_path), Some(_)) = (
+        std::env::var("LEM_FAKE_NVML_SCENARIO"),
+        std::env::var_os(CHILD),
+    ) else {
+        panic!("child_plays_windows is run by fake_nvml_windows_honour_the_contract, with the fake driver loaded");
     };
-    if std::env::var_os(CHILD).is_none() {
-        return;
-    }
     let cache = std::env::var("LEM_CACHE_DIR").unwrap();
     // 1. probe: the counter's update period is found, not assumed
     let clock: Arc<dyn lem::Clock> = Arc::new(lem::MonotonicClock::new());

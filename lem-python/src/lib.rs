@@ -129,7 +129,7 @@ fn build(py: Python<'_>, b: lem::MeterBuilder) -> PyResult<Arc<lem::Meter>> {
 #[pymethods]
 impl Meter {
     #[new]
-    #[pyo3(signature = (device="auto", interval_ms=100.0, baseline="auto", baseline_duration_s=30.0, cache_dir=None, sync=None, keep_timeseries=false, require_baseline=false))]
+    #[pyo3(signature = (device="auto", interval_ms=100.0, baseline="auto", baseline_duration_s=30.0, cache_dir=None, sync=None, keep_timeseries=false, require_baseline=false, powercap_root=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -141,6 +141,7 @@ impl Meter {
         sync: Option<Bound<'_, PyAny>>,
         keep_timeseries: bool,
         require_baseline: bool,
+        powercap_root: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
         let spec = lem::DeviceSpec::parse_for("device", device).map_err(err)?;
         let interval =
@@ -159,6 +160,9 @@ impl Meter {
         if let Some(dir) = cache_dir {
             b = b.cache_dir(dir);
         }
+        if let Some(root) = powercap_root {
+            b = b.powercap_root(root);
+        }
         Ok(Self {
             inner: build(py, b)?,
             sync,
@@ -166,12 +170,20 @@ impl Meter {
     }
 
     /// A meter configured from `LEM_DEVICE`, `LEM_CACHE_DIR`, `LEM_BASELINE`,
-    /// `LEM_BASELINE_DURATION_S` and `LEM_INTERVAL_MS`.
+    /// `LEM_BASELINE_DURATION_S` and `LEM_INTERVAL_MS`; `baseline` ("auto", "off", "force")
+    /// overrides `LEM_BASELINE`.
     #[staticmethod]
-    #[pyo3(signature = (sync=None))]
-    fn from_env(py: Python<'_>, sync: Option<Bound<'_, PyAny>>) -> PyResult<Self> {
+    #[pyo3(signature = (sync=None, baseline=None))]
+    fn from_env(
+        py: Python<'_>,
+        sync: Option<Bound<'_, PyAny>>,
+        baseline: Option<&str>,
+    ) -> PyResult<Self> {
         let sync = resolve_sync(py, sync)?;
-        let b = lem::MeterBuilder::from_env().map_err(err)?;
+        let mut b = lem::MeterBuilder::from_env().map_err(err)?;
+        if let Some(mode) = baseline {
+            b = b.baseline_mode(lem::BaselineMode::parse_for("baseline", mode).map_err(err)?);
+        }
         Ok(Self {
             inner: build(py, b)?,
             sync,
@@ -187,6 +199,7 @@ impl Meter {
             name,
             window: Mutex::new(None),
             report: Mutex::new(None),
+            started: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -309,22 +322,36 @@ struct Scope {
     name: String,
     window: Mutex<Option<lem::OpenWindow>>,
     report: Mutex<Option<Report>>,
+    /// Set by the first start, atomically: a second start (another thread's included) is
+    /// refused before it opens a window.
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Scope {
     fn open(&self, py: Python<'_>) -> PyResult<()> {
-        if lock(&self.window).is_some() || lock(&self.report).is_some() {
+        use std::sync::atomic::Ordering;
+        if self.started.swap(true, Ordering::SeqCst) {
             return Err(LemError::new_err(format!(
                 "scope `{}` was already started",
                 self.name
             )));
         }
-        call_sync(py, &self.sync)?;
-        let m = self.meter.clone();
-        let name = self.name.clone();
-        let w = py.detach(move || m.open_window(name)).map_err(err)?;
-        *lock(&self.window) = Some(w);
-        Ok(())
+        let opened = call_sync(py, &self.sync).and_then(|()| {
+            let m = self.meter.clone();
+            let name = self.name.clone();
+            py.detach(move || m.open_window(name)).map_err(err)
+        });
+        match opened {
+            Ok(w) => {
+                *lock(&self.window) = Some(w);
+                Ok(())
+            }
+            Err(e) => {
+                // nothing was opened: it may be started again
+                self.started.store(false, Ordering::SeqCst);
+                Err(e)
+            }
+        }
     }
 
     fn discard(&self) {
@@ -554,13 +581,16 @@ fn environment<'py>(py: Python<'py>, device: Option<&str>) -> PyResult<Bound<'py
 
 /// Probe each device of `device` (default: `LEM_DEVICE` or auto): the energy counter's and
 /// the power reading's update periods and each sampler call's latency, `duration_s` per
-/// phase. Results are cached (as `lem probe` does) and returned as dicts. Releases the GIL.
+/// phase. Results are cached in `cache_dir` (default: `LEM_CACHE_DIR` or the user's cache,
+/// as `lem probe` does; give a meter's own `cache_dir` for that meter to use them) and
+/// returned as dicts. Releases the GIL.
 #[pyfunction]
-#[pyo3(signature = (device=None, duration_s=5.0))]
+#[pyo3(signature = (device=None, duration_s=5.0, cache_dir=None))]
 fn probe<'py>(
     py: Python<'py>,
     device: Option<&str>,
     duration_s: f64,
+    cache_dir: Option<std::path::PathBuf>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let spec = match device {
         Some(d) => lem::DeviceSpec::parse_for("device", d),
@@ -578,7 +608,8 @@ fn probe<'py>(
                 return Err(lem::Error::NoDevice(format!("{spec}: nothing to probe")));
             }
             let results = lem::probe::probe_all(&opened.devices, &clock, duration);
-            let dir = lem::baseline::default_cache_dir();
+            // where the meters that should use it look (`Meter(cache_dir=...)`)
+            let dir = cache_dir.unwrap_or_else(lem::baseline::default_cache_dir);
             for r in &results {
                 lem::probe::save(&dir, r)?;
             }

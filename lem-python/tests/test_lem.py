@@ -138,6 +138,8 @@ def test_unmeasured_energy_is_none(scenario):
         ({"device": "gpu9"}, lem.ConfigError, "device"),
         ({"device": "auto", "interval_ms": 0}, lem.ConfigError, "interval_ms"),
         ({"device": "auto", "interval_ms": 20000}, lem.ConfigError, "interval_ms"),
+        ({"device": "auto", "interval_ms": 1e23}, lem.ConfigError, "interval_ms"),
+        ({"device": "auto", "baseline_duration_s": 1e23}, lem.ConfigError, "baseline_duration_s"),
         ({"device": "auto", "baseline": "sometimes"}, lem.ConfigError, "baseline"),
         ({"device": "auto", "baseline_duration_s": -1}, lem.ConfigError, "baseline_duration_s"),
         ({"device": "auto", "sync": 3}, lem.ConfigError, "sync"),
@@ -178,6 +180,10 @@ def test_required_baseline_and_probe(scenario, tmp_path):
     assert r["counter_update_ms"]["median"] == pytest.approx(100, rel=0.1)
     assert r["power_constant"] is True
     assert list((tmp_path / "cache").glob("probe-*.json"))
+    # a meter's own cache directory: the probe goes where that meter looks
+    own = tmp_path / "own"
+    lem.probe(spec, duration_s=0.6, cache_dir=own)
+    assert list(own.glob("probe-*.json"))
     with pytest.raises(lem.ConfigError, match="duration_s"):
         lem.probe(spec, duration_s=0)
     with pytest.raises(lem.DeviceError, match="nothing to probe"):
@@ -246,6 +252,31 @@ def test_scopes_from_several_threads(scenario):
     assert len(reports) == 160
     for r in reports:
         exact(r)
+
+
+def test_one_scope_entered_from_two_threads_opens_one_window(scenario):
+    m = meter(scenario(CONSTANT))
+    for _ in range(50):
+        s = m.scope("shared")
+        barrier = threading.Barrier(2)
+        outcomes = []
+
+        def enter():
+            barrier.wait()
+            try:
+                s.__enter__()
+                outcomes.append("opened")
+            except lem.LemError as e:
+                outcomes.append(str(e))
+
+        threads = [threading.Thread(target=enter) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert outcomes.count("opened") == 1, outcomes
+        assert any("already started" in o for o in outcomes), outcomes
+        exact(s.finish())
 
 
 def test_environment_and_metadata(scenario, monkeypatch):

@@ -67,7 +67,8 @@ def test_zeus_errors_and_cancel(gpus):
     with pytest.raises(ValueError, match="does not exist"):
         monitor.end_window("nope")
     cancelled = monitor.end_window("w", cancel=True)
-    assert cancelled.time == 0.0 and cancelled.gpu_energy == {}
+    # as Zeus: 0.0 for every monitored GPU
+    assert cancelled.time == 0.0 and cancelled.gpu_energy == {1: 0.0}
     with pytest.raises(ValueError, match="does not exist"):
         monitor.end_window("w")
     with pytest.raises(ValueError, match="gpu_indices"):
@@ -83,8 +84,59 @@ def test_ignored_arguments_say_so(gpus):
         ZeusMonitor(log_file="zeus.csv")
 
 
-def test_sync_execution_without_torch_is_harmless(gpus):
+def test_sync_execution_on_simulated_gpus_has_nothing_to_wait_for(gpus):
     monitor = ZeusMonitor(sync_execution_with="torch")
     monitor.begin_window("w", sync_execution=True)
     m = monitor.end_window("w", sync_execution=True)
     assert close(m.gpu_energy[0], 200.0, m.time)
+
+
+def test_sync_covers_every_monitored_gpu_and_fails_loudly_without_a_framework(gpus):
+    monitor = ZeusMonitor(gpu_indices=[0, 1])
+    calls = []
+    # a real GPU's sync: every monitored GPU, at both ends of the window
+    monitor._all_simulated = False
+    monitor._sync = lambda: calls.extend(monitor.gpu_indices)
+    monitor.begin_window("w")
+    monitor.end_window("w")
+    assert calls == [0, 1, 0, 1]
+    monitor.begin_window("quiet", sync_execution=False)
+    monitor.end_window("quiet", sync_execution=False)
+    assert calls == [0, 1, 0, 1]
+    # without torch (or CUDA) a requested sync is an error, as in Zeus
+    monitor._sync = None
+    with pytest.raises(RuntimeError, match="synchronize"):
+        monitor.begin_window("x")
+
+
+def test_construction_is_instant_and_raw_unless_a_baseline_is_asked_for(scenario, monkeypatch):
+    spec = scenario({"name": "Sim", "idle_w": 200.0})
+    monkeypatch.setenv("LEM_DEVICE", spec)
+    monkeypatch.setenv("LEM_BASELINE_DURATION_S", "5")
+    t = time.monotonic()
+    monitor = ZeusMonitor()
+    assert time.monotonic() - t < 2.0, "no 5 s baseline on construction"
+    assert all(b["method"] == "disabled" for b in monitor.meter.baselines)
+    monkeypatch.setenv("LEM_BASELINE", "force")
+    monkeypatch.setenv("LEM_BASELINE_DURATION_S", "0.2")
+    assert ZeusMonitor().meter.baselines[0]["method"] == "fresh"
+
+
+def test_cpu_indices_beside_gpus(gpus, tmp_path, monkeypatch):
+    pkg = tmp_path / "powercap" / "intel-rapl:0"
+    pkg.mkdir(parents=True)
+    (pkg / "name").write_text("package-0\n")
+    (pkg / "max_energy_range_uj").write_text("262143328850\n")
+    (pkg / "energy_uj").write_text("1000000\n")
+    monkeypatch.setenv("LEM_POWERCAP_ROOT", str(tmp_path / "powercap"))
+    monitor = ZeusMonitor(gpu_indices=[0], cpu_indices=[0])
+    monitor.begin_window("w")
+    (pkg / "energy_uj").write_text("3000000\n")  # 2 J later
+    m = monitor.end_window("w")
+    assert set(m.gpu_energy) == {0} and set(m.cpu_energy) == {0}
+    assert m.cpu_energy[0] == pytest.approx(2.0, abs=1e-6)
+    assert close(m.gpu_energy[0], 200.0, m.time)
+    cancelled = (monitor.begin_window("c"), monitor.end_window("c", cancel=True))[1]
+    assert cancelled.cpu_energy == {0: 0.0}
+    with pytest.raises(ValueError, match="cpu_indices"):
+        ZeusMonitor(cpu_indices=[3])

@@ -38,6 +38,7 @@ pub fn rfc3339(unix_s: f64) -> String {
 }
 
 /// A sortable experiment id from a Unix time: `20261127T192342Z`.
+#[cfg_attr(not(any(feature = "args", feature = "bench")), allow(dead_code))]
 pub fn compact_id(unix_s: f64) -> String {
     rfc3339(unix_s).replace(['-', ':'], "")
 }

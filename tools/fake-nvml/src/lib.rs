@@ -658,7 +658,11 @@ pub unsafe extern "C" fn nvmlDeviceGetUtilizationRates(
     util: *mut nvmlUtilization_t,
 ) -> nvmlReturn_t {
     on_gpu("nvmlDeviceGetUtilizationRates", device, |_, g, t| {
-        let u = Fake::reading(g, t).utilisation_pct.unwrap_or(0.0).round() as c_uint;
+        // a trace with no utilisation answers that it cannot say, never a made-up 0 %
+        let Some(u) = Fake::reading(g, t).utilisation_pct else {
+            return NOT_SUPPORTED;
+        };
+        let u = u.round() as c_uint;
         // SAFETY: the caller's contract.
         unsafe {
             put(
@@ -672,8 +676,9 @@ pub unsafe extern "C" fn nvmlDeviceGetUtilizationRates(
     })
 }
 
-fn temperature(g: &Gpu, t: f64) -> f64 {
-    Fake::reading(g, t).temperature_c.unwrap_or(0.0).round()
+/// The trace's temperature; `None` (answered NOT_SUPPORTED, never 0 °C) where it has none.
+fn temperature(g: &Gpu, t: f64) -> Option<f64> {
+    Fake::reading(g, t).temperature_c.map(f64::round)
 }
 
 /// # Safety
@@ -691,8 +696,11 @@ pub unsafe extern "C" fn nvmlDeviceGetTemperature(
         if sensor != 0 {
             return INVALID_ARGUMENT;
         }
+        let Some(c) = temperature(g, t) else {
+            return NOT_SUPPORTED;
+        };
         // SAFETY: the caller's contract.
-        unsafe { put(temp, temperature(g, t) as c_uint) }
+        unsafe { put(temp, c as c_uint) }
     })
 }
 
@@ -719,7 +727,10 @@ pub unsafe extern "C" fn nvmlDeviceGetTemperatureV(
         if v.sensorType != 0 {
             return INVALID_ARGUMENT;
         }
-        v.temperature = temperature(g, t) as c_int;
+        let Some(c) = temperature(g, t) else {
+            return NOT_SUPPORTED;
+        };
+        v.temperature = c as c_int;
         SUCCESS
     })
 }

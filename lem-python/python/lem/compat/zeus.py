@@ -9,10 +9,14 @@ and the script runs, with lem's baseline-adjusted energy, error bounds and warni
 Zeus's fields. Devices and settings come from lem's environment variables, as
 ``lem.Meter.from_env()`` reads them (``LEM_DEVICE=sim:FILE`` works too); ``gpu_indices``
 picks among the GPUs that gives, in ``CUDA_VISIBLE_DEVICES`` order.
+
+As in Zeus, construction is instant and the energy raw: no idle baseline is measured
+unless ``LEM_BASELINE`` asks for one (``auto`` or ``force``).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -55,20 +59,34 @@ class Measurement:
         return sum(us)
 
 
-def _sync_function(sync_with: str):
-    """The framework's synchronize, or None where there is nothing to wait for (the
-    framework is not installed, or has no GPU). Resolved once: imports are not free."""
+def _sync_function(sync_with: str, gpu_indices: List[int]):
+    """A function that waits for every monitored GPU, as Zeus's sync does, or None where the
+    framework is missing or sees no GPU. Resolved once: imports are not free."""
     if sync_with == "torch":
         try:
             import torch  # noqa: PLC0415
         except ImportError:
             return None
-        return torch.cuda.synchronize if torch.cuda.is_available() else None
+        if not torch.cuda.is_available():
+            return None
+
+        def sync_all() -> None:
+            for i in gpu_indices:
+                torch.cuda.synchronize(i)
+
+        return sync_all
     try:
         import jax  # noqa: PLC0415
     except ImportError:
         return None
-    return lambda: (jax.device_put(0.0) + 0).block_until_ready()
+    devices = jax.devices()
+
+    def sync_jax() -> None:
+        for i in gpu_indices:
+            if i < len(devices):
+                jax.device_put(0.0, devices[i]).block_until_ready()
+
+    return sync_jax
 
 
 class ZeusMonitor:
@@ -106,8 +124,9 @@ class ZeusMonitor:
                 stacklevel=2,
             )
         self.sync_with = sync_execution_with
-        self._sync = _sync_function(sync_execution_with)
-        self.meter = lem.Meter.from_env()
+        # Zeus reports raw energy and starts at once: no baseline unless one is asked for
+        baseline = None if os.environ.get("LEM_BASELINE", "").strip() else "off"
+        self.meter = lem.Meter.from_env(baseline=baseline)
         devices = self.meter.devices
         gpus = [d["index"] for d in devices if d["kind"] != "rapl_cpu"]
         cpus = [d["index"] for d in devices if d["kind"] == "rapl_cpu"]
@@ -118,12 +137,26 @@ class ZeusMonitor:
                     f"gpu_indices: GPU {i} is not among the {len(gpus)} GPU(s) lem measures "
                     f"(LEM_DEVICE, CUDA_VISIBLE_DEVICES)"
                 )
+        # CPU packages beside GPUs: a second meter on RAPL (LEM_POWERCAP_ROOT where sysfs is
+        # mounted elsewhere), whose windows open and close with the GPUs'
+        self.cpu_meter = None
+        if cpu_indices is not None and not cpus:
+            self.cpu_meter = lem.Meter(
+                device="rapl",
+                baseline="off",
+                interval_ms=self.meter.interval_ms,
+                powercap_root=os.environ.get("LEM_POWERCAP_ROOT") or None,
+            )
+            cpus = [d["index"] for d in self.cpu_meter.devices]
         self.cpu_indices = list(range(len(cpus))) if cpu_indices is None else list(cpu_indices)
         for i in self.cpu_indices:
             if not 0 <= i < len(cpus):
                 raise ValueError(f"cpu_indices: CPU package {i} is not measured by lem")
         self._gpu_device = {i: gpus[i] for i in self.gpu_indices}
         self._cpu_device = {i: cpus[i] for i in self.cpu_indices}
+        self._all_simulated = all(d.get("simulated", False) for d in devices)
+        self._sync = _sync_function(sync_execution_with, [gpus[i] for i in self.gpu_indices])
+        self._cpu_windows: Dict[str, "lem.Scope"] = {}
         self._windows: Dict[str, "lem.Scope"] = {}
         self._lock = threading.Lock()
 
@@ -135,15 +168,30 @@ class ZeusMonitor:
             # reserve the key before syncing, so a racing begin_window of the same key fails
             self._windows[key] = None  # type: ignore[assignment]
         try:
-            if sync_execution and self.gpu_indices and self._sync is not None:
-                self._sync()
+            if sync_execution:
+                self._sync_gpus()
             scope = self.meter.start(key)
+            cpu_scope = self.cpu_meter.start(key) if self.cpu_meter is not None else None
         except BaseException:
             with self._lock:
                 self._windows.pop(key, None)
             raise
         with self._lock:
             self._windows[key] = scope
+            if cpu_scope is not None:
+                self._cpu_windows[key] = cpu_scope
+
+    def _sync_gpus(self) -> None:
+        """Wait for the monitored GPUs; as in Zeus, a sync that cannot run is an error (on
+        simulated GPUs there is nothing to wait for)."""
+        if not self.gpu_indices or self._all_simulated:
+            return
+        if self._sync is None:
+            raise RuntimeError(
+                f"sync_execution: cannot synchronize the GPUs with {self.sync_with!r} "
+                f"(not installed, or it sees no GPU); pass sync_execution=False to skip"
+            )
+        self._sync()
 
     def end_window(
         self, key: str, sync_execution: bool = True, cancel: bool = False
@@ -155,12 +203,22 @@ class ZeusMonitor:
             if scope is None:
                 raise ValueError(f"Measurement window '{key}' does not exist")
             del self._windows[key]
-        if sync_execution and self.gpu_indices and self._sync is not None:
-            self._sync()
+            cpu_scope = self._cpu_windows.pop(key, None)
+        if sync_execution:
+            self._sync_gpus()
         report = scope.finish()
+        cpu_report = cpu_scope.finish() if cpu_scope is not None else None
         if cancel:
-            return Measurement(time=0.0, gpu_energy={})
+            # as Zeus: zero for every monitored index
+            return Measurement(
+                time=0.0,
+                gpu_energy={i: 0.0 for i in self.gpu_indices},
+                cpu_energy={i: 0.0 for i in self.cpu_indices} if self._cpu_device else None,
+            )
         by_index = {e[0]: e for e in report.device_energy()}
+        cpu_by_index = (
+            by_index if cpu_report is None else {e[0]: e for e in cpu_report.device_energy()}
+        )
         column = {"raw_j": 1, "adjusted_j": 2, "uncertainty_j": 3}
 
         def energy(device: int, key: str) -> Optional[float]:
@@ -176,7 +234,8 @@ class ZeusMonitor:
         if self._cpu_device:
             cpu = {}
             for i, dev in self._cpu_device.items():
-                raw = energy(dev, "raw_j")
+                e = cpu_by_index.get(dev)
+                raw = None if e is None else e[1]
                 cpu[i] = float("nan") if raw is None else raw
         return Measurement(
             time=report.duration_s,
