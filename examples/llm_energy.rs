@@ -116,6 +116,26 @@ fn meter_for<B: Backend>(a: &Args, device: &B::Device) -> Result<Meter, Fail> {
         .map_err(|e| e.to_string())
 }
 
+/// A warning when one decode step is shorter than a part-time power sensor's period: a
+/// power pattern that repeats every step can alias with the sensor, which no NVML reading
+/// shows (README, "How sure is a joule").
+fn decode_aliasing_warning(meter: &Meter, metrics: &serde_json::Value) -> Option<String> {
+    let step_s = metrics["itl_ms"]["p50"].as_f64()? / 1000.0;
+    let sensor = meter
+        .sensors()
+        .iter()
+        .filter(|s| s.sensing_fraction < 1.0 && s.period_s > 0.0)
+        .max_by(|a, b| a.period_s.total_cmp(&b.period_s))?;
+    (step_s < sensor.period_s).then(|| {
+        format!(
+            "one decode step ({:.1} ms, ITL p50) is shorter than the power sensor's period ({:.0} ms, {:.0} % of it observed): a power pattern repeating each step can alias with the sensor, which no reading shows; compare runs, and prefer whole-request and whole-run figures",
+            step_s * 1e3,
+            sensor.period_s * 1e3,
+            sensor.sensing_fraction * 100.0
+        )
+    })
+}
+
 const PROMPT: &str = "Energy is the currency of computation. ";
 
 /// The prompt: through the weights' own `tokenizer.json` when there is one (feature
@@ -288,6 +308,9 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
         report
             .warnings
             .extend(lem_burn::workload::uncertainty_warnings(&phases));
+        report
+            .warnings
+            .extend(decode_aliasing_warning(&meter, &metrics));
         let mut rf = meter.result_file(report, experiment_id.clone(), process_index);
         rf.extra.insert("workload".into(), workload);
         rf.extra.insert("metrics".into(), metrics);

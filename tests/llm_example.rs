@@ -194,3 +194,47 @@ fn json_mode_prints_only_json_on_stdout() {
         "the table moved to stderr: {stderr}"
     );
 }
+
+#[test]
+fn decode_steps_shorter_than_a_part_time_sensor_are_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("gpu.json");
+    std::fs::write(
+        &scenario,
+        r#"{"idle_w": 60, "sensor": {"period_ms": 100, "sensing_duty": 0.25}}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(example())
+        .args([
+            "--model",
+            "tiny",
+            "--prompt-len",
+            "8",
+            "--gen-tokens",
+            "6",
+            "--requests",
+            "1",
+            "--experiment-id",
+            "alias",
+            "--no-baseline",
+        ])
+        .arg("--device")
+        .arg(format!("sim:{}", scenario.display()))
+        .arg("--output")
+        .arg(&out)
+        .env("LEM_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("raw/alias/process_0.json")).unwrap(),
+    )
+    .unwrap();
+    let warned = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap_or("").contains("decode step"));
+    assert!(warned, "{}", v["warnings"]);
+}
