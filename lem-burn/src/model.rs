@@ -10,14 +10,18 @@ use crate::cache::{KvCache, LayerCache};
 use crate::config::ModelConfig;
 use crate::rope::{Rope, RopeWindow};
 
-/// `x @ W` for a bias-free linear layer, as one 2-D matmul over all tokens: burn's 3-D
-/// linear broadcasts the weight per batch entry, which on some backends copies it on every
-/// call.
+/// `x @ W (+ b)` for a linear layer, as one 2-D matmul over all tokens: burn's 3-D linear
+/// broadcasts the weight per batch entry, which on some backends copies it on every call.
 fn apply<B: Backend>(l: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [b, s, d] = x.dims();
     let w = l.weight.val();
     let out = w.dims()[1];
-    product(x.reshape([b * s, d]), w).reshape([b, s, out])
+    let y = product(x.reshape([b * s, d]), w);
+    let y = match &l.bias {
+        Some(bias) => y + bias.val().reshape([1, out]),
+        None => y,
+    };
+    y.reshape([b, s, out])
 }
 
 /// `x @ w`, through the CPU backend's own path where it applies (see [`crate::cpu`]).
@@ -212,6 +216,25 @@ fn linear<B: Backend>(rng: &mut WeightRng, i: usize, o: usize, device: &B::Devic
     }
 }
 
+/// A linear layer as [`linear`], with a bias from the same range when `bias`.
+fn linear_b<B: Backend>(
+    rng: &mut WeightRng,
+    i: usize,
+    o: usize,
+    bias: bool,
+    device: &B::Device,
+) -> Linear<B> {
+    let mut l = linear(rng, i, o, device);
+    if bias {
+        let b = rng.uniform(o, 1.0 / (i as f32).sqrt());
+        l.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(b, [o]),
+            device,
+        )));
+    }
+    l
+}
+
 fn rms<B: Backend>(d: usize, eps: f64, device: &B::Device) -> RmsNorm<B> {
     RmsNormConfig::new(d).with_epsilon(eps).init(device)
 }
@@ -223,23 +246,24 @@ impl<B: Backend> Model<B> {
         let mut rng = WeightRng(seed);
         let c = config;
         let hd = c.head_dim();
+        let (ab, mb) = (c.attention_bias, c.mlp_bias);
         let blocks = (0..c.n_layers)
             .map(|_| Block {
                 attn_norm: rms(c.d_model, c.norm_eps, device),
                 attn: Attention {
-                    q: linear(&mut rng, c.d_model, c.n_heads * hd, device),
-                    k: linear(&mut rng, c.d_model, c.n_kv_heads * hd, device),
-                    v: linear(&mut rng, c.d_model, c.n_kv_heads * hd, device),
-                    o: linear(&mut rng, c.n_heads * hd, c.d_model, device),
+                    q: linear_b(&mut rng, c.d_model, c.n_heads * hd, ab, device),
+                    k: linear_b(&mut rng, c.d_model, c.n_kv_heads * hd, ab, device),
+                    v: linear_b(&mut rng, c.d_model, c.n_kv_heads * hd, ab, device),
+                    o: linear_b(&mut rng, c.n_heads * hd, c.d_model, ab, device),
                     n_heads: c.n_heads,
                     n_kv_heads: c.n_kv_heads,
                     head_dim: hd,
                 },
                 mlp_norm: rms(c.d_model, c.norm_eps, device),
                 mlp: Mlp {
-                    gate: linear(&mut rng, c.d_model, c.ffn_hidden, device),
-                    up: linear(&mut rng, c.d_model, c.ffn_hidden, device),
-                    down: linear(&mut rng, c.ffn_hidden, c.d_model, device),
+                    gate: linear_b(&mut rng, c.d_model, c.ffn_hidden, mb, device),
+                    up: linear_b(&mut rng, c.d_model, c.ffn_hidden, mb, device),
+                    down: linear_b(&mut rng, c.ffn_hidden, c.d_model, mb, device),
                 },
             })
             .collect();
@@ -267,7 +291,7 @@ impl<B: Backend> Model<B> {
         device: &B::Device,
     ) -> Self {
         let max_len = max_len.min(config.max_seq_len).max(1);
-        let rope = Rope::new(config.head_dim(), max_len, config.rope_theta, device);
+        let rope = Rope::from_inv_freqs(&config.inv_freqs(), max_len, device);
         Self {
             net,
             config,

@@ -35,15 +35,24 @@ pub struct RopeWindow<B: Backend> {
 }
 
 impl<B: Backend> Rope<B> {
-    /// Tables for positions `0..max_len`.
+    /// Tables for positions `0..max_len` with base `theta`, unscaled.
     pub fn new(head_dim: usize, max_len: usize, theta: f64, device: &B::Device) -> Self {
-        let half = head_dim / 2;
+        let inv: Vec<f64> = (0..head_dim / 2)
+            .map(|k| theta.powf(-2.0 * k as f64 / head_dim as f64))
+            .collect();
+        Self::from_inv_freqs(&inv, max_len, device)
+    }
+
+    /// Tables for positions `0..max_len` from the inverse frequencies of each pair of a
+    /// head's dimensions (`head_dim / 2` of them, scaled as the checkpoint says).
+    pub fn from_inv_freqs(inv_freqs: &[f64], max_len: usize, device: &B::Device) -> Self {
+        let half = inv_freqs.len();
+        let head_dim = 2 * half;
         let mut cos = Vec::with_capacity(max_len * head_dim);
         let mut sin = Vec::with_capacity(max_len * head_dim);
         for pos in 0..max_len {
             for i in 0..head_dim {
-                let k = (i % half) as f64;
-                let freq = theta.powf(-2.0 * k / head_dim as f64);
+                let freq = inv_freqs[i % half];
                 let angle = pos as f64 * freq;
                 cos.push(angle.cos() as f32);
                 sin.push(angle.sin() as f32);

@@ -100,21 +100,75 @@ impl<B: Backend> Loader<'_, B> {
     }
 
     /// A PyTorch `[out, in]` weight as a burn `[in, out]` linear layer.
-    fn linear(&mut self, name: &str, d_in: usize, d_out: usize) -> Result<Linear<B>> {
-        let w = self.take(name, &[d_out, d_in])?;
+    /// `{base}.weight` (and `{base}.bias` when `bias`), transposed into burn's layout.
+    fn linear(&mut self, base: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear<B>> {
+        let w = self.take(&format!("{base}.weight"), &[d_out, d_in])?;
         let mut t = vec![0f32; w.len()];
         for o in 0..d_out {
             for i in 0..d_in {
                 t[i * d_out + o] = w[o * d_in + i];
             }
         }
+        let bias = if bias {
+            let b = self.take(&format!("{base}.bias"), &[d_out])?;
+            Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(b, [d_out]),
+                self.device,
+            )))
+        } else {
+            None
+        };
         Ok(Linear {
             weight: Param::from_tensor(Tensor::from_data(
                 TensorData::new(t, [d_in, d_out]),
                 self.device,
             )),
-            bias: None,
+            bias,
         })
+    }
+
+    /// Every tensor left is one the model does not use: an error naming them, except what
+    /// the model derives itself and checks (RoPE's `inv_freq` buffers, a tied LM head equal
+    /// to the embedding).
+    fn finish(mut self, c: &ModelConfig, embed: &[f32]) -> Result<()> {
+        let inv: Vec<f32> = c.inv_freqs().iter().map(|f| *f as f32).collect();
+        let mut unused: Vec<String> = Vec::new();
+        let mut names: Vec<String> = self.tensors.keys().cloned().collect();
+        names.sort();
+        for name in names {
+            let Some((shape, v)) = self.tensors.remove(&name) else {
+                continue;
+            };
+            let derived = if name.ends_with("rotary_emb.inv_freq") {
+                shape == [inv.len()]
+                    && v.iter()
+                        .zip(&inv)
+                        .all(|(a, b)| (a - b).abs() <= 1e-6 * b.abs().max(1e-30))
+            } else if name == "lm_head.weight" && c.tie_embeddings {
+                shape == [c.vocab_size, c.d_model] && v == embed
+            } else {
+                false
+            };
+            if !derived {
+                unused.push(name);
+            }
+        }
+        if unused.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<&str> = unused.iter().take(5).map(String::as_str).collect();
+        let more = if unused.len() > 5 {
+            format!(" and {} more", unused.len() - 5)
+        } else {
+            String::new()
+        };
+        Err(bad(
+            self.dir,
+            format!(
+                "tensor `{}`{more} is not used by a Llama model with this config.json (a different architecture, or a config that does not match the weights)",
+                shown.join("`, `")
+            ),
+        ))
     }
 
     fn norm(&mut self, name: &str, d: usize, eps: f64) -> Result<RmsNorm<B>> {
@@ -147,13 +201,14 @@ pub fn load<B: Backend>(dir: &Path, max_len: usize, device: &B::Device) -> Resul
         device,
     };
     let hd = c.head_dim();
-    let embed = l.take("model.embed_tokens.weight", &[c.vocab_size, c.d_model])?;
+    let embed_host = l.take("model.embed_tokens.weight", &[c.vocab_size, c.d_model])?;
     let embed = Embedding {
         weight: Param::from_tensor(Tensor::from_data(
-            TensorData::new(embed, [c.vocab_size, c.d_model]),
+            TensorData::new(embed_host.clone(), [c.vocab_size, c.d_model]),
             device,
         )),
     };
+    let (ab, mb) = (c.attention_bias, c.mlp_bias);
     let mut blocks = Vec::with_capacity(c.n_layers);
     for i in 0..c.n_layers {
         let p = format!("model.layers.{i}");
@@ -165,24 +220,28 @@ pub fn load<B: Backend>(dir: &Path, max_len: usize, device: &B::Device) -> Resul
             )?,
             attn: Attention::new(
                 l.linear(
-                    &format!("{p}.self_attn.q_proj.weight"),
+                    &format!("{p}.self_attn.q_proj"),
                     c.d_model,
                     c.n_heads * hd,
+                    ab,
                 )?,
                 l.linear(
-                    &format!("{p}.self_attn.k_proj.weight"),
+                    &format!("{p}.self_attn.k_proj"),
                     c.d_model,
                     c.n_kv_heads * hd,
+                    ab,
                 )?,
                 l.linear(
-                    &format!("{p}.self_attn.v_proj.weight"),
+                    &format!("{p}.self_attn.v_proj"),
                     c.d_model,
                     c.n_kv_heads * hd,
+                    ab,
                 )?,
                 l.linear(
-                    &format!("{p}.self_attn.o_proj.weight"),
+                    &format!("{p}.self_attn.o_proj"),
                     c.n_heads * hd,
                     c.d_model,
+                    ab,
                 )?,
                 &c,
             ),
@@ -192,17 +251,9 @@ pub fn load<B: Backend>(dir: &Path, max_len: usize, device: &B::Device) -> Resul
                 c.norm_eps,
             )?,
             mlp: Mlp {
-                gate: l.linear(
-                    &format!("{p}.mlp.gate_proj.weight"),
-                    c.d_model,
-                    c.ffn_hidden,
-                )?,
-                up: l.linear(&format!("{p}.mlp.up_proj.weight"), c.d_model, c.ffn_hidden)?,
-                down: l.linear(
-                    &format!("{p}.mlp.down_proj.weight"),
-                    c.ffn_hidden,
-                    c.d_model,
-                )?,
+                gate: l.linear(&format!("{p}.mlp.gate_proj"), c.d_model, c.ffn_hidden, mb)?,
+                up: l.linear(&format!("{p}.mlp.up_proj"), c.d_model, c.ffn_hidden, mb)?,
+                down: l.linear(&format!("{p}.mlp.down_proj"), c.ffn_hidden, c.d_model, mb)?,
             },
         });
     }
@@ -210,8 +261,9 @@ pub fn load<B: Backend>(dir: &Path, max_len: usize, device: &B::Device) -> Resul
     let lm_head = if c.tie_embeddings {
         None
     } else {
-        Some(l.linear("lm_head.weight", c.d_model, c.vocab_size)?)
+        Some(l.linear("lm_head", c.d_model, c.vocab_size, false)?)
     };
+    l.finish(&c, &embed_host)?;
     let net = Transformer {
         embed,
         blocks,
@@ -229,7 +281,7 @@ fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 }
 
 fn hf_config(c: &ModelConfig) -> serde_json::Value {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
         "vocab_size": c.vocab_size,
@@ -242,8 +294,30 @@ fn hf_config(c: &ModelConfig) -> serde_json::Value {
         "rms_norm_eps": c.norm_eps,
         "tie_word_embeddings": c.tie_embeddings,
         "max_position_embeddings": c.max_seq_len,
+        "attention_bias": c.attention_bias,
+        "mlp_bias": c.mlp_bias,
+        "hidden_act": "silu",
         "torch_dtype": "float32",
-    })
+    });
+    if let Some(hd) = c.head_dim {
+        v["head_dim"] = serde_json::json!(hd);
+    }
+    if let crate::config::RopeScaling::Llama3 {
+        factor,
+        low_freq_factor,
+        high_freq_factor,
+        original_max_position_embeddings,
+    } = c.rope_scaling
+    {
+        v["rope_scaling"] = serde_json::json!({
+            "rope_type": "llama3",
+            "factor": factor,
+            "low_freq_factor": low_freq_factor,
+            "high_freq_factor": high_freq_factor,
+            "original_max_position_embeddings": original_max_position_embeddings,
+        });
+    }
+    v
 }
 
 /// Write `model` as `DIR/config.json` + `DIR/model.safetensors` (F32, Llama layout), the
@@ -259,7 +333,8 @@ pub fn save<B: Backend>(model: &Model<B>, dir: &Path) -> Result<()> {
     let c = &model.config;
     let net = &model.net;
     let mut named: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
-    let lin = |name: String, l: &Linear<B>| {
+    let lin = |base: String, l: &Linear<B>| {
+        let name = format!("{base}.weight");
         let [d_in, d_out] = l.weight.val().dims();
         let w = host(l.weight.val());
         let mut t = vec![0f32; w.len()];
@@ -287,13 +362,21 @@ pub fn save<B: Backend>(model: &Model<B>, dir: &Path) -> Result<()> {
             vec![c.d_model],
             host(b.mlp_norm.gamma.val()),
         ));
-        named.push(lin(format!("{p}.self_attn.q_proj.weight"), &b.attn.q));
-        named.push(lin(format!("{p}.self_attn.k_proj.weight"), &b.attn.k));
-        named.push(lin(format!("{p}.self_attn.v_proj.weight"), &b.attn.v));
-        named.push(lin(format!("{p}.self_attn.o_proj.weight"), &b.attn.o));
-        named.push(lin(format!("{p}.mlp.gate_proj.weight"), &b.mlp.gate));
-        named.push(lin(format!("{p}.mlp.up_proj.weight"), &b.mlp.up));
-        named.push(lin(format!("{p}.mlp.down_proj.weight"), &b.mlp.down));
+        for (base, l) in [
+            ("self_attn.q_proj", &b.attn.q),
+            ("self_attn.k_proj", &b.attn.k),
+            ("self_attn.v_proj", &b.attn.v),
+            ("self_attn.o_proj", &b.attn.o),
+            ("mlp.gate_proj", &b.mlp.gate),
+            ("mlp.up_proj", &b.mlp.up),
+            ("mlp.down_proj", &b.mlp.down),
+        ] {
+            named.push(lin(format!("{p}.{base}"), l));
+            if let Some(bias) = &l.bias {
+                let v = host(bias.val());
+                named.push((format!("{p}.{base}.bias"), vec![v.len()], v));
+            }
+        }
     }
     named.push((
         "model.norm.weight".into(),
@@ -301,7 +384,7 @@ pub fn save<B: Backend>(model: &Model<B>, dir: &Path) -> Result<()> {
         host(net.norm.gamma.val()),
     ));
     if let Some(h) = &net.lm_head {
-        named.push(lin("lm_head.weight".into(), h));
+        named.push(lin("lm_head".into(), h));
     }
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = named
         .into_iter()

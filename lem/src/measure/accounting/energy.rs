@@ -199,8 +199,15 @@ fn disagreement(
             && points.len() >= 5
             && largest_gap(points, w.t0, w.t1) <= (0.1 * duration).max(0.5)
     })?;
-    let allowed = (CROSS_CHECK_TOLERANCE * i)
-        .max(bounds.counter_j.unwrap_or(0.0) + bounds.sampling_j + bounds.averaging_j);
+    // stale and part-time readings lag and miss changes too: the samples may be off by as
+    // much as their own bound says
+    let allowed = (CROSS_CHECK_TOLERANCE * i).max(
+        bounds.counter_j.unwrap_or(0.0)
+            + bounds.sampling_j
+            + bounds.averaging_j
+            + bounds.staleness_j
+            + bounds.part_time_j,
+    );
     ((counter - i).abs() > allowed).then_some(i)
 }
 
