@@ -836,6 +836,17 @@ fn the_instant_power_field_holds_between_sensor_refreshes() {
     let d = f(&v, "/duration_s");
     assert!(f(&v, "/energy/raw_j") / d > 250.0, "{v}");
     assert_eq!(v["energy"]["method"], "energy_counter");
+    // an H100-class GPU: 25 % sensing as measured, and NVIDIA's ±5 % apart from the bound
+    let e = &v["devices"][0]["energy"];
+    assert_eq!(e["uncertainty"]["sensing_fraction"], 0.25);
+    assert!(
+        e["uncertainty"]["sensor_source"]
+            .as_str()
+            .unwrap()
+            .starts_with("measured"),
+        "{e}"
+    );
+    assert_eq!(e["calibration_pct"], 5.0);
 }
 
 #[test]

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::bencher::{BenchOptions, BenchOutcome, Bencher, Plan};
+use super::bencher::Bencher;
+use super::outcome::BenchOutcome;
+use super::plan::{BenchOptions, Plan};
 use crate::measure::warmup::WarmupMode;
 use crate::results::stats::Interval;
 use crate::{BaselineMode, DeviceSpec, Meter, MeterBuilder};

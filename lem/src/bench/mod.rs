@@ -9,7 +9,11 @@
 
 mod bencher;
 mod harness;
+mod outcome;
+mod plan;
 mod progress;
 
-pub use bencher::{run_one, BenchOptions, BenchOutcome, BenchStats, Bencher, SampleRecord};
+pub use bencher::{run_one, Bencher};
 pub use harness::{run_main, run_with, BenchDef, HarnessArgs};
+pub use outcome::{BenchOutcome, BenchStats, SampleRecord};
+pub use plan::BenchOptions;

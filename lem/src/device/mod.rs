@@ -3,6 +3,7 @@
 
 mod nvml;
 mod rapl;
+mod scenario;
 mod sensor;
 mod sim;
 mod source;
@@ -14,8 +15,9 @@ pub use throttle_reasons::ThrottleReasons;
 
 pub use nvml::NvmlDevice;
 pub use rapl::{RaplDomain, DEFAULT_POWERCAP_ROOT};
+pub use scenario::{Scenario, Segment, SensorSpec};
 pub use sensor::SensorProfile;
-pub use sim::{Scenario, Segment, SensorSpec, SimDevice};
+pub use sim::SimDevice;
 pub use source::{
     DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, Sample, SharedDevice, Violations,
 };

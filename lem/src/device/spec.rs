@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::nvml::NvmlDevice;
 use super::rapl::{RaplDomain, DEFAULT_POWERCAP_ROOT};
-use super::sim::{Scenario, SimDevice};
+use super::scenario::Scenario;
+use super::sim::SimDevice;
 use super::source::{EnergySource, SharedDevice};
 use crate::base::clock::Clock;
 use crate::error::{Error, Result};
