@@ -48,6 +48,15 @@ fn environment_variables_configure_the_meter_and_bad_values_name_the_variable() 
         ),
         ("LEM_INTERVAL_MS", "0.5", "invalid LEM_INTERVAL_MS"),
         ("LEM_INTERVAL_MS", "20000", "invalid LEM_INTERVAL_MS"),
+        // checked before it becomes a duration: no overflow panic
+        ("LEM_INTERVAL_MS", "1e23", "invalid LEM_INTERVAL_MS"),
+        (
+            "LEM_SENSING_FRACTION",
+            "1.5",
+            "invalid LEM_SENSING_FRACTION",
+        ),
+        ("LEM_SENSING_FRACTION", "0", "invalid LEM_SENSING_FRACTION"),
+        ("LEM_SENSOR_PERIOD_MS", "-3", "invalid LEM_SENSOR_PERIOD_MS"),
     ] {
         set(k, v);
         let e = err_of(MeterBuilder::from_env());
@@ -59,7 +68,17 @@ fn environment_variables_configure_the_meter_and_bad_values_name_the_variable() 
     set("LEM_CACHE_DIR", dir.path().join("cache").to_str().unwrap());
     set("LEM_BASELINE_DURATION_S", "0.2");
     set("LEM_INTERVAL_MS", "20");
+    set("LEM_SENSING_FRACTION", "0.5");
+    set("LEM_SENSOR_PERIOD_MS", "50");
     let meter = Meter::from_env().unwrap();
+    // the sensor override reaches the bounds, and says where it came from
+    let s = &meter.sensors()[0];
+    assert_eq!((s.sensing_fraction, s.period_s), (0.5, 0.05));
+    assert!(s.source.starts_with("override"), "{}", s.source);
+    let (_, r) = meter.measure("w", || ()).unwrap();
+    assert_eq!(r.devices[0].energy.uncertainty.sensing_fraction, Some(0.5));
+    std::env::remove_var("LEM_SENSING_FRACTION");
+    std::env::remove_var("LEM_SENSOR_PERIOD_MS");
     assert_eq!(meter.devices().len(), 1);
     assert_eq!(meter.devices()[0].info().name, "Env GPU");
     assert_eq!(meter.interval().as_millis(), 20);
