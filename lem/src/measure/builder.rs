@@ -351,6 +351,17 @@ impl MeterBuilder {
             .iter()
             .map(|d| {
                 let mut p = d.info().sensor.clone();
+                // a probed refresh period beats the profile's assumption
+                if let Some(r) = crate::measure::probe::power_refresh_for(
+                    d.as_ref(),
+                    self.baseline.cache_dir.as_deref(),
+                ) {
+                    if r > p.refresh_s {
+                        p.refresh_s = r;
+                        p.source =
+                            format!("{} (power refresh {:.0} ms, probed)", p.source, r * 1e3);
+                    }
+                }
                 let mut what = Vec::new();
                 if let Some(f) = self.sensing_fraction {
                     p.sensing_fraction = f;

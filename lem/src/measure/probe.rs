@@ -298,6 +298,18 @@ pub fn collect_environment(devices: &[SharedDevice], cache_dir: Option<&Path>) -
     env
 }
 
+/// The power reading's refresh period a cached probe of an NVML device measured (its 95th
+/// percentile), s; `None` without one (or for other devices).
+pub(crate) fn power_refresh_for(d: &dyn EnergySource, cache_dir: Option<&Path>) -> Option<f64> {
+    let info = d.info();
+    if info.kind != DeviceKind::NvmlGpu {
+        return None;
+    }
+    let dir = cache_dir.map_or_else(crate::base::cache::default_cache_dir, Path::to_path_buf);
+    let p = load(&dir, &info.name, d.driver_version().as_deref())?;
+    p.power_update_ms.map(|s| s.p95 / 1000.0)
+}
+
 /// Check a probe duration; `field` names the option.
 ///
 /// # Errors
