@@ -168,11 +168,13 @@ impl Meter {
             failed_total.saturating_sub(scope.failed0) + scope.failed_here + failed_at_end,
             &mut warnings,
         );
+        // each device's mean over its own span, summed: the devices' spans differ by their
+        // read times, so the total energy over the union of spans would read low
+        let device_means: Option<f64> = devices.iter().map(|d| d.power.mean_w).sum();
         let power = TotalPower {
             mean_w: energy
                 .raw_j
-                .filter(|_| duration > 0.0)
-                .map(|e| e / duration),
+                .and(device_means.filter(|_| !devices.is_empty())),
             peak_w: total_peak(&samples, t0, self.devices.len()),
         };
         EnergyReport {
