@@ -8,9 +8,11 @@
 use clap::Args;
 use std::path::PathBuf;
 
+use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
+use crate::measure::baseline::BaselineMode;
+use crate::measure::builder::MeterBuilder;
 use crate::measure::builder::{parse_interval_ms, parse_seconds};
-use crate::{BaselineMode, DeviceSpec, MeterBuilder};
 
 /// Which devices to measure, the idle baseline and the sampling interval.
 #[derive(Debug, Clone, Default, Args)]

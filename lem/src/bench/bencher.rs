@@ -5,9 +5,9 @@ use std::hint::black_box;
 
 use super::outcome::{relative, stats_of, BenchOutcome, SampleRecord};
 use super::plan::{BenchOptions, Plan};
+use crate::measure::meter::Meter;
 use crate::measure::warmup::{typical_latency, warm_up, WarmupResult};
 use crate::results::report::{merge_reports, EnergyReport};
-use crate::Meter;
 
 /// Handed to a benchmark function: set a sync hook, then call [`iter`](Self::iter) with
 /// the routine to measure. Setup before `iter` is not measured.
@@ -275,13 +275,13 @@ impl<'m> Bencher<'m> {
 /// called `iter`.
 ///
 /// # Errors
-/// [`crate::Error::InvalidConfig`] naming the option when the options are invalid.
+/// [`crate::error::Error::InvalidConfig`] naming the option when the options are invalid.
 pub fn run_one(
     meter: &Meter,
     name: &str,
     options: &BenchOptions,
     f: impl FnOnce(&mut Bencher<'_>),
-) -> crate::Result<Option<BenchOutcome>> {
+) -> crate::error::Result<Option<BenchOutcome>> {
     let mut b = Bencher::new(meter, Plan::new(name, options, false)?);
     f(&mut b);
     Ok(b.take_outcome())

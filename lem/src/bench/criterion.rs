@@ -25,7 +25,8 @@ use criterion::Throughput;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
-use crate::{EnergyScope, Meter};
+use crate::measure::meter::Meter;
+use crate::measure::window::EnergyScope;
 
 /// Joules per criterion batch, from an energy scope around the batch.
 #[derive(Debug)]
@@ -218,12 +219,12 @@ mod tests {
     #[test]
     fn measurement_reports_joules_of_a_simulated_window() {
         use std::sync::Arc;
-        let clock = Arc::new(crate::ManualClock::new());
+        let clock = Arc::new(crate::base::clock::ManualClock::new());
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.json");
         std::fs::write(&p, r#"{"idle_w": 40}"#).unwrap();
         let meter = Meter::builder()
-            .device(crate::DeviceSpec::Sim(p))
+            .device(crate::device::DeviceSpec::Sim(p))
             .clock(clock.clone())
             .cache_dir(dir.path())
             .baseline_duration(std::time::Duration::from_secs(1))
@@ -235,7 +236,7 @@ mod tests {
         assert!((e.end(i) - 80.0).abs() < 1e-9);
         assert!(Energy::raw(
             Meter::builder()
-                .device(crate::DeviceSpec::None)
+                .device(crate::device::DeviceSpec::None)
                 .build()
                 .unwrap()
         )

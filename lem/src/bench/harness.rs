@@ -10,9 +10,12 @@ use std::time::Duration;
 use super::bencher::Bencher;
 use super::outcome::BenchOutcome;
 use super::plan::{BenchOptions, Plan};
+use crate::device::DeviceSpec;
+use crate::measure::baseline::BaselineMode;
+use crate::measure::builder::MeterBuilder;
+use crate::measure::meter::Meter;
 use crate::measure::warmup::WarmupMode;
 use crate::results::stats::Interval;
-use crate::{BaselineMode, DeviceSpec, Meter, MeterBuilder};
 
 /// A benchmark registered by `#[energy_bench]`.
 #[derive(Debug)]
@@ -366,7 +369,7 @@ fn csv_row(o: &BenchOutcome, simulated: bool, gpu: &str, command: &str) -> Vec<S
     ]
 }
 
-fn build_meter(spec: Option<&str>, test_mode: bool) -> crate::Result<Meter> {
+fn build_meter(spec: Option<&str>, test_mode: bool) -> crate::error::Result<Meter> {
     let mut b = MeterBuilder::from_env()?;
     if let Some(s) = spec {
         b = b.device(DeviceSpec::parse_for("energy_bench(device)", s)?);
@@ -497,7 +500,7 @@ impl Run {
         meter: &Meter,
         inst: &Instance,
         outcome: &BenchOutcome,
-    ) -> (Option<Vec<String>>, crate::Result<()>) {
+    ) -> (Option<Vec<String>>, crate::error::Result<()>) {
         let simulated = meter.is_simulated();
         print_table(outcome, simulated);
         let Some(report) = outcome.report.clone() else {

@@ -5,7 +5,7 @@
 //! (many energy-counter updates), then measure `samples` samples, each an [`EnergyScope`]
 //! around N iterations, and report per-iteration statistics with 95 % confidence intervals.
 //!
-//! [`EnergyScope`]: crate::EnergyScope
+//! [`EnergyScope`]: crate::measure::window::EnergyScope
 
 mod bencher;
 mod harness;

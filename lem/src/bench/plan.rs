@@ -109,7 +109,11 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// Resolve `options` (defaults filled in, warmup checked) for the benchmark `name`.
-    pub(crate) fn new(name: &str, options: &BenchOptions, progress: bool) -> crate::Result<Self> {
+    pub(crate) fn new(
+        name: &str,
+        options: &BenchOptions,
+        progress: bool,
+    ) -> crate::error::Result<Self> {
         let warmup = options.warmup_config();
         warmup.validate()?;
         Ok(Self {
@@ -119,7 +123,7 @@ impl Plan {
             min_sample_s: options.min_sample_s.unwrap_or(1.0).max(0.0),
             max_uncertainty: match options.max_uncertainty {
                 Some(v) if !(v > 0.0 && v < 1.0) => {
-                    return Err(crate::Error::config(
+                    return Err(crate::error::Error::config(
                         "max_uncertainty",
                         format!("{v} is not a fraction of the energy (> 0 and < 1)"),
                     ))

@@ -8,7 +8,7 @@
 //! runtime (25 ms of every 100 ms). Whether the energy counter rests on the same sampling is
 //! not documented; lem assumes it does (the cautious reading), and users can override the
 //! profile (`LEM_SENSING_FRACTION`, `LEM_SENSOR_PERIOD_MS`, or
-//! [`MeterBuilder::sensing_fraction`](crate::MeterBuilder::sensing_fraction)).
+//! `lem::MeterBuilder::sensing_fraction`).
 
 use serde::{Deserialize, Serialize};
 

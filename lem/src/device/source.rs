@@ -136,7 +136,7 @@ pub trait EnergySource: Send + Sync + fmt::Debug {
     /// The cumulative energy counter, in joules since an arbitrary origin.
     ///
     /// # Errors
-    /// [`Error::NotSupported`](crate::Error::NotSupported) when the device has no counter,
+    /// [`Error::NotSupported`](crate::error::Error::NotSupported) when the device has no counter,
     /// a device error when the read fails.
     fn energy_j(&self) -> Result<f64>;
 
@@ -183,13 +183,13 @@ pub trait EnergySource: Send + Sync + fmt::Debug {
     /// Make one of [`round_calls`](Self::round_calls) once.
     ///
     /// # Errors
-    /// The call's own error; [`Error::NotSupported`](crate::Error::NotSupported) for an
+    /// The call's own error; [`Error::NotSupported`](crate::error::Error::NotSupported) for an
     /// unknown name.
     fn call(&self, name: &str) -> Result<()> {
         match name {
             "read" => self.read().map(|_| ()),
             "energy_counter" => self.energy_j().map(|_| ()),
-            other => Err(crate::Error::NotSupported {
+            other => Err(crate::error::Error::NotSupported {
                 device: self.info().name.clone(),
                 what: format!("call `{other}`"),
             }),

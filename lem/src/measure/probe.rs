@@ -283,7 +283,7 @@ pub(crate) fn counter_update_for(
 }
 
 /// The environment around `devices`, with each device's cached probe (from `cache_dir`, else
-/// [`default_cache_dir`](crate::default_cache_dir)) attached.
+/// [`default_cache_dir`](crate::base::cache::default_cache_dir)) attached.
 pub fn collect_environment(devices: &[SharedDevice], cache_dir: Option<&Path>) -> Environment {
     let mut env = crate::results::env::collect(devices);
     let dir = cache_dir.map_or_else(crate::base::cache::default_cache_dir, Path::to_path_buf);

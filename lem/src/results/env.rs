@@ -158,7 +158,7 @@ pub fn summary_line(gpus: &[DeviceEnv], cuda: Option<&str>, driver: Option<&str>
 }
 
 /// Read the environment around `devices`, without probe results (the measuring layer
-/// attaches those: [`collect_environment`](crate::collect_environment)).
+/// attaches those: `lem::collect_environment`).
 pub fn collect(devices: &[SharedDevice]) -> Environment {
     let gpus: Vec<DeviceEnv> = devices
         .iter()

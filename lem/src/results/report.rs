@@ -72,7 +72,7 @@ impl std::fmt::Display for EnergyMethod {
     }
 }
 
-/// The measurement of one window (what [`EnergyScope::finish`](crate::EnergyScope::finish)
+/// The measurement of one window (what `EnergyScope::finish`
 /// returns).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnergyReport {
@@ -435,7 +435,7 @@ impl EnergyReport {
     ///
     /// # Errors
     /// Only if serialisation fails, which these types do not do.
-    pub fn to_json(&self) -> crate::Result<String> {
+    pub fn to_json(&self) -> crate::error::Result<String> {
         Ok(serde_json::to_string_pretty(self)?)
     }
 
