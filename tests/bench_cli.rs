@@ -52,6 +52,19 @@ fn list_prints_every_benchmark_like_libtest() {
 }
 
 #[test]
+fn list_honours_the_name_filter_like_libtest() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["--list", "spin_ms"]);
+    assert!(o.status.success());
+    assert_eq!(
+        out(&o).lines().collect::<Vec<_>>(),
+        ["spin_ms/1: benchmark", "spin_ms/2: benchmark"]
+    );
+    let o = run(dir.path(), &["--list", "--exact", "spin_1ms"]);
+    assert_eq!(out(&o).lines().collect::<Vec<_>>(), ["spin_1ms: benchmark"]);
+}
+
+#[test]
 fn without_bench_every_benchmark_is_smoke_tested_once() {
     let dir = tempfile::tempdir().unwrap();
     let o = run(dir.path(), &["--nocapture"]);

@@ -86,6 +86,16 @@ impl HarnessArgs {
         if ignored && !self.ignored && !self.include_ignored {
             return false;
         }
+        self.names(name)
+    }
+
+    /// Whether `name` passes the name filters and skips (what `--list` shows, as libtest
+    /// does: ignored benchmarks included unless `--ignored` asks for those only).
+    pub fn lists(&self, name: &str, ignored: bool) -> bool {
+        (!self.ignored || ignored) && self.names(name)
+    }
+
+    fn names(&self, name: &str) -> bool {
         let hit = |f: &String| {
             if self.exact {
                 name == f
@@ -393,7 +403,10 @@ pub fn run_with(args: HarnessArgs) -> i32 {
         .filter(|i| args.selects(&i.name, i.def.options.ignore))
         .collect();
     if args.list {
-        for i in &all {
+        for i in all
+            .iter()
+            .filter(|i| args.lists(&i.name, i.def.options.ignore))
+        {
             println!("{}: benchmark", i.name);
         }
         return 0;
