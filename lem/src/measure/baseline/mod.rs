@@ -201,14 +201,16 @@ pub fn measure(
     progress: &mut dyn FnMut(f64),
 ) -> Vec<Measured> {
     let n = devices.len();
-    // Each counter read is timestamped on its own, so the division uses the time between
-    // the two reads of that counter, not the loop's.
+    // Each counter read is timestamped on its own (at the middle of the call, as a window's
+    // are), so the division uses the time between the two reads of that counter, not the
+    // loop's.
     let read_counters = || -> Vec<Option<(f64, f64)>> {
         devices
             .iter()
             .map(|d| {
+                let before = clock.now().as_secs_f64();
                 let e = d.energy_j().ok()?;
-                Some((e, clock.now().as_secs_f64()))
+                Some((e, (before + clock.now().as_secs_f64()) / 2.0))
             })
             .collect()
     };
