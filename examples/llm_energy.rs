@@ -121,11 +121,7 @@ fn meter_for<B: Backend>(a: &Args, device: &B::Device) -> Result<Meter, Fail> {
 /// shows (README, "How sure is a joule").
 fn decode_aliasing_warning(meter: &Meter, metrics: &serde_json::Value) -> Option<String> {
     let step_s = metrics["itl_ms"]["p50"].as_f64()? / 1000.0;
-    let sensor = meter
-        .sensors()
-        .iter()
-        .filter(|s| s.sensing_fraction < 1.0 && s.period_s > 0.0)
-        .max_by(|a, b| a.period_s.total_cmp(&b.period_s))?;
+    let sensor = meter.part_time_sensor()?;
     (step_s < sensor.period_s).then(|| {
         format!(
             "one decode step ({:.1} ms, ITL p50) is shorter than the power sensor's period ({:.0} ms, {:.0} % of it observed): a power pattern repeating each step can alias with the sensor, which no reading shows; compare runs, and prefer whole-request and whole-run figures",

@@ -152,6 +152,22 @@ impl OutputArgs {
     }
 }
 
+/// The seed of a run's start delays when none is given: a stable hash of its experiment id.
+pub fn seed_from(experiment_id: &str) -> u64 {
+    crate::base::seeded::fnv1a(experiment_id.as_bytes())
+}
+
+/// The random delay before cycle `cycle` of a run seeded `seed`, s: uniform within
+/// `period_s` (a sensor period), so that a command locked to the sensor's sampling does not
+/// alias the same way every cycle.
+pub fn cycle_start_delay(seed: u64, cycle: u32, period_s: f64) -> f64 {
+    let mut g = crate::base::seeded::SplitMix(seed);
+    for _ in 0..cycle {
+        g.next_u64();
+    }
+    period_s * g.uniform()
+}
+
 fn default_experiment_id(prefix: &str) -> String {
     if let Some(id) = env_nonempty("LEM_EXPERIMENT_ID") {
         return id;

@@ -20,6 +20,14 @@ pub trait Clock: Send + Sync + fmt::Debug {
     }
 }
 
+/// Run `f` and the moment it happened on `clock`, s: the middle of the call (a read's
+/// moment is somewhere inside it).
+pub fn at_middle<T>(clock: &dyn Clock, f: impl FnOnce() -> T) -> (T, f64) {
+    let before = clock.now().as_secs_f64();
+    let out = f();
+    (out, (before + clock.now().as_secs_f64()) / 2.0)
+}
+
 /// The system's monotonic clock (`std::time::Instant`).
 #[derive(Debug, Clone, Copy)]
 pub struct MonotonicClock {

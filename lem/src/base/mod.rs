@@ -4,4 +4,5 @@
 
 pub mod cache;
 pub mod clock;
+pub mod seeded;
 pub mod timefmt;

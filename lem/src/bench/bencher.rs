@@ -5,6 +5,7 @@ use std::hint::black_box;
 
 use super::outcome::{relative, stats_of, BenchOutcome, SampleRecord};
 use super::plan::{BenchOptions, Plan};
+use crate::base::seeded::SplitMix;
 use crate::measure::meter::Meter;
 use crate::measure::warmup::{typical_latency, warm_up, WarmupResult};
 use crate::results::report::{merge_reports, EnergyReport};
@@ -14,8 +15,8 @@ use crate::results::report::{merge_reports, EnergyReport};
 pub struct Bencher<'m> {
     meter: &'m Meter,
     plan: Plan,
-    /// The generator of start delays (SplitMix64 state).
-    delays: std::cell::Cell<u64>,
+    /// The generator of start delays.
+    delays: std::cell::Cell<SplitMix>,
     sync: Option<Box<dyn Fn() + 'm>>,
     outcome: Option<BenchOutcome>,
 }
@@ -56,7 +57,7 @@ impl<'m> Bencher<'m> {
     pub(crate) fn new(meter: &'m Meter, plan: Plan) -> Self {
         Self {
             meter,
-            delays: std::cell::Cell::new(plan.random_start.unwrap_or(0)),
+            delays: std::cell::Cell::new(SplitMix(plan.random_start.unwrap_or(0))),
             plan,
             sync: None,
             outcome: None,
@@ -227,21 +228,15 @@ impl<'m> Bencher<'m> {
 
     /// The longest sensor period of the meter's devices, s.
     fn sensor_period(&self) -> f64 {
-        self.meter
-            .sensors()
-            .iter()
-            .map(|s| s.period_s)
-            .fold(0.0, f64::max)
+        self.meter.longest_sensor_period_s()
     }
 
-    /// A uniform number in [0, 1) from the seeded generator (SplitMix64).
+    /// A uniform number in [0, 1) from the seeded generator.
     fn uniform(&self) -> f64 {
-        let mut x = self.delays.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-        self.delays.set(x);
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^= x >> 31;
-        (x >> 11) as f64 / (1u64 << 53) as f64
+        let mut g = self.delays.get();
+        let u = g.uniform();
+        self.delays.set(g);
+        u
     }
 
     /// The start phases of `n` samples within the longest sensor period of the meter's
@@ -371,12 +366,7 @@ fn aliasing_warning(
     records: &[SampleRecord],
     warnings: &mut Vec<String>,
 ) {
-    let Some(sensor) = meter
-        .sensors()
-        .iter()
-        .filter(|s| s.sensing_fraction < 1.0 && s.period_s > 0.0)
-        .max_by(|a, b| a.period_s.total_cmp(&b.period_s))
-    else {
+    let Some(sensor) = meter.part_time_sensor() else {
         return;
     };
     let per_iter: Vec<f64> = records

@@ -144,7 +144,5 @@ impl Plan {
 
 /// A seed from a benchmark's name (FNV-1a), so that its delays repeat from run to run.
 pub(super) fn name_seed(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    crate::base::seeded::fnv1a(name.as_bytes())
 }

@@ -231,12 +231,7 @@ impl Scenario {
         if let Some(p) = &self.source {
             text.push_str(&p.to_string_lossy());
         }
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h
+        crate::base::seeded::fnv1a(text.as_bytes())
     }
 
     pub(super) fn resolved(&self) -> Vec<Seg> {

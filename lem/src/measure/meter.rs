@@ -88,6 +88,20 @@ impl Meter {
         &self.sensors
     }
 
+    /// The longest sensor period among the meter's devices, s (0 for ideal sensors).
+    pub fn longest_sensor_period_s(&self) -> f64 {
+        self.sensors.iter().map(|s| s.period_s).fold(0.0, f64::max)
+    }
+
+    /// The sensor, among the meter's devices, that observes only part of each period and
+    /// has the longest one: what a workload's own period should not be shorter than.
+    pub fn part_time_sensor(&self) -> Option<&crate::device::SensorProfile> {
+        self.sensors
+            .iter()
+            .filter(|s| s.sensing_fraction < 1.0 && s.period_s > 0.0)
+            .max_by(|a, b| a.period_s.total_cmp(&b.period_s))
+    }
+
     /// The meter's clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock

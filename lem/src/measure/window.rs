@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
+use crate::base::clock::at_middle;
+
 use super::accounting::{account, DeviceWindow};
 use super::baseline::BaselineMode;
 use super::meter::Meter;
@@ -56,14 +58,13 @@ impl Meter {
         let t0 = self.clock.now().as_secs_f64();
         for d in &self.devices {
             let info = d.info();
-            let before = self.clock.now().as_secs_f64();
-            let e0 = if info.energy_counter {
-                d.energy_j().ok()
-            } else {
-                None
-            };
-            // the read's moment is somewhere in the call: take its middle
-            let t_s = (before + self.clock.now().as_secs_f64()) / 2.0;
+            let (e0, t_s) = at_middle(self.clock.as_ref(), || {
+                if info.energy_counter {
+                    d.energy_j().ok()
+                } else {
+                    None
+                }
+            });
             let e0_failed = info.energy_counter && e0.is_none();
             failed_here += u64::from(e0_failed);
             starts.push(DeviceStart {
@@ -202,12 +203,12 @@ impl Meter {
             .map(|d| {
                 let mut end = DeviceEnd::default();
                 if d.info().energy_counter {
-                    let before = self.clock.now().as_secs_f64();
-                    match d.energy_j() {
+                    let (read, t_s) = at_middle(self.clock.as_ref(), || d.energy_j());
+                    match read {
                         Ok(e) => end.e1 = Some(e),
                         Err(e) => end.failure = Some(e),
                     }
-                    end.t_s = (before + self.clock.now().as_secs_f64()) / 2.0;
+                    end.t_s = t_s;
                     match d.power_reading() {
                         Ok(r) => end.edge = Some(r),
                         Err(_) => failed += 1,

@@ -254,30 +254,21 @@ fn measure_cycles(
 
 /// The seed of the start delays: `--seed`, else one from the experiment id (FNV-1a).
 fn seed_of(a: &RunArgs, experiment_id: &str) -> u64 {
-    a.seed.unwrap_or_else(|| {
-        experiment_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
-    })
+    a.seed
+        .unwrap_or_else(|| lem::args::seed_from(experiment_id))
 }
 
 /// The random delay before cycle `cycle`, s: uniform within the meter's longest sensor
-/// period (0 for a single run, or an ideal sensor). SplitMix64 of the seed and the cycle.
+/// period (0 for a single run, or an ideal sensor).
 fn start_delay(meter: &lem::Meter, a: &RunArgs, experiment_id: &str, cycle: u32) -> f64 {
     if a.cycles <= 1 {
         return 0.0;
     }
-    let period = meter
-        .sensors()
-        .iter()
-        .map(|s| s.period_s)
-        .fold(0.0, f64::max);
-    let mut x = seed_of(a, experiment_id)
-        .wrapping_add(u64::from(cycle + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^= x >> 31;
-    period * (x >> 11) as f64 / (1u64 << 53) as f64
+    lem::args::cycle_start_delay(
+        seed_of(a, experiment_id),
+        cycle,
+        meter.longest_sensor_period_s(),
+    )
 }
 
 /// Wait out the idle gap between cycles (an interrupt ends it early).

@@ -79,7 +79,7 @@ impl Bounds {
         // every change seen around the window, for the terms that scale with changes
         let seen = one_way_steps(&trace.near_points, w.t0 - sensor.period_s, w.t1);
         let part_time = seen.part_time(sensor.unobserved_s());
-        let inside = steps(points, w.t0, w.t1);
+        let inside = one_way_steps(points, w.t0, w.t1).total();
         Self {
             near0_w,
             near1_w,
@@ -170,6 +170,11 @@ struct Steps {
 const Z99: f64 = 2.576;
 
 impl Steps {
+    /// Every change, either way, W.
+    fn total(self) -> f64 {
+        self.rises + self.falls
+    }
+
     /// The bound on part-time sensing's error, J, for `unobserved` seconds of each period:
     /// (too low, too high). Each change's error has the sign of its direction and, with the
     /// change's moment uniform within the sensor period (work not locked to the sensor's
@@ -186,14 +191,6 @@ impl Steps {
             high_worst.min((spread + mean).max(0.0)),
         )
     }
-}
-
-/// The sum of |ΔP| between consecutive points in `[from, to]` (and the one before it).
-fn steps(points: &[(f64, f64)], from: f64, to: f64) -> f64 {
-    points_near(points, from, to)
-        .windows(2)
-        .map(|p| (p[1].1 - p[0].1).abs())
-        .sum()
 }
 
 /// The bound for a window whose integration rests on held readings: no reading refreshed

@@ -208,9 +208,8 @@ pub fn measure(
         devices
             .iter()
             .map(|d| {
-                let before = clock.now().as_secs_f64();
-                let e = d.energy_j().ok()?;
-                Some((e, (before + clock.now().as_secs_f64()) / 2.0))
+                let (e, t) = crate::base::clock::at_middle(clock.as_ref(), || d.energy_j());
+                Some((e.ok()?, t))
             })
             .collect()
     };
