@@ -16,13 +16,22 @@
 //! is a fixed span of wall time and its iteration counts are estimated from wall time, not
 //! from the measurement, so it neither waits for a GPU to settle nor sizes batches to span
 //! the ~100 ms updates of an energy counter. Criterion batches can be far shorter than that;
-//! each such batch is flagged (see [`Energy::below_resolution_batches`]). Use this
-//! measurement for routines that run for a good fraction of a second per batch, or with
-//! `iter_custom`.
+//! such a batch is measured by integrating power samples, the one estimator lem uses for
+//! every window below the counter's resolution (so short batches are not biased upward), and
+//! counted. Use this measurement for routines that run for a good fraction of a second per
+//! batch, or with `iter_custom`.
+//!
+//! A batch whose window could not be measured (a failed driver read with no power samples to
+//! fall back on) cannot be given to criterion as NaN: criterion stops the whole run on a NaN.
+//! It gets the mean power of the batches measured so far times its own length instead, is
+//! counted, and said on stderr at once; the counts ([`Energy::tally`]) are printed when the
+//! measurement is dropped at the end of its criterion group. If the very first batch cannot
+//! be measured there is nothing to stand in for it: the bench stops with a one-line error.
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::Throughput;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::measure::meter::Meter;
@@ -33,7 +42,74 @@ use crate::measure::window::EnergyScope;
 pub struct Energy {
     meter: &'static Meter,
     adjusted: bool,
+    tally: Arc<Tally>,
+}
+
+/// What happened to the batches of one [`Energy`] measurement, shared: keep the handle from
+/// [`Energy::tally`] before handing the measurement to criterion to read it afterwards.
+#[derive(Debug, Default)]
+pub struct Tally {
+    batches: AtomicU64,
     below_resolution: AtomicU64,
+    substituted: AtomicU64,
+    /// Joules and seconds of the measured batches, as f64 bits (for the stand-in's power).
+    joules_bits: AtomicU64,
+    seconds_bits: AtomicU64,
+}
+
+impl Tally {
+    /// Batches measured or stood in for.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Batches shorter than the energy counter's resolution (integrated, and coarse).
+    pub fn below_resolution(&self) -> u64 {
+        self.below_resolution.load(Ordering::Relaxed)
+    }
+
+    /// Batches that could not be measured and were given the mean power of the measured
+    /// ones times their length: not measurements.
+    pub fn substituted(&self) -> u64 {
+        self.substituted.load(Ordering::Relaxed)
+    }
+
+    /// Mean power of the measured batches (raw or adjusted, as measured), W; `None` before
+    /// the first.
+    fn mean_power_w(&self) -> Option<f64> {
+        let j = f64::from_bits(self.joules_bits.load(Ordering::Relaxed));
+        let s = f64::from_bits(self.seconds_bits.load(Ordering::Relaxed));
+        (s > 0.0).then(|| j / s)
+    }
+
+    fn add_measured(&self, joules: f64, seconds: f64) {
+        // one thread calls `end` at a time (criterion measures sequentially)
+        let j = f64::from_bits(self.joules_bits.load(Ordering::Relaxed)) + joules;
+        let s = f64::from_bits(self.seconds_bits.load(Ordering::Relaxed)) + seconds;
+        self.joules_bits.store(j.to_bits(), Ordering::Relaxed);
+        self.seconds_bits.store(s.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The line printed at the end of a group; `None` when every batch was measured at or
+    /// above the counter's resolution.
+    pub fn summary(&self) -> Option<String> {
+        let (n, below, sub) = (self.batches(), self.below_resolution(), self.substituted());
+        if below == 0 && sub == 0 {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if below > 0 {
+            parts.push(format!(
+                "{below} of {n} batches were shorter than the energy counter's resolution (measured by integrating power samples; lengthen batches for finer figures)"
+            ));
+        }
+        if sub > 0 {
+            parts.push(format!(
+                "{sub} of {n} batches could not be measured and carry the mean power of the others times their length: criterion's statistics include these stand-ins"
+            ));
+        }
+        Some(format!("lem: criterion energy: {}", parts.join("; ")))
+    }
 }
 
 impl Energy {
@@ -79,13 +155,31 @@ impl Energy {
         Ok(Self {
             meter,
             adjusted,
-            below_resolution: AtomicU64::new(0),
+            tally: Arc::new(Tally::default()),
         })
     }
 
     /// Batches whose window was too short for the energy counter's resolution.
     pub fn below_resolution_batches(&self) -> u64 {
-        self.below_resolution.load(Ordering::Relaxed)
+        self.tally.below_resolution()
+    }
+
+    /// The shared counts of this measurement's batches; keep it before handing the
+    /// measurement to criterion, read it after.
+    pub fn tally(&self) -> Arc<Tally> {
+        Arc::clone(&self.tally)
+    }
+
+    /// The value of a batch that could not be measured: the mean power of the measured
+    /// batches times its length, said on stderr; `None` before any batch was measured.
+    fn stand_in(&self, seconds: Option<f64>, why: &str) -> Option<f64> {
+        let p = self.tally.mean_power_w()?;
+        let s = seconds?;
+        let n = self.tally.substituted.fetch_add(1, Ordering::Relaxed) + 1;
+        eprintln!(
+            "lem: warning: criterion energy: a batch could not be measured ({why}); it carries the mean power of the measured batches ({p:.1} W) times its length ({n} so far)"
+        );
+        Some(p * s)
     }
 
     /// Whether the devices are simulated.
@@ -94,28 +188,65 @@ impl Energy {
     }
 }
 
+impl Drop for Energy {
+    fn drop(&mut self) {
+        if let Some(line) = self.tally.summary() {
+            eprintln!("{line}");
+        }
+    }
+}
+
 impl Measurement for Energy {
-    type Intermediate = Option<EnergyScope<'static>>;
+    /// The open scope (or why none opened) and the clock time it started.
+    type Intermediate = (std::result::Result<EnergyScope<'static>, String>, f64);
     type Value = f64;
 
     fn start(&self) -> Self::Intermediate {
-        self.meter.start("criterion").ok()
+        let t0 = self.meter.clock().now().as_secs_f64();
+        (self.meter.start("criterion").map_err(|e| e.to_string()), t0)
     }
 
-    fn end(&self, i: Self::Intermediate) -> f64 {
-        let Some(report) = i.and_then(|s| s.finish().ok()) else {
-            return f64::NAN;
+    fn end(&self, (scope, t0): Self::Intermediate) -> f64 {
+        self.tally.batches.fetch_add(1, Ordering::Relaxed);
+        let elapsed = (self.meter.clock().now().as_secs_f64() - t0).max(0.0);
+        let report = scope.and_then(|s| s.finish().map_err(|e| e.to_string()));
+        let measured = match &report {
+            Ok(r) => {
+                let v = if self.adjusted {
+                    r.energy.adjusted_j
+                } else {
+                    r.energy.raw_j
+                };
+                v.filter(|v| v.is_finite())
+                    .map(|v| (v, r.duration_s, r.energy.below_resolution))
+                    .ok_or_else(|| {
+                        r.warnings
+                            .last()
+                            .cloned()
+                            .unwrap_or_else(|| "no energy reading".into())
+                    })
+            }
+            Err(e) => Err(e.clone()),
         };
-        if report.energy.below_resolution {
-            self.below_resolution.fetch_add(1, Ordering::Relaxed);
+        match measured {
+            Ok((v, seconds, below)) => {
+                if below {
+                    self.tally.below_resolution.fetch_add(1, Ordering::Relaxed);
+                }
+                self.tally.add_measured(v, seconds);
+                v
+            }
+            Err(why) => {
+                if let Some(v) = self.stand_in(Some(elapsed), &why) {
+                    return v;
+                }
+                // Nothing to stand in for it, and criterion aborts on NaN: stop with one line.
+                eprintln!(
+                    "lem: error: criterion energy: the first batch could not be measured ({why}); no energy source answers"
+                );
+                std::process::exit(1);
+            }
         }
-        let v = if self.adjusted {
-            report.energy.adjusted_j
-        } else {
-            report.energy.raw_j
-        };
-        // NaN (not zero) when the window could not be measured: criterion shows it as such.
-        v.unwrap_or(f64::NAN)
     }
 
     fn add(&self, v1: &f64, v2: &f64) -> f64 {
@@ -234,6 +365,8 @@ mod tests {
         let i = e.start();
         clock.advance_s(2.0);
         assert!((e.end(i) - 80.0).abs() < 1e-9);
+        let tally = e.tally();
+        assert_eq!((tally.batches(), tally.substituted()), (1, 0));
         assert!(Energy::raw(
             Meter::builder()
                 .device(crate::device::DeviceSpec::None)
@@ -241,5 +374,81 @@ mod tests {
                 .unwrap()
         )
         .is_err());
+    }
+
+    /// A simulated device whose reads fail while `broken` is set.
+    #[derive(Debug)]
+    struct Flaky {
+        inner: crate::device::SimDevice,
+        broken: std::sync::atomic::AtomicBool,
+    }
+
+    impl crate::device::EnergySource for Flaky {
+        fn info(&self) -> &crate::device::DeviceInfo {
+            self.inner.info()
+        }
+        fn energy_j(&self) -> Result<f64> {
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(Error::config("device", "read failed"));
+            }
+            self.inner.energy_j()
+        }
+        fn read(&self) -> Result<crate::device::Reading> {
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(Error::config("device", "read failed"));
+            }
+            self.inner.read()
+        }
+    }
+
+    #[test]
+    fn a_batch_that_cannot_be_measured_gets_a_stand_in_and_is_counted() {
+        let clock = Arc::new(crate::base::clock::ManualClock::new());
+        let scenario = crate::device::Scenario::from_json(
+            r#"{"idle_w": 50, "counter_update_ms": 100}"#,
+            std::path::Path::new("s.json"),
+        )
+        .unwrap();
+        let flaky = Arc::new(Flaky {
+            inner: crate::device::SimDevice::open_all(&scenario, clock.clone(), 0).remove(0),
+            broken: std::sync::atomic::AtomicBool::new(false),
+        });
+        let devices: Vec<crate::device::SharedDevice> = vec![flaky.clone()];
+        let meter = Meter::builder()
+            .devices(devices)
+            .clock(clock.clone())
+            .baseline_mode(crate::measure::baseline::BaselineMode::Off)
+            .build()
+            .unwrap();
+        let e = Energy::raw(meter).unwrap();
+        let tally = e.tally();
+        // a long batch, then a short one (below the counter's 3 updates), then a failed one
+        let i = e.start();
+        clock.advance_s(1.0);
+        assert!((e.end(i) - 50.0).abs() < 1e-6);
+        let i = e.start();
+        clock.advance_s(0.05);
+        let short = e.end(i);
+        assert!((short - 2.5).abs() < 0.1, "{short}");
+        let i = e.start();
+        flaky.broken.store(true, Ordering::SeqCst);
+        clock.advance_s(2.0);
+        let v = e.end(i);
+        assert!(v.is_finite(), "criterion aborts on NaN");
+        assert!((v - 100.0).abs() < 1.0, "50 W times 2 s, got {v}");
+        assert_eq!(
+            (
+                tally.batches(),
+                tally.below_resolution(),
+                tally.substituted()
+            ),
+            (3, 1, 1)
+        );
+        let line = tally.summary().unwrap();
+        assert!(line.contains("1 of 3 batches were shorter"), "{line}");
+        assert!(
+            line.contains("1 of 3 batches could not be measured"),
+            "{line}"
+        );
     }
 }

@@ -141,17 +141,26 @@ fn from_counter(
         ));
         return None;
     }
-    if counter == 0.0 && duration > 0.0 {
-        let every = if period > 0.0 {
-            format!(" (it updates every ~{:.0} ms)", period * 1e3)
-        } else {
-            String::new()
-        };
+    // Below the counter's resolution (fewer than a few updates of the counter as known:
+    // probed, or the architecture's default) one estimator serves every window, whatever
+    // the counter did: choosing integration only when the counter stood still, and keeping
+    // it when it moved once, would bias short windows upward by up to 2x (the expected
+    // value is P*dt*(2 - dt/T)). Integration where the trace has it, else the counter's
+    // difference (unbiased over the window's phase, even when it reads 0).
+    let below = period > 0.0 && duration < MIN_COUNTER_UPDATES * period;
+    if below && trace.integrated.is_some() {
         warnings.push(format!(
-            "{dev}: below_resolution: the energy counter did not move during the {:.1} ms window{every}; used integrated power instead of reporting zero",
-            duration * 1e3
+            "{dev}: below_resolution: the window spans fewer than {MIN_COUNTER_UPDATES} energy-counter updates (~{:.0} ms each); used integrated power samples, as for every window this short",
+            period * 1e3
         ));
         return Some(integrated(true));
+    }
+    if counter == 0.0 && duration > 0.0 && !below {
+        warnings.push(format!(
+            "{dev}: the energy counter did not move during a window of {:.1} s; used integrated power instead of reporting zero",
+            duration
+        ));
+        return Some(integrated(false));
     }
     if let Some(i) = disagreement(w, trace, bounds, counter) {
         warnings.push(format!(
@@ -160,13 +169,9 @@ fn from_counter(
         ));
         return Some(integrated(false));
     }
-    // Below resolution: shorter than a few updates of the counter as known (probed, or the
-    // architecture's default), not a fixed constant.
-    let below = duration < MIN_COUNTER_UPDATES * period;
     if below {
         warnings.push(format!(
-            "{dev}: below_resolution: the {:.1} ms window spans fewer than {MIN_COUNTER_UPDATES} energy-counter updates (~{:.0} ms each); the energy is coarse: measure longer windows or more iterations per window",
-            duration * 1e3,
+            "{dev}: below_resolution: the window spans fewer than {MIN_COUNTER_UPDATES} energy-counter updates (~{:.0} ms each) and no power samples cover it; the counter's difference is right only on average over many windows: measure longer windows or more iterations per window",
             period * 1e3
         ));
     }
