@@ -162,3 +162,24 @@ fn bench_mode_measures_and_writes_results_with_the_stable_keys() {
     assert!(csv.starts_with("bench_name,samples,iterations_per_sample"));
     assert!(csv.lines().nth(1).unwrap().starts_with("generate,3,"));
 }
+
+#[test]
+fn the_summary_keeps_the_rows_of_benchmarks_a_later_run_did_not_select() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["--bench", "--exact", "spin_1ms"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(dir.path(), &["--bench", "--exact", "spin_ms/1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(dir.path().join("out/bench_summary.csv")).unwrap();
+    let names: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(names, ["spin_1ms", "spin_ms/1"], "{csv}");
+    // running one again replaces its row, never duplicates it
+    let o = run(dir.path(), &["--bench", "--exact", "spin_1ms"]);
+    assert!(o.status.success());
+    let csv = std::fs::read_to_string(dir.path().join("out/bench_summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+}

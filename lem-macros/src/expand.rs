@@ -68,6 +68,7 @@ pub fn expand(f: &ItemFn, o: &Options, shape: &Shape) -> TokenStream {
     let samples = some_usize(o.samples);
     let min_sample_s = some_f64(o.min_sample_s);
     let max_uncertainty = some_f64(o.max_uncertainty);
+    let max_time_s = some_f64(o.max_time_s);
     let cycles = some_usize(o.cycles);
     let cycle_gap_s = some_f64(o.cycle_gap_s);
     let units = some(o.units.as_deref());
@@ -99,6 +100,7 @@ pub fn expand(f: &ItemFn, o: &Options, shape: &Shape) -> TokenStream {
                     samples: #samples,
                     min_sample_s: #min_sample_s,
                     max_uncertainty: #max_uncertainty,
+                    max_time_s: #max_time_s,
                     cycles: #cycles,
                     cycle_gap_s: #cycle_gap_s,
                     units: #units,

@@ -16,6 +16,7 @@ pub const VALID: &[&str] = &[
     "samples",
     "min_sample_s",
     "max_uncertainty",
+    "max_time_s",
     "cycles",
     "cycle_gap_s",
     "units",
@@ -66,6 +67,7 @@ pub struct Options {
     pub samples: Option<u64>,
     pub min_sample_s: Option<f64>,
     pub max_uncertainty: Option<f64>,
+    pub max_time_s: Option<f64>,
     pub cycles: Option<u64>,
     pub cycle_gap_s: Option<f64>,
     pub units: Option<String>,
@@ -196,6 +198,16 @@ pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
                             ));
                     }
                     out.max_uncertainty = Some(v);
+                }
+                "max_time_s" => {
+                    let v = number(o)?;
+                    if !(v > 0.0 && v.is_finite()) {
+                        return Err(syn::Error::new(
+                            o.name.span(),
+                            "option `max_time_s` is a positive number of seconds",
+                        ));
+                    }
+                    out.max_time_s = Some(v);
                 }
                 "cycle_gap_s" => out.cycle_gap_s = Some(number(o)?),
                 "window" => out.window = Some(integer(o)?),

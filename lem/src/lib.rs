@@ -94,9 +94,11 @@ pub use bench::{BenchOptions, Bencher};
 /// `window` (5), `min_warmup` (5), `max_warmup` (50), `warmup = "converge" | "fixed"` with
 /// `warmup_iters`, `samples` (10), `min_sample_s` (1.0: each sample runs the function as
 /// many times as it takes to last this long, so that it spans many energy-counter updates),
-/// `max_uncertainty` (a fraction, e.g. `0.01`: each sample is lengthened until its energy
-/// bound is under that fraction of its energy; without it the bound is only reported),
-/// `cycles` (1) and `cycle_gap_s`, `units`, `device` (a device spec overriding `LEM_DEVICE`),
+/// `max_uncertainty` (a fraction, e.g. `0.01`: samples are sized, before any is measured,
+/// from the bound's model so that the reported figure's bound is under that fraction of it,
+/// or a warning says why no length can; without it the bound is only reported),
+/// `max_time_s` (600: limit on one benchmark's measuring time), `cycles` (1: with more, the
+/// intervals are over the cycles' means) and `cycle_gap_s`, `units`, `device` (a device spec overriding `LEM_DEVICE`),
 /// `ignore`, `name`. An unknown or repeated option, a wrong value type, an `async fn`, a
 /// method, or `args` without a parameter is a compile error pointing at the offending token.
 ///

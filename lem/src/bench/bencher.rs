@@ -3,8 +3,9 @@
 use std::any::Any;
 use std::hint::black_box;
 
-use super::outcome::{relative, stats_of, BenchOutcome, SampleRecord};
+use super::outcome::{stats_of, BenchOutcome, SampleRecord};
 use super::plan::{BenchOptions, Plan};
+use super::sizing::{self, Judged, Pilot, Sizing};
 use crate::base::seeded::SplitMix;
 use crate::measure::meter::Meter;
 use crate::measure::warmup::{typical_latency, warm_up, WarmupResult};
@@ -76,30 +77,56 @@ impl<'m> Bencher<'m> {
 
     /// Measure `routine`: warmup, then the measured samples. With `units` set, the routine
     /// returns how many units (tokens, items) one call produced.
+    ///
+    /// The samples' length is decided before any kept sample (see the `sizing` module); a
+    /// sample that still comes out shorter than `min_sample_s` is kept, said, and the ones
+    /// after it are lengthened. No sample starts once `max_time_s` has passed.
     pub fn iter<R: Any>(&mut self, mut routine: impl FnMut() -> R) {
         let sync: &dyn Fn() = match &self.sync {
             Some(s) => s.as_ref(),
             None => &|| {},
         };
         let plan = self.plan.clone();
+        let clock = self.meter.clock().clone();
         let mut warnings = Vec::new();
         let mut warmups = Vec::new();
         let mut records = Vec::new();
         let mut reports = Vec::new();
-        let mut iters_per_sample = 1u64;
-        for cycle in 0..plan.cycles {
+        let mut judged = None;
+        let mut sized: Option<Sizing> = None;
+        let mut deadline = f64::INFINITY;
+        'cycles: for cycle in 0..plan.cycles {
             if cycle > 0 && !plan.cycle_gap.is_zero() {
                 std::thread::sleep(plan.cycle_gap);
             }
             let w = warm(&plan, &mut routine, sync, &mut warnings);
-            if cycle == 0 {
-                iters_per_sample = initial_iterations(&plan, &w);
-            }
+            let first = initial_iterations(&plan, &w);
             warmups.push(w);
+            let size = match &mut sized {
+                Some(s) => s,
+                None => {
+                    deadline = clock.now().as_secs_f64() + plan.max_time_s;
+                    let mut pilot = BenchPilot {
+                        bencher: self,
+                        routine: &mut routine,
+                        sync,
+                    };
+                    sized.insert(sizing::size(&plan, first, &mut pilot, &mut warnings))
+                }
+            };
             let period = self.sensor_period();
-            let clock = self.meter.clock().clone();
             let origin = clock.now().as_secs_f64();
             for phase in self.start_phases(&plan, plan.samples) {
+                if clock.now().as_secs_f64() >= deadline {
+                    warnings.push(format!(
+                        "{}: stopped after {} of {} samples: max_time_s {:.0} s has passed",
+                        plan.name,
+                        records.len(),
+                        plan.samples * plan.cycles,
+                        plan.max_time_s
+                    ));
+                    break 'cycles;
+                }
                 // wait until the sample starts at its phase (counted from the first sample's
                 // planned start), however long the samples before took
                 let delay = if period > 0.0 && plan.random_start.is_some() {
@@ -107,37 +134,36 @@ impl<'m> Bencher<'m> {
                 } else {
                     0.0
                 };
-                let Some((rep, units, counted, start_temp, start_delay_s)) = self.measured_sample(
-                    &plan,
-                    &mut routine,
-                    sync,
-                    &mut iters_per_sample,
-                    &mut warnings,
-                    delay,
-                ) else {
-                    break;
+                let iterations = size.iterations;
+                let Some(got) =
+                    self.sample(&plan, &mut routine, sync, iterations, &mut warnings, delay)
+                else {
+                    break 'cycles;
                 };
-                check_sample(&plan, &rep, counted, &mut warnings);
+                let j = Judged::of(&got.report);
+                judged = judged.or(j.map(|j| j.figure));
+                check_sample(&plan, &got, j, &mut warnings);
+                check_length(&plan, &got.report, records.len(), size, &mut warnings);
                 records.push(SampleRecord {
                     cycle,
-                    iterations: iters_per_sample,
-                    duration_s: rep.duration_s,
-                    raw_j: rep.energy.raw_j,
-                    adjusted_j: rep.energy.adjusted_j,
-                    uncertainty_j: rep.energy.uncertainty_j,
-                    adjusted_uncertainty_j: rep.energy.adjusted_uncertainty_j,
-                    relative_uncertainty: relative(&rep),
-                    units: counted.then_some(units),
-                    throttled: rep.thermal.throttle_detected,
-                    start_temp_c: start_temp,
-                    start_delay_s,
+                    iterations,
+                    duration_s: got.report.duration_s,
+                    raw_j: got.report.energy.raw_j,
+                    adjusted_j: got.report.energy.adjusted_j,
+                    uncertainty_j: got.report.energy.uncertainty_j,
+                    adjusted_uncertainty_j: got.report.energy.adjusted_uncertainty_j,
+                    relative_uncertainty: j.and_then(|j| j.relative()),
+                    units: got.counted.then_some(got.units),
+                    throttled: got.report.thermal.throttle_detected,
+                    start_temp_c: got.start_temp_c,
+                    start_delay_s: delay,
                 });
-                reports.push(rep);
+                reports.push(got.report);
             }
         }
         summary_warnings(&plan, &records, &mut warnings);
         aliasing_warning(&plan, self.meter, &records, &mut warnings);
-        let stats = stats_of(&plan, iters_per_sample, &records);
+        let stats = stats_of(&plan, &records, judged);
         let report = merge_reports(&plan.name, &reports);
         self.outcome = Some(BenchOutcome {
             stats,
@@ -147,35 +173,20 @@ impl<'m> Bencher<'m> {
         });
     }
 
-    /// One kept sample. A sample whose bound is above `max_uncertainty` is measured again,
-    /// longer (`iters` grows): the counter's staleness is fixed per window, so the relative
-    /// bound falls as the window grows.
-    fn measured_sample<R: Any>(
-        &self,
-        plan: &Plan,
-        routine: &mut impl FnMut() -> R,
-        sync: &dyn Fn(),
-        iters: &mut u64,
-        warnings: &mut Vec<String>,
-        delay: f64,
-    ) -> Option<(EnergyReport, f64, bool, Option<f64>, f64)> {
-        let mut attempts = 0;
-        loop {
-            let got = self.sample(plan, routine, sync, *iters, warnings, delay)?;
-            match (plan.max_uncertainty, relative(&got.0)) {
-                (Some(target), Some(r)) if r > target && attempts < MAX_LENGTHENING => {
-                    attempts += 1;
-                    *iters = ((*iters as f64) * (r / target) * 1.1)
-                        .ceil()
-                        .min(100_000_000.0) as u64;
-                }
-                _ => return Some(got),
-            }
+    /// Run `iters` iterations as a sample does, without a window: the time they took, s.
+    fn timed<R: Any>(&self, routine: &mut impl FnMut() -> R, sync: &dyn Fn(), iters: u64) -> f64 {
+        let clock = self.meter.clock();
+        sync();
+        let t0 = clock.now();
+        for _ in 0..iters {
+            black_box(routine());
         }
+        sync();
+        clock.now().saturating_sub(t0).as_secs_f64()
     }
 
-    /// One measured sample of `iters` iterations: its report, the units produced, whether
-    /// the routine returned units, and the start temperature. `None` if no scope opened.
+    /// One measured sample of `iters` iterations after `delay` s. `None` if no scope opened
+    /// or closed (said in `warnings`).
     fn sample<R: Any>(
         &self,
         plan: &Plan,
@@ -184,14 +195,14 @@ impl<'m> Bencher<'m> {
         iters: u64,
         warnings: &mut Vec<String>,
         delay: f64,
-    ) -> Option<(EnergyReport, f64, bool, Option<f64>, f64)> {
+    ) -> Option<Got> {
         if delay > 0.0 {
             self.meter
                 .clock()
                 .sleep(std::time::Duration::from_secs_f64(delay));
         }
         sync();
-        let start_temp = self
+        let start_temp_c = self
             .meter
             .devices()
             .iter()
@@ -200,7 +211,10 @@ impl<'m> Bencher<'m> {
         let scope = match self.meter.start(plan.name.clone()) {
             Ok(s) => s,
             Err(e) => {
-                warnings.push(format!("{}: could not open a scope: {e}", plan.name));
+                push_once(
+                    warnings,
+                    format!("{}: could not open a scope: {e}", plan.name),
+                );
                 return None;
             }
         };
@@ -218,9 +232,17 @@ impl<'m> Bencher<'m> {
         }
         sync();
         match scope.finish() {
-            Ok(r) => Some((r, units, counted, start_temp, delay)),
+            Ok(report) => Some(Got {
+                report,
+                units,
+                counted,
+                start_temp_c,
+            }),
             Err(e) => {
-                warnings.push(format!("{}: could not close a scope: {e}", plan.name));
+                push_once(
+                    warnings,
+                    format!("{}: could not close a scope: {e}", plan.name),
+                );
                 None
             }
         }
@@ -309,33 +331,64 @@ fn warm<R>(
 fn initial_iterations(plan: &Plan, w: &WarmupResult) -> u64 {
     let per_iter = typical_latency(w, plan.warmup.window).as_secs_f64();
     if per_iter > 0.0 {
-        ((plan.min_sample_s / per_iter).ceil() as u64).clamp(1, 100_000_000)
+        ((plan.min_sample_s / per_iter).ceil() as u64).clamp(1, sizing::MAX_ITERATIONS)
     } else {
         1
     }
 }
 
-/// Warnings about one kept sample: units not returned, a bound still above
-/// `max_uncertainty`.
-fn check_sample(plan: &Plan, rep: &EnergyReport, counted: bool, warnings: &mut Vec<String>) {
-    if plan.units.is_some() && !counted {
+/// Warnings about one kept sample: units not returned, a bound above `max_uncertainty`.
+fn check_sample(plan: &Plan, got: &Got, judged: Option<Judged>, warnings: &mut Vec<String>) {
+    if plan.units.is_some() && !got.counted {
         let msg = format!(
             "{}: `units` is set but the routine does not return a number of units; energy per unit is not reported",
             plan.name
         );
         push_once(warnings, msg);
     }
-    if let (Some(target), Some(r)) = (plan.max_uncertainty, relative(rep)) {
-        if r > target {
+    if let (Some(target), Some(j)) = (plan.max_uncertainty, judged) {
+        if j.relative().is_some_and(|r| r > target) {
             let msg = format!(
-                "{}: a sample's energy bound is {:.2} % of its energy, above max_uncertainty {:.2} % after lengthening it {MAX_LENGTHENING} times",
+                "{}: some samples' {} energy bound is above max_uncertainty {:.2} % of their energy (see relative_uncertainty per sample)",
                 plan.name,
-                r * 100.0,
+                j.figure,
                 target * 100.0
             );
             push_once(warnings, msg);
         }
     }
+}
+
+/// A sample shorter than `min_sample_s` (by more than a fifth) is kept and said, and the
+/// samples after it get enough iterations to last it (unless the cap already holds them).
+fn check_length(
+    plan: &Plan,
+    rep: &EnergyReport,
+    index: usize,
+    size: &mut Sizing,
+    warnings: &mut Vec<String>,
+) {
+    let d = rep.duration_s;
+    if plan.min_sample_s <= 0.0 || d >= 0.8 * plan.min_sample_s || size.capped {
+        return;
+    }
+    let grown = if d > 0.0 {
+        (size.iterations as f64 * plan.min_sample_s / d * 1.1).ceil() as u64
+    } else {
+        size.iterations.saturating_mul(10)
+    };
+    let grown = grown.clamp(1, sizing::MAX_ITERATIONS);
+    size.capped = grown >= sizing::MAX_ITERATIONS;
+    warnings.push(format!(
+        "{}: sample {} lasted {:.3} s, under min_sample_s {:.3} s: kept, and the samples after it use {} iterations instead of {}",
+        plan.name,
+        index + 1,
+        d,
+        plan.min_sample_s,
+        grown,
+        size.iterations
+    ));
+    size.iterations = grown;
 }
 
 /// Warnings about the samples as a whole: throttling, too few for an interval.
@@ -344,6 +397,14 @@ fn summary_warnings(plan: &Plan, records: &[SampleRecord], warnings: &mut Vec<St
         let n = records.iter().filter(|r| r.throttled).count();
         warnings.push(format!(
             "{}: {n} of {} samples throttled: energy and time reflect a throttled device",
+            plan.name,
+            records.len()
+        ));
+    }
+    let measured = records.iter().filter(|r| r.raw_j.is_some()).count();
+    if measured > 0 && measured < records.len() {
+        warnings.push(format!(
+            "{}: energy was measured in {measured} of {} samples; the energy figures are over those",
             plan.name,
             records.len()
         ));
@@ -379,14 +440,15 @@ fn aliasing_warning(
     else {
         return;
     };
-    if mean < sensor.period_s {
+    // an iteration of exactly one period (to rounding) aliases as surely as a shorter one
+    if mean < sensor.period_s * (1.0 + 1e-6) {
         let remedy = if plan.random_start.is_some() {
             "the random start delays turn a systematic error into spread across samples; check the interval"
         } else {
             "random_start is off, so a systematic error is possible"
         };
         warnings.push(format!(
-            "{}: one iteration ({:.1} ms) is shorter than the power sensor's period ({:.0} ms, {:.0} % of it observed): a power pattern repeating each iteration can alias with the sensor, which no reading shows; {remedy}",
+            "{}: one iteration ({:.1} ms) is not longer than the power sensor's period ({:.0} ms, {:.0} % of it observed): a power pattern repeating each iteration can alias with the sensor, which no reading shows; {remedy}",
             plan.name,
             mean * 1e3,
             sensor.period_s * 1e3,
@@ -401,8 +463,36 @@ fn push_once(warnings: &mut Vec<String>, msg: String) {
     }
 }
 
-/// How many times a sample is measured again, longer, to meet `max_uncertainty`.
-const MAX_LENGTHENING: u32 = 6;
+/// A measured sample: its report, the units it produced, whether the routine returned
+/// units, and the highest device temperature at its start.
+struct Got {
+    report: EnergyReport,
+    units: f64,
+    counted: bool,
+    start_temp_c: Option<f64>,
+}
+
+/// The bencher's routine as the sizing's pilots run it.
+struct BenchPilot<'b, 'm, F> {
+    bencher: &'b Bencher<'m>,
+    routine: &'b mut F,
+    sync: &'b dyn Fn(),
+}
+
+impl<R: Any, F: FnMut() -> R> Pilot for BenchPilot<'_, '_, F> {
+    fn timed(&mut self, n: u64) -> f64 {
+        self.bencher.timed(self.routine, self.sync, n)
+    }
+
+    fn window(&mut self, n: u64) -> Option<(f64, Option<Judged>)> {
+        let plan = self.bencher.plan.clone();
+        let mut quiet = Vec::new();
+        let got = self
+            .bencher
+            .sample(&plan, self.routine, self.sync, n, &mut quiet, 0.0)?;
+        Some((got.report.duration_s, Judged::of(&got.report)))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,8 @@ mod harness;
 mod outcome;
 mod plan;
 mod progress;
+mod sizing;
+mod summary;
 
 pub use bencher::{run_one, Bencher};
 pub use harness::{run_main, run_with, BenchDef, HarnessArgs};

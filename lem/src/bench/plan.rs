@@ -27,6 +27,11 @@ pub struct BenchOptions {
     /// Lengthen each sample until its energy bound is under this fraction of its energy
     /// (`0.01` = 1 %); default: report the bound without acting on it.
     pub max_uncertainty: Option<f64>,
+    /// Limit on the measuring time of one benchmark, s (default 600): the pilots and samples
+    /// after the first warmup. Samples sized for `max_uncertainty` fit in it (the target is
+    /// then not met, and said), and no sample starts after it has passed (fewer samples,
+    /// said).
+    pub max_time_s: Option<f64>,
     /// Repetitions of warmup + samples (default 1).
     pub cycles: Option<usize>,
     /// Idle gap between cycles in seconds (default 0).
@@ -61,6 +66,7 @@ impl BenchOptions {
         samples: None,
         min_sample_s: None,
         max_uncertainty: None,
+        max_time_s: None,
         cycles: None,
         cycle_gap_s: None,
         units: None,
@@ -99,6 +105,7 @@ pub(crate) struct Plan {
     pub samples: usize,
     pub min_sample_s: f64,
     pub max_uncertainty: Option<f64>,
+    pub max_time_s: f64,
     pub cycles: usize,
     pub cycle_gap: Duration,
     pub units: Option<&'static str>,
@@ -130,6 +137,16 @@ impl Plan {
                 }
                 other => other,
             },
+            max_time_s: match options.max_time_s {
+                Some(v) if !(v > 0.0 && v.is_finite()) => {
+                    return Err(crate::error::Error::config(
+                        "max_time_s",
+                        format!("{v} is not a positive number of seconds"),
+                    ))
+                }
+                Some(v) => v,
+                None => DEFAULT_MAX_TIME_S,
+            },
             cycles: options.cycles.unwrap_or(1).max(1),
             cycle_gap: Duration::from_secs_f64(options.cycle_gap_s.unwrap_or(0.0).max(0.0)),
             units: options.units,
@@ -141,6 +158,9 @@ impl Plan {
         })
     }
 }
+
+/// The default limit on one benchmark's measuring time, s.
+pub const DEFAULT_MAX_TIME_S: f64 = 600.0;
 
 /// A seed from a benchmark's name (FNV-1a), so that its delays repeat from run to run.
 pub(super) fn name_seed(name: &str) -> u64 {

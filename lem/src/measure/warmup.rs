@@ -1,6 +1,13 @@
 //! Warmup until the per-iteration latency settles: the rolling-window coefficient of
 //! variation (population std / mean over the last `window` latencies) must drop below a
-//! target. Non-convergence is reported, never an error.
+//! target, and the window must show no trend. Non-convergence is reported, never an error.
+//!
+//! The trend test: a latency falling steadily (3.3 % per iteration, say) has a small CV over
+//! a short window yet is still moving. Over the window the least-squares slope is tested
+//! against the scatter around the line (Student's t, window − 2 degrees of freedom, 95 %);
+//! a significant slope whose change across the window exceeds half the target CV keeps the
+//! warmup going. A slope too small to matter (under half the target across the window) does
+//! not, so a routine with a tiny steady drift still converges.
 //!
 //! This lives in lem rather than in criterion because criterion's warm-up is a fixed span of
 //! wall time and its iteration count is estimated from wall time: it cannot wait for a GPU's
@@ -95,6 +102,10 @@ pub struct WarmupResult {
     pub mode: WarmupMode,
     /// Every iteration's latency, s.
     pub latencies_s: Vec<f64>,
+    /// The last window's least-squares slope as a fraction of its mean latency per
+    /// iteration (negative: getting faster); `null` with fewer than 3 iterations.
+    #[serde(default)]
+    pub final_trend: Option<f64>,
 }
 
 /// Population CV of the last `window` values; `None` with fewer values or a zero mean.
@@ -103,6 +114,53 @@ pub fn rolling_cv(xs: &[f64], window: usize) -> Option<f64> {
         return None;
     }
     crate::results::stats::Summary::of(&xs[xs.len() - window..]).and_then(|s| s.cv)
+}
+
+/// The least-squares slope of the last `window` values per step, relative to their mean,
+/// and its t statistic against the scatter around the line (infinite for a perfect line
+/// with a slope). `None` with fewer than 3 values or a zero mean.
+pub fn trend(xs: &[f64], window: usize) -> Option<(f64, f64)> {
+    if window < 3 || xs.len() < window {
+        return None;
+    }
+    let ys = &xs[xs.len() - window..];
+    let n = window as f64;
+    let mx = (n - 1.0) / 2.0;
+    let my = ys.iter().sum::<f64>() / n;
+    if my == 0.0 || !my.is_finite() {
+        return None;
+    }
+    let sxx: f64 = (0..window).map(|i| (i as f64 - mx).powi(2)).sum();
+    let sxy: f64 = ys
+        .iter()
+        .enumerate()
+        .map(|(i, y)| (i as f64 - mx) * (y - my))
+        .sum();
+    let slope = sxy / sxx;
+    let rss: f64 = ys
+        .iter()
+        .enumerate()
+        .map(|(i, y)| (y - my - slope * (i as f64 - mx)).powi(2))
+        .sum();
+    let se = (rss / (n - 2.0) / sxx).sqrt();
+    let t = if se > 0.0 {
+        slope / se
+    } else if slope == 0.0 {
+        0.0
+    } else {
+        f64::INFINITY * slope.signum()
+    };
+    Some((slope / my, t))
+}
+
+/// Whether the last `window` values still move: a slope significant at 95 % whose change
+/// across the window is more than half of `cv_threshold`.
+pub fn still_moving(xs: &[f64], window: usize, cv_threshold: f64) -> bool {
+    let Some((rel_slope, t)) = trend(xs, window) else {
+        return false;
+    };
+    let critical = crate::results::stats::t_critical_95(window - 1).unwrap_or(f64::INFINITY);
+    t.abs() > critical && rel_slope.abs() * (window - 1) as f64 > cv_threshold / 2.0
 }
 
 /// The warmup state machine: feed it latencies, it says when to stop.
@@ -138,7 +196,9 @@ impl Warmup {
             }
             WarmupMode::Converge => {
                 let cv = rolling_cv(&self.latencies, self.cfg.window);
-                if n >= self.cfg.min_iters && cv.is_some_and(|c| c < self.cfg.cv_threshold) {
+                let settled = cv.is_some_and(|c| c < self.cfg.cv_threshold)
+                    && !still_moving(&self.latencies, self.cfg.window, self.cfg.cv_threshold);
+                if n >= self.cfg.min_iters && settled {
                     self.done = Some(true);
                 } else if n >= self.cfg.max_iters {
                     self.done = Some(false);
@@ -172,6 +232,7 @@ impl Warmup {
             final_cv,
             target_cv: self.cfg.cv_threshold,
             mode: self.cfg.mode,
+            final_trend: trend(&self.latencies, self.cfg.window.min(n)).map(|t| t.0),
             latencies_s: self.latencies,
         }
     }
@@ -243,6 +304,44 @@ mod tests {
         assert!(r.converged);
         assert!(r.iterations >= 9, "{}", r.iterations);
         assert!(r.final_cv.unwrap() < 0.05);
+    }
+
+    #[test]
+    fn a_latency_still_falling_steadily_is_not_converged() {
+        // 3.3 % faster every iteration: the population CV over 5 is about 4.6 %, under the
+        // 5 % target, but the latency is still moving
+        let lat: Vec<f64> = (0..12).map(|i| 0.010 * 0.967f64.powi(i)).collect();
+        assert!(rolling_cv(&lat[..5], 5).unwrap() < 0.05);
+        let mut w = Warmup::new(WarmupConfig {
+            max_iters: 12,
+            ..WarmupConfig::default()
+        });
+        let mut i = 0;
+        while !w.push(lat[i]) {
+            i += 1;
+        }
+        let r = w.finish();
+        assert!(!r.converged, "converged after {} iterations", r.iterations);
+        assert!(r.final_trend.unwrap() < -0.03, "{:?}", r.final_trend);
+        // then it settles, with noise: converged
+        let mut w = Warmup::new(WarmupConfig::default());
+        let noisy = [0.0100, 0.0102, 0.0099, 0.0101, 0.0100, 0.0098, 0.0101];
+        let mut i = 0;
+        while !w.push(noisy[i]) {
+            i += 1;
+        }
+        assert!(w.finish().converged);
+    }
+
+    #[test]
+    fn a_tiny_steady_drift_still_converges() {
+        // 0.1 % per iteration: significant (a perfect line) but far under half the target
+        let mut w = Warmup::new(WarmupConfig::default());
+        let mut i = 0;
+        while !w.push(0.010 * (1.0 - 0.001 * f64::from(i))) {
+            i += 1;
+        }
+        assert_eq!(w.finish().iterations, 5);
     }
 
     #[test]
