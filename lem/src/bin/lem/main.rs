@@ -9,6 +9,7 @@ mod commands;
 mod plot;
 mod run;
 mod show;
+mod signals;
 mod ui;
 
 use clap::{Args, Parser, Subcommand};

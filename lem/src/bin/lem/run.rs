@@ -3,12 +3,12 @@
 use clap::Args;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use lem::output::process_result_path;
 use lem::MeterBuilder;
 
+use crate::signals;
 use crate::ui::{age, joules_pm, watts, Ui};
 use crate::{Failure, EXIT_LEM, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
 
@@ -36,30 +36,6 @@ pub struct RunArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
-}
-
-static CHILD: AtomicI32 = AtomicI32::new(0);
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn forward(sig: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-    let pid = CHILD.load(Ordering::SeqCst);
-    if pid > 0 {
-        // SAFETY: kill(2) is async-signal-safe; pid is a child this process spawned.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
-}
-
-fn install_forwarding() {
-    let handler: extern "C" fn(libc::c_int) = forward;
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only touches atomics and calls kill(2), both async-signal-safe.
-        unsafe {
-            libc::signal(sig, handler as libc::sighandler_t);
-        }
-    }
 }
 
 /// Make sure results can be written before running anything.
@@ -124,9 +100,9 @@ fn spawn_and_wait(argv: &[String]) -> Result<Outcome, Failure> {
                 message: format!("command `{}` {what}", argv[0]),
             }
         })?;
-    CHILD.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+    signals::child_started(child.id());
     let status = child.wait();
-    CHILD.store(0, Ordering::SeqCst);
+    signals::child_ended();
     let status = status.map_err(|e| Failure::new(format!("waiting for `{}`: {e}", argv[0])))?;
     Ok(Outcome {
         exit_code: status.code(),
@@ -183,14 +159,14 @@ fn measure_cycles(
     for n in meter.notices() {
         ui.warn(n);
     }
-    install_forwarding();
+    signals::install()?;
     let mut last_code = 0;
     let mut written = Vec::new();
     for cycle in 0..a.cycles {
         if cycle > 0 {
             idle_gap(ui, gap);
         }
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if signals::received().is_some() {
             break;
         }
         let delay = start_delay(&meter, a, experiment_id, cycle);
@@ -201,7 +177,7 @@ fn measure_cycles(
         let outcome = spawn_and_wait(&a.command);
         let report = scope.finish()?;
         let outcome = outcome?;
-        let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+        let interrupted = signals::received().is_some();
         let mut rf = meter.result_file(report, experiment_id, process_index);
         rf.extra.insert(
             "command".into(),
@@ -278,7 +254,7 @@ fn idle_gap(ui: &Ui, gap: Duration) {
     }
     let pb = ui.progress(gap.as_millis() as u64, "idle gap between cycles");
     let t = Instant::now();
-    while t.elapsed() < gap && !INTERRUPTED.load(Ordering::SeqCst) {
+    while t.elapsed() < gap && signals::received().is_none() {
         std::thread::sleep(Duration::from_millis(50).min(gap));
         pb.set_position(t.elapsed().as_millis() as u64);
     }

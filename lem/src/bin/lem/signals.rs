@@ -1,0 +1,129 @@
+//! `lem run`'s signals: SIGINT, SIGTERM and SIGHUP mark the run interrupted and reach the
+//! measured command once.
+//!
+//! The command stays in lem's process group (so that it keeps the terminal). A signal that
+//! the kernel sends to the whole group, Ctrl-C or a hangup from the terminal, arrives with
+//! `si_code == SI_KERNEL` and has reached the command already: lem does not send it again (a
+//! second Ctrl-C is "force quit, skip the cleanup" to many tools). A signal sent to lem alone
+//! (`kill <lem pid>`: `SI_USER`, `SI_QUEUE`, `SI_TKILL`) is forwarded, as is a group signal
+//! when the command has left lem's group (`setsid`, `setpgid`). A `kill` to the whole group
+//! (`kill -- -PGID`) cannot be told apart from one to lem alone: the command gets it twice.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use crate::Failure;
+
+/// The command's pid while it runs, else 0.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+/// The first signal lem received, else 0.
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+/// The signals that interrupt a run.
+const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Whether a signal lem received is sent on to the command: not when the kernel sent it to
+/// lem's whole process group (`si_code` `SI_KERNEL`) and the command is in that group.
+pub(crate) fn should_forward(si_code: libc::c_int, child_in_lems_group: bool) -> bool {
+    !(sent_to_the_group(si_code) && child_in_lems_group)
+}
+
+/// Whether `si_code` says the kernel sent the signal to the whole process group: the
+/// terminal driver's Ctrl-C, Ctrl-\ and hangup do, with `SI_KERNEL`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sent_to_the_group(si_code: libc::c_int) -> bool {
+    si_code == libc::SI_KERNEL
+}
+
+/// Elsewhere a terminal's signal cannot be told from a `kill`: forward everything.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn sent_to_the_group(_si_code: libc::c_int) -> bool {
+    false
+}
+
+extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let _ = RECEIVED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo (checked for null anyway).
+    let si_code = if info.is_null() {
+        0
+    } else {
+        unsafe { (*info).si_code }
+    };
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid <= 0 {
+        return;
+    }
+    // SAFETY: getpgid, getpgrp and kill are plain system calls, safe in a signal handler;
+    // pid is the command this process spawned.
+    unsafe {
+        let in_group = libc::getpgid(pid) == libc::getpgrp();
+        if should_forward(si_code, in_group) {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Catch SIGINT, SIGTERM and SIGHUP: from now on they interrupt the run instead of ending
+/// lem.
+pub fn install() -> Result<(), Failure> {
+    for sig in SIGNALS {
+        // SAFETY: a zeroed sigaction is valid; the handler only touches atomics and makes
+        // async-signal-safe system calls.
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal
+                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+                as libc::sighandler_t;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(Failure::new(format!(
+                "cannot catch signal {sig}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The command `pid` is running: signals go on to it.
+pub fn child_started(pid: u32) {
+    CHILD.store(i32::try_from(pid).unwrap_or(0), Ordering::SeqCst);
+}
+
+/// The command has ended.
+pub fn child_ended() {
+    CHILD.store(0, Ordering::SeqCst);
+}
+
+/// The first of SIGINT, SIGTERM, SIGHUP that lem received, if any.
+pub fn received() -> Option<i32> {
+    match RECEIVED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_signal_is_not_sent_again_to_a_command_in_lems_group() {
+        assert!(!should_forward(libc::SI_KERNEL, true));
+    }
+
+    #[test]
+    fn a_terminal_signal_is_sent_on_to_a_command_that_left_lems_group() {
+        assert!(should_forward(libc::SI_KERNEL, false));
+    }
+
+    #[test]
+    fn a_signal_sent_to_lem_alone_is_sent_on() {
+        for code in [libc::SI_USER, libc::SI_QUEUE, libc::SI_TKILL] {
+            assert!(should_forward(code, true), "{code}");
+            assert!(should_forward(code, false), "{code}");
+        }
+    }
+}

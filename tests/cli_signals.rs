@@ -1,0 +1,190 @@
+//! `lem run` and signals, end to end on simulated devices: what the measured command
+//! receives when lem is interrupted, from a terminal or from `kill`.
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{stderr, Sandbox};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const CONSTANT: &str = r#"{"name": "Sim 250 W", "idle_w": 250.0}"#;
+
+/// The variable that turns this test binary into the counting command (see
+/// [`signal_counting_command`]): the directory it reports into.
+const COUNTER_DIR: &str = "LEM_TEST_SIGNAL_COUNTER_DIR";
+
+static SIGINTS: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn count_sigint(_: libc::c_int) {
+    SIGINTS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Not a test on its own (it returns at once without the variable): the command the tests
+/// below measure. This binary runs itself with only this test selected; it counts every
+/// SIGINT delivered to it with a C handler (no coalescing by an interpreter), writes `ready`
+/// once the handler is in place, holds for `LEM_TEST_HOLD_S` seconds, then writes the count
+/// to `count` and exits 0.
+#[test]
+fn signal_counting_command() {
+    let Some(dir) = std::env::var_os(COUNTER_DIR).map(PathBuf::from) else {
+        return;
+    };
+    let hold: f64 = std::env::var("LEM_TEST_HOLD_S").unwrap().parse().unwrap();
+    // SAFETY: the handler only increments an atomic.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            count_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+    std::fs::write(dir.join("ready"), b"").unwrap();
+    let t = Instant::now();
+    while t.elapsed().as_secs_f64() < hold {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let n = SIGINTS.load(Ordering::SeqCst);
+    std::fs::write(dir.join("count"), n.to_string()).unwrap();
+    std::process::exit(0);
+}
+
+/// `lem run` measuring the counting command for `hold_s` seconds, reporting into `dir`.
+fn lem_run_counter(sb: &Sandbox, exp: &str, dir: &Path, hold_s: f64) -> Command {
+    let dev = sb.scenario("c.json", CONSTANT);
+    let me = std::env::current_exe().unwrap();
+    let mut c = sb.cmd();
+    c.args([
+        "run",
+        "--device",
+        &dev,
+        "--experiment-id",
+        exp,
+        "--no-baseline",
+    ])
+    .arg("--")
+    .arg(me)
+    .args(["--exact", "signal_counting_command", "--test-threads", "1"])
+    .env(COUNTER_DIR, dir)
+    .env("LEM_TEST_HOLD_S", hold_s.to_string())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    c
+}
+
+fn wait_for(path: &Path, what: &str) {
+    let t = Instant::now();
+    while !path.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{what} never happened"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn count(dir: &Path) -> u32 {
+    std::fs::read_to_string(dir.join("count"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A pseudo-terminal: (master, slave).
+fn open_pty() -> (OwnedFd, OwnedFd) {
+    // SAFETY: plain libc calls on descriptors this function owns; ptsname_r writes into a
+    // buffer of the length given.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(m >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        let master = OwnedFd::from_raw_fd(m);
+        assert_eq!(libc::grantpt(m), 0);
+        assert_eq!(libc::unlockpt(m), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
+        let s = libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        assert!(
+            s >= 0,
+            "open the pty slave: {}",
+            std::io::Error::last_os_error()
+        );
+        (master, OwnedFd::from_raw_fd(s))
+    }
+}
+
+/// Spawn `c` as the leader of a new session whose controlling terminal is the pty's slave
+/// (its stdin): the terminal's foreground process group is then lem's, as in a shell.
+fn spawn_on_terminal(mut c: Command, slave: OwnedFd) -> Child {
+    c.stdin(Stdio::from(slave));
+    // SAFETY: setsid and ioctl are async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c.spawn().unwrap()
+}
+
+/// Ctrl-C typed on lem's terminal reaches lem and the command together (they share the
+/// terminal's foreground process group): lem must not send the command a second SIGINT,
+/// which many tools take as "force quit, skip the cleanup". (lem's second SIGINT used to be
+/// lost now and then, when it came while the terminal's was still pending: hence several
+/// presses.)
+#[test]
+fn ctrl_c_on_the_terminal_reaches_the_command_once() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("counter");
+    std::fs::create_dir(&dir).unwrap();
+    let presses = 5;
+    let (master, slave) = open_pty();
+    let lem = spawn_on_terminal(lem_run_counter(&sb, "tty", &dir, 2.5), slave);
+    wait_for(&dir.join("ready"), "the command's start");
+    for _ in 0..presses {
+        // the terminal's interrupt character (VINTR, ^C by default)
+        // SAFETY: writes one byte from a live buffer to an open descriptor.
+        let w = unsafe { libc::write(master.as_raw_fd(), b"\x03".as_ptr().cast(), 1) };
+        assert_eq!(w, 1);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let o = lem.wait_with_output().unwrap();
+    drop(master);
+    assert_eq!(count(&dir), presses, "{}", stderr(&o));
+    let v = sb.json("results/raw/tty/process_0.json");
+    assert_eq!(v["interrupted"], true);
+    assert_eq!(v["command"]["exit_code"], 0);
+}
+
+/// A SIGINT sent to lem alone (`kill -INT <lem>`) did not reach the command: lem forwards it,
+/// once.
+#[test]
+fn sigint_sent_to_lem_alone_is_forwarded_once() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("counter");
+    std::fs::create_dir(&dir).unwrap();
+    let mut c = lem_run_counter(&sb, "kill", &dir, 1.5);
+    c.stdin(Stdio::null());
+    let lem = c.spawn().unwrap();
+    wait_for(&dir.join("ready"), "the command's start");
+    // SAFETY: signals the lem process this test spawned.
+    assert_eq!(
+        unsafe { libc::kill(lem.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let o = lem.wait_with_output().unwrap();
+    assert_eq!(count(&dir), 1, "{}", stderr(&o));
+    assert_eq!(
+        sb.json("results/raw/kill/process_0.json")["interrupted"],
+        true
+    );
+}
