@@ -188,3 +188,72 @@ fn sigint_sent_to_lem_alone_is_forwarded_once() {
         true
     );
 }
+
+/// Whether process `pid` catches signal `sig` (its `SigCgt` mask in /proc).
+fn catches(pid: u32, sig: libc::c_int) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|m| m & (1 << (sig - 1)) != 0)
+}
+
+/// A SIGTERM that arrives once lem catches it but before the command is spawned (here during
+/// the first cycle's random start delay, made long by a 4 s sensor period) is held and
+/// delivered to the command as soon as it starts: the command does not run to completion.
+#[test]
+fn sigterm_before_the_command_starts_reaches_it_when_it_starts() {
+    let sb = Sandbox::new();
+    let period_s = 4.0;
+    let dev = sb.scenario(
+        "s.json",
+        r#"{"idle_w": 100, "sensor": {"period_ms": 4000, "sensing_duty": 0.25}}"#,
+    );
+    // a seed whose first delay leaves ample time to signal lem before the spawn
+    let seed = (0..1000u64)
+        .find(|&s| (2.0..3.0).contains(&lem::args::cycle_start_delay(s, 0, period_s)))
+        .unwrap();
+    let mut lem = sb
+        .cmd()
+        .args(["run", "--device", &dev, "--experiment-id", "early"])
+        .args([
+            "--no-baseline",
+            "--cycles",
+            "2",
+            "--seed",
+            &seed.to_string(),
+        ])
+        .args(["--", "sleep", "5"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !catches(lem.id(), libc::SIGTERM) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "lem never caught SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let caught = Instant::now();
+    // SAFETY: signals the lem process this test spawned.
+    assert_eq!(
+        unsafe { libc::kill(lem.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let st = lem.wait().unwrap();
+    assert!(
+        caught.elapsed() < Duration::from_secs(4),
+        "the command ran on"
+    );
+    assert_eq!(st.code(), Some(128 + libc::SIGTERM));
+    let v = sb.json("results/raw/early/process_0_cycle_0.json");
+    assert_eq!(v["interrupted"], true);
+    assert_eq!(v["command"]["signal"], libc::SIGTERM);
+    assert!(v["start_delay"]["delay_s"].as_f64().unwrap() >= 2.0);
+    assert!(!sb
+        .path()
+        .join("results/raw/early/process_0_cycle_1.json")
+        .exists());
+}

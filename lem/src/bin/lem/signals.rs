@@ -8,6 +8,10 @@
 //! (`kill <lem pid>`: `SI_USER`, `SI_QUEUE`, `SI_TKILL`) is forwarded, as is a group signal
 //! when the command has left lem's group (`setsid`, `setpgid`). A `kill` to the whole group
 //! (`kill -- -PGID`) cannot be told apart from one to lem alone: the command gets it twice.
+//!
+//! A signal to forward that arrives before the command's pid is known (after the handlers
+//! are installed, before the spawn returns) is held and delivered as soon as the command is
+//! spawned, so that it is not lost and the command does not run to completion.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -15,6 +19,8 @@ use crate::Failure;
 
 /// The command's pid while it runs, else 0.
 static CHILD: AtomicI32 = AtomicI32::new(0);
+/// A signal to forward that no command has received yet, else 0.
+static PENDING: AtomicI32 = AtomicI32::new(0);
 /// The first signal lem received, else 0.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
@@ -49,14 +55,26 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut li
         unsafe { (*info).si_code }
     };
     let pid = CHILD.load(Ordering::SeqCst);
+    // SAFETY: getpgid and getpgrp are plain system calls, safe in a signal handler.
+    let in_group = pid > 0 && unsafe { libc::getpgid(pid) == libc::getpgrp() };
+    if should_forward(si_code, in_group) {
+        PENDING.store(sig, Ordering::SeqCst);
+        deliver_pending();
+    }
+}
+
+/// Send the held signal, if any, to the command, if it runs. The handler stores the signal
+/// before it reads the pid, and `child_started` stores the pid before it calls this: one of
+/// the two sees the other's store, and the swap lets only one of them send it.
+fn deliver_pending() {
+    let pid = CHILD.load(Ordering::SeqCst);
     if pid <= 0 {
         return;
     }
-    // SAFETY: getpgid, getpgrp and kill are plain system calls, safe in a signal handler;
-    // pid is the command this process spawned.
-    unsafe {
-        let in_group = libc::getpgid(pid) == libc::getpgrp();
-        if should_forward(si_code, in_group) {
+    let sig = PENDING.swap(0, Ordering::SeqCst);
+    if sig != 0 {
+        // SAFETY: kill is async-signal-safe; pid is the command this process spawned.
+        unsafe {
             libc::kill(pid, sig);
         }
     }
@@ -87,9 +105,10 @@ pub fn install() -> Result<(), Failure> {
     Ok(())
 }
 
-/// The command `pid` is running: signals go on to it.
+/// The command `pid` is running: signals go on to it, starting with one held for it.
 pub fn child_started(pid: u32) {
     CHILD.store(i32::try_from(pid).unwrap_or(0), Ordering::SeqCst);
+    deliver_pending();
 }
 
 /// The command has ended.
