@@ -257,3 +257,55 @@ fn sigterm_before_the_command_starts_reaches_it_when_it_starts() {
         .join("results/raw/early/process_0_cycle_1.json")
         .exists());
 }
+
+/// The pid of a child of process `pid` (scanning /proc), if it has one.
+fn child_of(pid: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        // the parent pid is the 2nd field after the `(comm)` field
+        let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+        (ppid == pid.to_string()).then(|| e.file_name().to_str()?.parse().ok())?
+    })
+}
+
+/// Whether process `pid` still runs (gone, or a zombie waiting to be reaped, is not running).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
+}
+
+/// A lem killed outright (SIGKILL, the OOM killer) cannot forward anything: the command gets
+/// SIGTERM from the kernel instead of running on unmeasured.
+#[test]
+fn the_command_does_not_outlive_a_killed_lem() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", CONSTANT);
+    let mut lem = sb
+        .cmd()
+        .args(["run", "--device", &dev, "--experiment-id", "orphan"])
+        .args(["--no-baseline", "--", "sleep", "30"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let child = loop {
+        if let Some(c) = child_of(lem.id()) {
+            break c;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "sleep never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    lem.kill().unwrap();
+    lem.wait().unwrap();
+    let killed = Instant::now();
+    while running(child) {
+        if killed.elapsed() > Duration::from_secs(3) {
+            // SAFETY: ends the orphan this test made.
+            unsafe { libc::kill(child as libc::pid_t, libc::SIGKILL) };
+            panic!("the command outlived lem");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -83,23 +83,24 @@ impl Outcome {
 
 fn spawn_and_wait(argv: &[String]) -> Result<Outcome, Failure> {
     use std::os::unix::process::ExitStatusExt;
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .spawn()
-        .map_err(|e| {
-            let (code, what) = match e.kind() {
-                std::io::ErrorKind::NotFound => (EXIT_NOT_FOUND, "not found".to_string()),
-                std::io::ErrorKind::PermissionDenied => (
-                    EXIT_NOT_EXECUTABLE,
-                    "not executable (permission denied)".to_string(),
-                ),
-                _ => (EXIT_NOT_EXECUTABLE, format!("cannot be started: {e}")),
-            };
-            Failure {
-                code,
-                message: format!("command `{}` {what}", argv[0]),
-            }
-        })?;
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    // lem spawns and waits on this same thread, which lives until the command has ended
+    signals::end_with_lem(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| {
+        let (code, what) = match e.kind() {
+            std::io::ErrorKind::NotFound => (EXIT_NOT_FOUND, "not found".to_string()),
+            std::io::ErrorKind::PermissionDenied => (
+                EXIT_NOT_EXECUTABLE,
+                "not executable (permission denied)".to_string(),
+            ),
+            _ => (EXIT_NOT_EXECUTABLE, format!("cannot be started: {e}")),
+        };
+        Failure {
+            code,
+            message: format!("command `{}` {what}", argv[0]),
+        }
+    })?;
     signals::child_started(child.id());
     let status = child.wait();
     signals::child_ended();

@@ -13,6 +13,7 @@
 //! are installed, before the spawn returns) is held and delivered as soon as the command is
 //! spawned, so that it is not lost and the command does not run to completion.
 
+use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::Failure;
@@ -115,6 +116,34 @@ pub fn child_started(pid: u32) {
 pub fn child_ended() {
     CHILD.store(0, Ordering::SeqCst);
 }
+
+/// Have the kernel send the command SIGTERM if lem dies before it (SIGKILL, the OOM killer),
+/// so that it does not run on unmeasured (Linux: `PR_SET_PDEATHSIG`). The signal comes when
+/// the thread that spawned the command exits: spawn from the thread that waits for it. Only
+/// the command itself gets it, not its own children.
+#[cfg(target_os = "linux")]
+pub fn end_with_lem(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let lem = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (prctl, getppid).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // lem died before the request took: do not start the command at all
+            if u32::try_from(libc::getppid()).ok() != Some(lem) {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// No parent-death signal here: a command outlives a lem killed outright.
+#[cfg(not(target_os = "linux"))]
+pub fn end_with_lem(_cmd: &mut Command) {}
 
 /// The first of SIGINT, SIGTERM, SIGHUP that lem received, if any.
 pub fn received() -> Option<i32> {
