@@ -160,6 +160,7 @@ fn ctrl_c_on_the_terminal_reaches_the_command_once() {
     let o = lem.wait_with_output().unwrap();
     drop(master);
     assert_eq!(count(&dir), presses, "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(128 + libc::SIGINT), "{}", stderr(&o));
     let v = sb.json("results/raw/tty/process_0.json");
     assert_eq!(v["interrupted"], true);
     assert_eq!(v["command"]["exit_code"], 0);
@@ -183,6 +184,8 @@ fn sigint_sent_to_lem_alone_is_forwarded_once() {
     );
     let o = lem.wait_with_output().unwrap();
     assert_eq!(count(&dir), 1, "{}", stderr(&o));
+    // the command handled the SIGINT and exited 0; the run was interrupted all the same
+    assert_eq!(o.status.code(), Some(128 + libc::SIGINT), "{}", stderr(&o));
     assert_eq!(
         sb.json("results/raw/kill/process_0.json")["interrupted"],
         true
@@ -308,4 +311,40 @@ fn the_command_does_not_outlive_a_killed_lem() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// `--cycles N` interrupted between two cycles exits 128 + the signal (not the last cycle's
+/// 0) and runs no further cycle.
+#[test]
+fn an_interruption_between_cycles_stops_them_and_exits_128_plus_the_signal() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", CONSTANT);
+    let lem = sb
+        .cmd()
+        .args(["run", "--device", &dev, "--experiment-id", "between"])
+        .args(["--no-baseline", "--cycles", "3", "--cycle-gap-s", "5"])
+        .args(["--", "true"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let raw = sb.path().join("results/raw/between");
+    wait_for(&raw.join("process_0_cycle_0.json"), "the first cycle");
+    // SAFETY: signals the lem process this test spawned.
+    assert_eq!(
+        unsafe { libc::kill(lem.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let t = Instant::now();
+    let o = lem.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(4), "the gap ran on");
+    assert_eq!(o.status.code(), Some(128 + libc::SIGINT), "{}", stderr(&o));
+    assert!(!raw.join("process_0_cycle_1.json").exists());
+    let v = sb.json("results/raw/between/process_0_cycle_0.json");
+    assert_eq!(v["interrupted"], false);
+    assert_eq!(v["command"]["exit_code"], 0);
+    assert!(
+        stderr(&o).contains("remaining cycles are not run"),
+        "{}",
+        stderr(&o)
+    );
 }

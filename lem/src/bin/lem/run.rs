@@ -167,7 +167,13 @@ fn measure_cycles(
         if cycle > 0 {
             idle_gap(ui, gap);
         }
-        if signals::received().is_some() {
+        if let Some(sig) = signals::received() {
+            if cycle > 0 {
+                ui.warn(format!(
+                    "interrupted by signal {sig} after cycle {cycle}/{}: the remaining cycles are not run",
+                    a.cycles
+                ));
+            }
             break;
         }
         let delay = start_delay(&meter, a, experiment_id, cycle);
@@ -226,7 +232,13 @@ fn measure_cycles(
     if a.cycles > 1 && !written.is_empty() {
         aggregate_cycles(ui, output, exp_dir)?;
     }
-    Ok(last_code)
+    // an interrupted run says so whatever the command's own code, even between cycles
+    Ok(signals::received().map_or(last_code, interrupted_code))
+}
+
+/// The code of a run interrupted by signal `sig`: 128 + `sig`, as a shell reports it.
+fn interrupted_code(sig: i32) -> u8 {
+    u8::try_from(128 + sig).unwrap_or(EXIT_LEM)
 }
 
 /// The seed of the start delays: `--seed`, else one from the experiment id (FNV-1a).
