@@ -1,7 +1,7 @@
 //! `lem run`: measure a command from spawn to exit, once or over cycles.
 
 use clap::Args;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -161,79 +161,170 @@ fn measure_cycles(
         ui.warn(n);
     }
     signals::install()?;
+    let at = Place {
+        output,
+        exp_dir,
+        experiment_id,
+        process_index,
+    };
     let mut last_code = 0;
     let mut written = Vec::new();
+    // a cycle after the first that could not be measured (its command gone, say): the
+    // cycles before it are aggregated all the same, then the failure is reported
+    let mut late_failure = None;
     for cycle in 0..a.cycles {
         if cycle > 0 {
             idle_gap(ui, gap);
         }
-        if let Some(sig) = signals::received() {
-            if cycle > 0 {
-                ui.warn(format!(
-                    "interrupted by signal {sig} after cycle {cycle}/{}: the remaining cycles are not run",
-                    a.cycles
-                ));
-            }
+        if interrupted_before(ui, cycle, a.cycles) {
             break;
         }
         let delay = start_delay(&meter, a, experiment_id, cycle);
-        if delay > 0.0 {
-            std::thread::sleep(Duration::from_secs_f64(delay));
-        }
-        let scope = meter.start("run")?;
-        let outcome = spawn_and_wait(&a.command);
-        let report = scope.finish()?;
-        let outcome = outcome?;
-        let interrupted = signals::received().is_some();
-        let mut rf = meter.result_file(report, experiment_id, process_index);
-        rf.extra.insert(
-            "command".into(),
-            serde_json::json!({
-                "argv": a.command,
-                "exit_code": outcome.exit_code,
-                "signal": outcome.signal,
-            }),
-        );
-        rf.extra
-            .insert("interrupted".into(), serde_json::json!(interrupted));
-        if a.cycles > 1 {
-            rf.extra.insert(
-                "start_delay".into(),
-                serde_json::json!({ "seed": seed_of(a, experiment_id), "delay_s": delay }),
-            );
-        }
-        let path = if a.cycles > 1 {
-            rf.extra.insert("cycle".into(), serde_json::json!(cycle));
-            exp_dir.join(format!("process_{process_index}_cycle_{cycle}.json"))
-        } else {
-            process_result_path(output, experiment_id, process_index)
-        };
-        meter.save(&mut rf, &path, a.timeseries)?;
-        summarise(ui, &rf, &outcome, &path, (cycle, a.cycles), meter.notices());
-        if ui.json && a.cycles == 1 {
-            ui.json_out(&rf)?;
-        }
-        written.push(path);
-        last_code = outcome.code();
-        if interrupted || last_code != 0 {
-            if a.cycles > 1 && cycle + 1 < a.cycles {
-                ui.warn(format!(
-                    "stopping after cycle {cycle}: the command {}",
-                    if interrupted {
-                        "was interrupted"
-                    } else {
-                        "failed"
-                    }
-                ));
+        let (report, outcome) = match measure_command(&meter, &a.command, delay) {
+            Ok(m) => m,
+            Err(f) if cycle > 0 => {
+                late_failure = Some(Failure {
+                    code: f.code,
+                    message: format!("cycle {}/{}: {}", cycle + 1, a.cycles, f.message),
+                });
+                break;
             }
+            Err(f) => return Err(f),
+        };
+        let interrupted = signals::received().is_some();
+        let code = outcome.code();
+        let m = Measured {
+            cycle,
+            delay_s: delay,
+            report,
+            outcome,
+            interrupted,
+        };
+        let path = write_result(ui, &meter, a, &at, m)?;
+        written.push(path);
+        last_code = code;
+        if interrupted || last_code != 0 {
+            stopping(ui, interrupted, cycle, a.cycles);
             break;
         }
     }
     if a.cycles > 1 && !written.is_empty() {
-        aggregate_cycles(ui, output, exp_dir)?;
+        let aggregated = aggregate_cycles(ui, output, exp_dir);
+        if let (Some(_), Err(e)) = (&late_failure, &aggregated) {
+            ui.warn(format!(
+                "the cycles before were not aggregated: {}",
+                e.message
+            ));
+        } else {
+            aggregated?;
+        }
+    }
+    if let Some(f) = late_failure {
+        return Err(f);
     }
     // an interrupted run says so whatever the command's own code, even between cycles
     Ok(signals::received().map_or(last_code, interrupted_code))
+}
+
+/// Where a run's results go.
+struct Place<'a> {
+    output: &'a Path,
+    exp_dir: &'a Path,
+    experiment_id: &'a str,
+    process_index: u32,
+}
+
+/// One cycle, measured.
+struct Measured {
+    cycle: u32,
+    delay_s: f64,
+    report: lem::EnergyReport,
+    outcome: Outcome,
+    interrupted: bool,
+}
+
+/// Write cycle `m`'s result (and its time series) and summarise it; returns the file.
+fn write_result(
+    ui: &Ui,
+    meter: &lem::Meter,
+    a: &RunArgs,
+    at: &Place,
+    m: Measured,
+) -> Result<PathBuf, Failure> {
+    let mut rf = meter.result_file(m.report, at.experiment_id, at.process_index);
+    rf.extra.insert(
+        "command".into(),
+        serde_json::json!({
+            "argv": a.command,
+            "exit_code": m.outcome.exit_code,
+            "signal": m.outcome.signal,
+        }),
+    );
+    rf.extra
+        .insert("interrupted".into(), serde_json::json!(m.interrupted));
+    let path = if a.cycles > 1 {
+        rf.extra.insert(
+            "start_delay".into(),
+            serde_json::json!({ "seed": seed_of(a, at.experiment_id), "delay_s": m.delay_s }),
+        );
+        rf.extra.insert("cycle".into(), serde_json::json!(m.cycle));
+        at.exp_dir.join(format!(
+            "process_{}_cycle_{}.json",
+            at.process_index, m.cycle
+        ))
+    } else {
+        process_result_path(at.output, at.experiment_id, at.process_index)
+    };
+    meter.save(&mut rf, &path, a.timeseries)?;
+    let cycles = (m.cycle, a.cycles);
+    summarise(ui, &rf, &m.outcome, &path, cycles, meter.notices());
+    if ui.json && a.cycles == 1 {
+        ui.json_out(&rf)?;
+    }
+    Ok(path)
+}
+
+/// Measure `argv` from spawn to exit after a start delay of `delay_s`.
+fn measure_command(
+    meter: &lem::Meter,
+    argv: &[String],
+    delay_s: f64,
+) -> Result<(lem::EnergyReport, Outcome), Failure> {
+    if delay_s > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(delay_s));
+    }
+    let scope = meter.start("run")?;
+    let outcome = spawn_and_wait(argv);
+    let report = scope.finish()?;
+    Ok((report, outcome?))
+}
+
+/// Whether lem was signalled to stop before cycle `cycle` (saying so after the first).
+fn interrupted_before(ui: &Ui, cycle: u32, cycles: u32) -> bool {
+    let Some(sig) = signals::received() else {
+        return false;
+    };
+    if cycle > 0 {
+        ui.warn(format!(
+            "interrupted by signal {sig} after cycle {cycle}/{cycles}: the remaining cycles are not run"
+        ));
+    }
+    true
+}
+
+/// Say why the remaining cycles are not run (cycle `cycle` of `cycles` was the last).
+fn stopping(ui: &Ui, interrupted: bool, cycle: u32, cycles: u32) {
+    if cycles > 1 && cycle + 1 < cycles {
+        ui.warn(format!(
+            "stopping after cycle {}/{cycles}: the command {}",
+            cycle + 1,
+            if interrupted {
+                "was interrupted"
+            } else {
+                "failed"
+            }
+        ));
+    }
 }
 
 /// The code of a run interrupted by signal `sig`: 128 + `sig`, as a shell reports it.
