@@ -239,21 +239,18 @@ fn sigterm_before_the_command_starts_reaches_it_when_it_starts() {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    let caught = Instant::now();
     // SAFETY: signals the lem process this test spawned.
     assert_eq!(
         unsafe { libc::kill(lem.id() as libc::pid_t, libc::SIGTERM) },
         0
     );
     let st = lem.wait().unwrap();
-    assert!(
-        caught.elapsed() < Duration::from_secs(4),
-        "the command ran on"
-    );
     assert_eq!(st.code(), Some(128 + libc::SIGTERM));
     let v = sb.json("results/raw/early/process_0_cycle_0.json");
     assert_eq!(v["interrupted"], true);
-    assert_eq!(v["command"]["signal"], libc::SIGTERM);
+    assert_eq!(v["command"]["signal"], libc::SIGTERM, "the command ran on");
+    let d = v["duration_s"].as_f64().unwrap();
+    assert!(d < 2.5, "the command ran for {d} s");
     assert!(v["start_delay"]["delay_s"].as_f64().unwrap() >= 2.0);
     assert!(!sb
         .path()
