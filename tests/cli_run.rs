@@ -451,3 +451,38 @@ fn cycles_start_after_a_seeded_random_delay_within_the_sensor_period() {
     assert!(first.windows(2).any(|w| w[0] != w[1]), "{first:?}");
     assert_eq!(first, delays("d2"), "the seed repeats the delays");
 }
+
+#[test]
+fn a_command_gone_after_the_first_cycle_fails_cleanly_after_aggregating_that_cycle() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", r#"{"idle_w": 100}"#);
+    // the command deletes itself: cycle 2 cannot be spawned
+    let job = sb.path().join("job.sh");
+    std::fs::write(&job, "#!/bin/sh\nrm -f \"$0\"\n").unwrap();
+    std::fs::set_permissions(&job, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = sb.run(&[
+        "run",
+        "--device",
+        &dev,
+        "--experiment-id",
+        "gone",
+        "--no-baseline",
+        "--cycles",
+        "3",
+        "--",
+        "./job.sh",
+    ]);
+    assert_clean_error(&o, "cycle 2/3: command `./job.sh` not found");
+    assert_eq!(o.status.code(), Some(127));
+    let agg = sb.json("results/aggregated/gone.json");
+    assert_eq!(agg["cycles"]["n"], 1);
+    assert_eq!(
+        sb.json("results/raw/gone/process_0_cycle_0.json")["command"]["exit_code"],
+        0
+    );
+    assert!(!sb
+        .path()
+        .join("results/raw/gone/process_0_cycle_1.json")
+        .exists());
+}

@@ -2,13 +2,14 @@
 //! export and plot results.
 //!
 //! Exit codes: `lem run` exits with the command's own code (128 + N when a signal N killed
-//! it); lem's own failures exit 125, a command that cannot be executed 126, one that does not
+//! it, or interrupted lem's run); lem's own failures exit 125, a command that cannot be executed 126, one that does not
 //! exist 127 (the conventions of `env`, `timeout` and `nice`).
 
 mod commands;
 mod plot;
 mod run;
 mod show;
+mod signals;
 mod ui;
 
 use clap::{Args, Parser, Subcommand};

@@ -1,14 +1,14 @@
 //! `lem run`: measure a command from spawn to exit, once or over cycles.
 
 use clap::Args;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use lem::output::process_result_path;
 use lem::MeterBuilder;
 
+use crate::signals;
 use crate::ui::{age, joules_pm, watts, Ui};
 use crate::{Failure, EXIT_LEM, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
 
@@ -36,30 +36,6 @@ pub struct RunArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
-}
-
-static CHILD: AtomicI32 = AtomicI32::new(0);
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn forward(sig: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-    let pid = CHILD.load(Ordering::SeqCst);
-    if pid > 0 {
-        // SAFETY: kill(2) is async-signal-safe; pid is a child this process spawned.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
-}
-
-fn install_forwarding() {
-    let handler: extern "C" fn(libc::c_int) = forward;
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only touches atomics and calls kill(2), both async-signal-safe.
-        unsafe {
-            libc::signal(sig, handler as libc::sighandler_t);
-        }
-    }
 }
 
 /// Make sure results can be written before running anything.
@@ -107,26 +83,27 @@ impl Outcome {
 
 fn spawn_and_wait(argv: &[String]) -> Result<Outcome, Failure> {
     use std::os::unix::process::ExitStatusExt;
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .spawn()
-        .map_err(|e| {
-            let (code, what) = match e.kind() {
-                std::io::ErrorKind::NotFound => (EXIT_NOT_FOUND, "not found".to_string()),
-                std::io::ErrorKind::PermissionDenied => (
-                    EXIT_NOT_EXECUTABLE,
-                    "not executable (permission denied)".to_string(),
-                ),
-                _ => (EXIT_NOT_EXECUTABLE, format!("cannot be started: {e}")),
-            };
-            Failure {
-                code,
-                message: format!("command `{}` {what}", argv[0]),
-            }
-        })?;
-    CHILD.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    // lem spawns and waits on this same thread, which lives until the command has ended
+    signals::end_with_lem(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| {
+        let (code, what) = match e.kind() {
+            std::io::ErrorKind::NotFound => (EXIT_NOT_FOUND, "not found".to_string()),
+            std::io::ErrorKind::PermissionDenied => (
+                EXIT_NOT_EXECUTABLE,
+                "not executable (permission denied)".to_string(),
+            ),
+            _ => (EXIT_NOT_EXECUTABLE, format!("cannot be started: {e}")),
+        };
+        Failure {
+            code,
+            message: format!("command `{}` {what}", argv[0]),
+        }
+    })?;
+    signals::child_started(child.id());
     let status = child.wait();
-    CHILD.store(0, Ordering::SeqCst);
+    signals::child_ended();
     let status = status.map_err(|e| Failure::new(format!("waiting for `{}`: {e}", argv[0])))?;
     Ok(Outcome {
         exit_code: status.code(),
@@ -183,73 +160,176 @@ fn measure_cycles(
     for n in meter.notices() {
         ui.warn(n);
     }
-    install_forwarding();
+    signals::install()?;
+    let at = Place {
+        output,
+        exp_dir,
+        experiment_id,
+        process_index,
+    };
     let mut last_code = 0;
     let mut written = Vec::new();
+    // a cycle after the first that could not be measured (its command gone, say): the
+    // cycles before it are aggregated all the same, then the failure is reported
+    let mut late_failure = None;
     for cycle in 0..a.cycles {
         if cycle > 0 {
             idle_gap(ui, gap);
         }
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if interrupted_before(ui, cycle, a.cycles) {
             break;
         }
         let delay = start_delay(&meter, a, experiment_id, cycle);
-        if delay > 0.0 {
-            std::thread::sleep(Duration::from_secs_f64(delay));
-        }
-        let scope = meter.start("run")?;
-        let outcome = spawn_and_wait(&a.command);
-        let report = scope.finish()?;
-        let outcome = outcome?;
-        let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-        let mut rf = meter.result_file(report, experiment_id, process_index);
-        rf.extra.insert(
-            "command".into(),
-            serde_json::json!({
-                "argv": a.command,
-                "exit_code": outcome.exit_code,
-                "signal": outcome.signal,
-            }),
-        );
-        rf.extra
-            .insert("interrupted".into(), serde_json::json!(interrupted));
-        if a.cycles > 1 {
-            rf.extra.insert(
-                "start_delay".into(),
-                serde_json::json!({ "seed": seed_of(a, experiment_id), "delay_s": delay }),
-            );
-        }
-        let path = if a.cycles > 1 {
-            rf.extra.insert("cycle".into(), serde_json::json!(cycle));
-            exp_dir.join(format!("process_{process_index}_cycle_{cycle}.json"))
-        } else {
-            process_result_path(output, experiment_id, process_index)
-        };
-        meter.save(&mut rf, &path, a.timeseries)?;
-        summarise(ui, &rf, &outcome, &path, (cycle, a.cycles), meter.notices());
-        if ui.json && a.cycles == 1 {
-            ui.json_out(&rf)?;
-        }
-        written.push(path);
-        last_code = outcome.code();
-        if interrupted || last_code != 0 {
-            if a.cycles > 1 && cycle + 1 < a.cycles {
-                ui.warn(format!(
-                    "stopping after cycle {cycle}: the command {}",
-                    if interrupted {
-                        "was interrupted"
-                    } else {
-                        "failed"
-                    }
-                ));
+        let (report, outcome) = match measure_command(&meter, &a.command, delay) {
+            Ok(m) => m,
+            Err(f) if cycle > 0 => {
+                late_failure = Some(Failure {
+                    code: f.code,
+                    message: format!("cycle {}/{}: {}", cycle + 1, a.cycles, f.message),
+                });
+                break;
             }
+            Err(f) => return Err(f),
+        };
+        let interrupted = signals::received().is_some();
+        let code = outcome.code();
+        let m = Measured {
+            cycle,
+            delay_s: delay,
+            report,
+            outcome,
+            interrupted,
+        };
+        let path = write_result(ui, &meter, a, &at, m)?;
+        written.push(path);
+        last_code = code;
+        if interrupted || last_code != 0 {
+            stopping(ui, interrupted, cycle, a.cycles);
             break;
         }
     }
     if a.cycles > 1 && !written.is_empty() {
-        aggregate_cycles(ui, output, exp_dir)?;
+        let aggregated = aggregate_cycles(ui, output, exp_dir);
+        if let (Some(_), Err(e)) = (&late_failure, &aggregated) {
+            ui.warn(format!(
+                "the cycles before were not aggregated: {}",
+                e.message
+            ));
+        } else {
+            aggregated?;
+        }
     }
-    Ok(last_code)
+    if let Some(f) = late_failure {
+        return Err(f);
+    }
+    // an interrupted run says so whatever the command's own code, even between cycles
+    Ok(signals::received().map_or(last_code, interrupted_code))
+}
+
+/// Where a run's results go.
+struct Place<'a> {
+    output: &'a Path,
+    exp_dir: &'a Path,
+    experiment_id: &'a str,
+    process_index: u32,
+}
+
+/// One cycle, measured.
+struct Measured {
+    cycle: u32,
+    delay_s: f64,
+    report: lem::EnergyReport,
+    outcome: Outcome,
+    interrupted: bool,
+}
+
+/// Write cycle `m`'s result (and its time series) and summarise it; returns the file.
+fn write_result(
+    ui: &Ui,
+    meter: &lem::Meter,
+    a: &RunArgs,
+    at: &Place,
+    m: Measured,
+) -> Result<PathBuf, Failure> {
+    let mut rf = meter.result_file(m.report, at.experiment_id, at.process_index);
+    rf.extra.insert(
+        "command".into(),
+        serde_json::json!({
+            "argv": a.command,
+            "exit_code": m.outcome.exit_code,
+            "signal": m.outcome.signal,
+        }),
+    );
+    rf.extra
+        .insert("interrupted".into(), serde_json::json!(m.interrupted));
+    let path = if a.cycles > 1 {
+        rf.extra.insert(
+            "start_delay".into(),
+            serde_json::json!({ "seed": seed_of(a, at.experiment_id), "delay_s": m.delay_s }),
+        );
+        rf.extra.insert("cycle".into(), serde_json::json!(m.cycle));
+        at.exp_dir.join(format!(
+            "process_{}_cycle_{}.json",
+            at.process_index, m.cycle
+        ))
+    } else {
+        process_result_path(at.output, at.experiment_id, at.process_index)
+    };
+    meter.save(&mut rf, &path, a.timeseries)?;
+    let cycles = (m.cycle, a.cycles);
+    summarise(ui, &rf, &m.outcome, &path, cycles, meter.notices());
+    if ui.json && a.cycles == 1 {
+        ui.json_out(&rf)?;
+    }
+    Ok(path)
+}
+
+/// Measure `argv` from spawn to exit after a start delay of `delay_s`.
+fn measure_command(
+    meter: &lem::Meter,
+    argv: &[String],
+    delay_s: f64,
+) -> Result<(lem::EnergyReport, Outcome), Failure> {
+    if delay_s > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(delay_s));
+    }
+    let scope = meter.start("run")?;
+    let outcome = spawn_and_wait(argv);
+    let report = scope.finish()?;
+    Ok((report, outcome?))
+}
+
+/// Whether lem was signalled to stop before cycle `cycle` (saying so after the first).
+fn interrupted_before(ui: &Ui, cycle: u32, cycles: u32) -> bool {
+    let Some(sig) = signals::received() else {
+        return false;
+    };
+    if cycle > 0 {
+        ui.warn(format!(
+            "interrupted by signal {sig} after cycle {cycle}/{cycles}: the remaining cycles are not run"
+        ));
+    }
+    true
+}
+
+/// Say why the remaining cycles are not run (cycle `cycle` of `cycles` was the last).
+fn stopping(ui: &Ui, interrupted: bool, cycle: u32, cycles: u32) {
+    if cycles > 1 && cycle + 1 < cycles {
+        ui.warn(format!(
+            "stopping after cycle {}/{cycles}: the command {}",
+            cycle + 1,
+            if interrupted {
+                "was interrupted"
+            } else {
+                "failed"
+            }
+        ));
+    }
+}
+
+/// The code of a run interrupted by signal `sig`: 128 + `sig`, as a shell reports it.
+fn interrupted_code(sig: i32) -> u8 {
+    u8::try_from(128 + sig).unwrap_or(EXIT_LEM)
 }
 
 /// The seed of the start delays: `--seed`, else one from the experiment id (FNV-1a).
@@ -278,7 +358,7 @@ fn idle_gap(ui: &Ui, gap: Duration) {
     }
     let pb = ui.progress(gap.as_millis() as u64, "idle gap between cycles");
     let t = Instant::now();
-    while t.elapsed() < gap && !INTERRUPTED.load(Ordering::SeqCst) {
+    while t.elapsed() < gap && signals::received().is_none() {
         std::thread::sleep(Duration::from_millis(50).min(gap));
         pb.set_position(t.elapsed().as_millis() as u64);
     }
