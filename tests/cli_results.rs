@@ -293,3 +293,76 @@ fn env_prints_the_environment() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("no measured device"));
 }
+
+/// Rewrite one result file of the sandbox through `edit`.
+fn edit(sb: &Sandbox, rel: &str, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v = sb.json(rel);
+    f(&mut v);
+    std::fs::write(sb.path().join(rel), v.to_string()).unwrap();
+}
+
+fn agg_json(sb: &Sandbox, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json", "aggregate"];
+    all.extend_from_slice(args);
+    let o = sb.run(&all);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+fn has_warning(agg: &serde_json::Value, needle: &str) -> bool {
+    agg["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains(needle))
+}
+
+#[test]
+fn interrupted_and_failed_cycles_are_left_out_unless_included() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    run(&sb, &a, "fail", "0", &["--cycles", "3"]);
+    edit(&sb, "results/raw/fail/process_0_cycle_1.json", |v| {
+        v["interrupted"] = true.into();
+    });
+    edit(&sb, "results/raw/fail/process_0_cycle_2.json", |v| {
+        v["command"]["exit_code"] = 2.into();
+    });
+    let raw0 = sb.json("results/raw/fail/process_0_cycle_0.json")["energy"]["raw_j"]
+        .as_f64()
+        .unwrap();
+    let agg = agg_json(&sb, &["results/raw/fail"]);
+    assert_eq!(agg["cycles"]["n"], 1, "{agg}");
+    let excluded = agg["cycles"]["excluded"].as_array().unwrap();
+    assert_eq!(excluded.len(), 2, "{excluded:?}");
+    assert_eq!(excluded[0]["cycle"], 1);
+    assert!(excluded[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("interrupted"));
+    assert_eq!(excluded[1]["cycle"], 2);
+    assert!(excluded[1]["reason"].as_str().unwrap().contains("exited 2"));
+    assert!((agg["energy"]["raw_j"].as_f64().unwrap() - raw0).abs() < 1e-9);
+    assert!(has_warning(&agg, "cycle 1 left out"), "{agg}");
+    assert_eq!(agg["sources"].as_array().unwrap().len(), 1);
+
+    let agg = agg_json(&sb, &["--include-failed", "results/raw/fail"]);
+    assert_eq!(agg["cycles"]["n"], 3);
+    assert!(agg["cycles"]["excluded"].as_array().unwrap().is_empty());
+    assert!(has_warning(&agg, "cycle 2 is included although"), "{agg}");
+
+    // nothing but failures: a clear error, unless included
+    for c in [0, 1] {
+        edit(
+            &sb,
+            &format!("results/raw/fail/process_0_cycle_{c}.json"),
+            |v| {
+                v["command"]["signal"] = 9.into();
+                v["command"]["exit_code"] = serde_json::Value::Null;
+                v["interrupted"] = false.into();
+            },
+        );
+    }
+    let o = sb.run(&["aggregate", "results/raw/fail"]);
+    assert_clean_error(&o, "--include-failed");
+}

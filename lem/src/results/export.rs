@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::base::cache::write_atomic;
 use crate::error::{Error, Result};
-use crate::results::aggregate::{aggregate, is_result_name};
+use crate::results::aggregate::AggregateOptions;
+use crate::results::aggregate::{aggregate_with, every_cycle_failed, is_result_name};
 use crate::results::output::ResultFile;
 
 /// How a column's value is found in a result or aggregate (as JSON).
@@ -271,7 +272,12 @@ pub fn rows_for(paths: &[PathBuf], per_process: bool) -> Result<Vec<Vec<String>>
     }
     for results in experiments.values() {
         let origin = results.first().map(|(p, _)| p.clone()).unwrap_or_default();
-        let agg = aggregate(&origin, results, false)?;
+        // failed cycles are left out, as `lem aggregate` does, unless nothing else is left
+        let opts = AggregateOptions {
+            include_failed: every_cycle_failed(results),
+            ..AggregateOptions::default()
+        };
+        let agg = aggregate_with(&origin, results, &opts)?;
         rows.push(row(&serde_json::to_value(&agg)?));
     }
     for (id, v) in aggregates {

@@ -315,8 +315,13 @@ pub fn probe_show(ui: &Ui) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn aggregate(ui: &Ui, dir: &Path, strict: bool, output: Option<&Path>) -> Result<(), Failure> {
-    let agg = lem::aggregate::aggregate_dir(dir, strict)?;
+pub fn aggregate(
+    ui: &Ui,
+    dir: &Path,
+    opts: &lem::aggregate::AggregateOptions,
+    output: Option<&Path>,
+) -> Result<(), Failure> {
+    let agg = lem::aggregate::aggregate_dir_with(dir, opts)?;
     let root = output.map_or_else(|| lem::aggregate::results_root_of(dir), Path::to_path_buf);
     let path = lem::aggregate::write_aggregate(&root, &agg)?;
     if ui.json {

@@ -124,6 +124,10 @@ struct AggregateArgs {
     /// Results root to write aggregated/<experiment_id>.json under (default: the root above raw/).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Keep the cycles in which a process's command failed or was interrupted (left out of the
+    /// totals and statistics by default, and listed under cycles.excluded).
+    #[arg(long)]
+    include_failed: bool,
 }
 
 #[derive(Debug, Args)]
@@ -219,7 +223,11 @@ fn main() -> ExitCode {
         }
         .map(|()| 0),
         Cmd::Aggregate(a) => {
-            commands::aggregate(&ui, &a.dir, a.strict, a.output.as_deref()).map(|()| 0)
+            let opts = lem::aggregate::AggregateOptions {
+                strict: a.strict,
+                include_failed: a.include_failed,
+            };
+            commands::aggregate(&ui, &a.dir, &opts, a.output.as_deref()).map(|()| 0)
         }
         Cmd::Export(a) => commands::export(&ui, &a.csv, &a.paths, a.per_process).map(|()| 0),
         Cmd::Plot(a) => plot::plot(&ui, &a.file, &a.output).map(|()| 0),

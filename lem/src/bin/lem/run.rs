@@ -287,7 +287,15 @@ fn idle_gap(ui: &Ui, gap: Duration) {
 
 /// Aggregate the cycles just written and say what they add up to.
 fn aggregate_cycles(ui: &Ui, output: &Path, exp_dir: &Path) -> Result<(), Failure> {
-    let agg = lem::aggregate::aggregate_dir(exp_dir, false)?;
+    let results = lem::aggregate::load_dir(exp_dir)?;
+    if lem::aggregate::every_cycle_failed(&results) {
+        ui.warn(format!(
+            "no aggregate: every cycle failed or was interrupted (`lem aggregate --include-failed {}` combines them anyway)",
+            exp_dir.display()
+        ));
+        return Ok(());
+    }
+    let agg = lem::aggregate::aggregate(exp_dir, &results, false)?;
     let path = lem::aggregate::write_aggregate(output, &agg)?;
     if let Some(i) = &agg.cycles.energy_adjusted_j.or(agg.cycles.energy_raw_j) {
         let which = if agg.cycles.energy_adjusted_j.is_some() {

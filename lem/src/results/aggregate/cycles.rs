@@ -1,11 +1,10 @@
 //! One experiment's cycles: per cycle, the processes checked (complete, distinct,
 //! overlapping) and each physical device counted once.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-
 use super::schema::{AggregateDevice, CycleRow};
+use super::select::Item;
 use crate::results::output::ResultFile;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// (host, uuid): one physical device.
 type DeviceKey = (String, String);
@@ -60,7 +59,7 @@ pub(super) fn sum_all(it: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 }
 
 /// Combine the results cycle by cycle; what looks wrong goes to `problems`.
-pub(super) fn combine(results: &[(PathBuf, ResultFile)], problems: &mut Vec<String>) -> Cycles {
+pub(super) fn combine(results: &[Item<'_>], problems: &mut Vec<String>) -> Cycles {
     let mut by_cycle: BTreeMap<u64, Vec<&ResultFile>> = BTreeMap::new();
     for (_, r) in results {
         by_cycle.entry(cycle_of(r)).or_default().push(r);

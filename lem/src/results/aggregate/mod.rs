@@ -15,12 +15,46 @@ use crate::results::stats::Interval;
 
 mod cycles;
 mod schema;
+mod select;
 
 pub use schema::{
     Aggregate, AggregateDevice, AggregateEnergy, AggregateThermal, CycleRow, CycleStats,
+    ExcludedCycle,
 };
+pub use select::{every_cycle_failed, failure_of};
 
 use cycles::sum_all;
+use select::Item;
+
+/// How to aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateOptions {
+    /// Make the consistency checks (complete process sets, overlapping processes, devices
+    /// measured once, one experiment) errors instead of warnings.
+    pub strict: bool,
+    /// Keep cycles in which a process's command failed or was interrupted (left out by
+    /// default).
+    pub include_failed: bool,
+}
+
+impl Default for AggregateOptions {
+    fn default() -> Self {
+        Self {
+            strict: false,
+            include_failed: false,
+        }
+    }
+}
+
+impl AggregateOptions {
+    /// The defaults, with `strict`.
+    pub fn strict(strict: bool) -> Self {
+        Self {
+            strict,
+            ..Self::default()
+        }
+    }
+}
 
 /// Every process result file in a raw experiment directory (time series excluded), in
 /// name order.
@@ -61,7 +95,7 @@ pub fn is_result_name(p: &Path) -> bool {
 
 /// Combine result files. With `strict`, incomplete process sets, processes that did not
 /// overlap in time, devices measured twice and mixed experiment ids are errors instead of
-/// warnings.
+/// warnings. Cycles whose command failed or was interrupted are left out (and reported).
 ///
 /// # Errors
 /// [`Error::BadFile`] (naming `origin`) when there is nothing to combine, or in strict mode.
@@ -70,6 +104,36 @@ pub fn aggregate(
     results: &[(PathBuf, ResultFile)],
     strict: bool,
 ) -> Result<Aggregate> {
+    aggregate_with(origin, results, &AggregateOptions::strict(strict))
+}
+
+/// [`aggregate`] with every option.
+///
+/// # Errors
+/// As [`aggregate`]; also when every cycle failed and `include_failed` is off.
+pub fn aggregate_with(
+    origin: &Path,
+    results: &[(PathBuf, ResultFile)],
+    opts: &AggregateOptions,
+) -> Result<Aggregate> {
+    if results.is_empty() {
+        return Err(Error::BadFile {
+            path: origin.to_path_buf(),
+            reason: "nothing to aggregate".into(),
+        });
+    }
+    let mut notes: Vec<String> = Vec::new();
+    let items: Vec<Item<'_>> = results.iter().collect();
+    let (items, excluded) =
+        select::drop_failed_cycles(origin, items, opts.include_failed, &mut notes)?;
+    let mut agg = combine(origin, &items, opts.strict)?;
+    agg.cycles.excluded = excluded;
+    notes.append(&mut agg.warnings);
+    agg.warnings = notes;
+    Ok(agg)
+}
+
+fn combine(origin: &Path, results: &[Item<'_>], strict: bool) -> Result<Aggregate> {
     let Some((_, first)) = results.first() else {
         return Err(Error::BadFile {
             path: origin.to_path_buf(),
@@ -163,16 +227,13 @@ fn cycle_stats(rows: &[CycleRow], warnings: &mut Vec<String>) -> CycleStats {
         energy_raw_j: col(&|r| r.raw_j),
         duration_s: col(&|r| Some(r.duration_s)),
         per_cycle: rows.to_vec(),
+        excluded: Vec::new(),
     }
 }
 
 /// The energy totals: every cycle's sums, the distinct devices' baselines, one method if
 /// all devices shared it (`methods` distinct methods were seen).
-fn energy_of(
-    results: &[(PathBuf, ResultFile)],
-    rows: &[CycleRow],
-    methods: usize,
-) -> AggregateEnergy {
+fn energy_of(results: &[Item<'_>], rows: &[CycleRow], methods: usize) -> AggregateEnergy {
     let method = match methods {
         0 => None,
         1 => results
@@ -209,7 +270,7 @@ fn energy_of(
 }
 
 /// Throttling over every process: any detected, the longest durations, the hottest device.
-fn thermal_of(results: &[(PathBuf, ResultFile)]) -> AggregateThermal {
+fn thermal_of(results: &[Item<'_>]) -> AggregateThermal {
     let reports = || results.iter().map(|(_, r)| &r.report);
     let longest = |f: &dyn Fn(&crate::results::report::EnergyReport) -> f64| {
         reports().map(f).fold(0.0, f64::max)
@@ -245,7 +306,15 @@ fn extra_of(r: &ResultFile, count: usize) -> serde_json::Map<String, serde_json:
 /// # Errors
 /// As [`load_dir`] and [`aggregate`].
 pub fn aggregate_dir(dir: &Path, strict: bool) -> Result<Aggregate> {
-    aggregate(dir, &load_dir(dir)?, strict)
+    aggregate_dir_with(dir, &AggregateOptions::strict(strict))
+}
+
+/// [`aggregate_dir`] with every option.
+///
+/// # Errors
+/// As [`load_dir`] and [`aggregate_with`].
+pub fn aggregate_dir_with(dir: &Path, opts: &AggregateOptions) -> Result<Aggregate> {
+    aggregate_with(dir, &load_dir(dir)?, opts)
 }
 
 /// The results root of a raw experiment directory `ROOT/raw/<id>`: `ROOT`.

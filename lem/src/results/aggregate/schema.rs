@@ -98,6 +98,19 @@ pub struct CycleStats {
     pub duration_s: Option<Interval>,
     /// Each cycle.
     pub per_cycle: Vec<CycleRow>,
+    /// Cycles left out of the totals and statistics (a process's command failed or was
+    /// interrupted), unless `--include-failed` kept them.
+    #[serde(default)]
+    pub excluded: Vec<ExcludedCycle>,
+}
+
+/// A cycle left out of an aggregate, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExcludedCycle {
+    /// Cycle number.
+    pub cycle: u64,
+    /// What went wrong, per process.
+    pub reason: String,
 }
 
 /// An aggregated experiment (`OUTPUT/aggregated/<experiment_id>.json`).
