@@ -366,3 +366,67 @@ fn interrupted_and_failed_cycles_are_left_out_unless_included() {
     let o = sb.run(&["aggregate", "results/raw/fail"]);
     assert_clean_error(&o, "--include-failed");
 }
+
+#[test]
+fn the_world_size_names_a_missing_highest_rank_and_ranks_missing_from_a_cycle() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    // a world of 3 whose rank 2 never wrote: invisible to a 0..max check
+    run(&sb, &a, "w", "0", &["--world-size", "3"]);
+    let o = sb
+        .cmd()
+        .args(["run", "--device", &a, "--experiment-id", "w"])
+        .args(["--process-index", "1", "--", "true"])
+        .env("WORLD_SIZE", "3")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sb.json("results/raw/w/process_1.json")["world_size"], 3);
+    let agg = agg_json(&sb, &["results/raw/w"]);
+    assert!(
+        has_warning(&agg, "(world size 3), missing [2]"),
+        "{}",
+        agg["warnings"]
+    );
+    let o = sb.run(&["aggregate", "--strict", "results/raw/w", "--output", "s"]);
+    assert_clean_error(&o, "missing [2]");
+
+    // rank 1 is in cycle 0 but not in cycle 1, and no world size was recorded
+    run(&sb, &a, "x", "0", &["--cycles", "2"]);
+    run(&sb, &a, "x", "1", &["--cycles", "2"]);
+    std::fs::remove_file(sb.path().join("results/raw/x/process_1_cycle_1.json")).unwrap();
+    let agg = agg_json(&sb, &["results/raw/x"]);
+    assert!(
+        has_warning(
+            &agg,
+            "process 1 has results in some cycles but none in cycle(s) [1]"
+        ),
+        "{}",
+        agg["warnings"]
+    );
+    assert!(
+        has_warning(&agg, "cycle 1: incomplete"),
+        "{}",
+        agg["warnings"]
+    );
+
+    // a bad world size is one line naming the flag or variable, before anything runs
+    let o = sb.run(&["run", "--device", &a, "--world-size", "0", "--", "true"]);
+    assert_clean_error(&o, "--world-size");
+    let o = sb
+        .cmd()
+        .args([
+            "run",
+            "--device",
+            &a,
+            "--experiment-id",
+            "bad",
+            "--",
+            "true",
+        ])
+        .env("SLURM_NTASKS", "many")
+        .output()
+        .unwrap();
+    assert_clean_error(&o, "SLURM_NTASKS");
+    assert!(!sb.path().join("results/raw/bad").exists());
+}

@@ -150,7 +150,7 @@ pub fn run(ui: &Ui, a: RunArgs) -> Result<u8, Failure> {
     };
     let output = a.out.output_dir();
     let experiment_id = a.out.experiment_id("")?;
-    let process_index = a.out.process_index()?;
+    let (process_index, world_size) = a.out.rank_and_world()?;
     let exp_dir = output.join("raw").join(&experiment_id);
     let created = !exp_dir.exists();
     check_writable(&exp_dir)?;
@@ -159,7 +159,7 @@ pub fn run(ui: &Ui, a: RunArgs) -> Result<u8, Failure> {
         &a,
         &output,
         &experiment_id,
-        process_index,
+        (process_index, world_size),
         &exp_dir,
         gap,
     );
@@ -175,7 +175,7 @@ fn measure_cycles(
     a: &RunArgs,
     output: &Path,
     experiment_id: &str,
-    process_index: u32,
+    (process_index, world_size): (u32, Option<u32>),
     exp_dir: &Path,
     gap: Duration,
 ) -> Result<u8, Failure> {
@@ -213,6 +213,9 @@ fn measure_cycles(
         );
         rf.extra
             .insert("interrupted".into(), serde_json::json!(interrupted));
+        if let Some(w) = world_size {
+            rf.extra.insert("world_size".into(), serde_json::json!(w));
+        }
         if a.cycles > 1 {
             rf.extra.insert(
                 "start_delay".into(),

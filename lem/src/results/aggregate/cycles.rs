@@ -58,12 +58,69 @@ pub(super) fn sum_all(it: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     any.then_some(total)
 }
 
+/// The world size recorded in a result file (`lem run --world-size` or the launcher's).
+pub(super) fn world_size_of(r: &ResultFile) -> Option<u32> {
+    r.extra
+        .get("world_size")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|w| u32::try_from(w).ok())
+}
+
+/// The world size the results recorded: the largest, with a problem when they disagree.
+fn recorded_world_size(results: &[Item<'_>], problems: &mut Vec<String>) -> Option<u32> {
+    let sizes: BTreeSet<u32> = results
+        .iter()
+        .filter_map(|(_, r)| world_size_of(r))
+        .collect();
+    if sizes.len() > 1 {
+        problems.push(format!(
+            "the processes disagree on the world size: {sizes:?}"
+        ));
+    }
+    sizes.last().copied()
+}
+
+/// Processes present in some cycles but not in others.
+fn check_across_cycles(by_cycle: &BTreeMap<u64, Vec<&ResultFile>>, problems: &mut Vec<String>) {
+    if by_cycle.len() < 2 {
+        return;
+    }
+    let mut cycles_of: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+    for (cycle, procs) in by_cycle {
+        for r in procs {
+            cycles_of.entry(r.process_index).or_default().insert(*cycle);
+        }
+    }
+    for (i, seen) in cycles_of {
+        let absent: Vec<u64> = by_cycle
+            .keys()
+            .filter(|c| !seen.contains(c))
+            .copied()
+            .collect();
+        if !absent.is_empty() {
+            problems.push(format!(
+                "process {i} has results in some cycles but none in cycle(s) {absent:?}"
+            ));
+        }
+    }
+}
+
 /// Combine the results cycle by cycle; what looks wrong goes to `problems`.
 pub(super) fn combine(results: &[Item<'_>], problems: &mut Vec<String>) -> Cycles {
     let mut by_cycle: BTreeMap<u64, Vec<&ResultFile>> = BTreeMap::new();
     for (_, r) in results {
         by_cycle.entry(cycle_of(r)).or_default().push(r);
     }
+    let world = recorded_world_size(results, problems);
+    // expected indices: 0..world size, else 0..the highest index seen in any cycle
+    let expected = world.unwrap_or_else(|| {
+        results
+            .iter()
+            .map(|(_, r)| r.process_index.saturating_add(1))
+            .max()
+            .unwrap_or(0)
+    });
+    check_across_cycles(&by_cycle, problems);
     let mut out = Cycles::default();
     for (cycle, procs) in &by_cycle {
         let label = if by_cycle.len() > 1 {
@@ -71,8 +128,12 @@ pub(super) fn combine(results: &[Item<'_>], problems: &mut Vec<String>) -> Cycle
         } else {
             String::new()
         };
-        out.process_indices
-            .extend(check_processes(&label, procs, problems));
+        out.process_indices.extend(check_processes(
+            &label,
+            procs,
+            (expected, world.is_some()),
+            problems,
+        ));
         let span = span_of(procs);
         let seen = seen_devices(procs, &mut out.methods);
         for ((host, uuid), d) in &seen {
@@ -90,25 +151,42 @@ pub(super) fn combine(results: &[Item<'_>], problems: &mut Vec<String>) -> Cycle
     out
 }
 
-/// The distinct process indices of one cycle; duplicates, gaps in 0..N−1 and processes that
-/// did not overlap in time are problems.
+/// The distinct process indices of one cycle; duplicates, gaps in 0..N−1 (N the world
+/// size when `known`, else one more than the highest index of any cycle), indices outside
+/// it and processes that did not overlap in time are problems.
 fn check_processes(
     label: &str,
     procs: &[&ResultFile],
+    (n, known): (u32, bool),
     problems: &mut Vec<String>,
 ) -> BTreeSet<u32> {
     let mut idx: Vec<u32> = procs.iter().map(|r| r.process_index).collect();
     idx.sort_unstable();
     let distinct: BTreeSet<u32> = idx.iter().copied().collect();
     if distinct.len() != idx.len() {
-        problems.push(format!("{label}duplicate process indices {idx:?}"));
+        let dup: BTreeSet<u32> = idx
+            .windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| w[0])
+            .collect();
+        problems.push(format!("{label}duplicate process indices {dup:?}"));
     }
-    let n = distinct.iter().max().map_or(0, |m| m + 1);
     let missing: Vec<u32> = (0..n).filter(|i| !distinct.contains(i)).collect();
+    let basis = if known {
+        format!(" (world size {n})")
+    } else {
+        String::new()
+    };
     if !missing.is_empty() {
         problems.push(format!(
-            "{label}incomplete: process indices should be 0..{}, missing {missing:?}",
+            "{label}incomplete: process indices should be 0..{}{basis}, missing {missing:?}",
             n.saturating_sub(1)
+        ));
+    }
+    let outside: Vec<u32> = distinct.range(n..).copied().collect();
+    if !outside.is_empty() {
+        problems.push(format!(
+            "{label}process indices {outside:?} are outside the world size {n}"
         ));
     }
     // processes of one cycle run together: their windows must overlap
