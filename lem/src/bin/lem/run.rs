@@ -33,6 +33,14 @@ pub struct RunArgs {
     /// every time.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// Replace this process's earlier results under OUTPUT/raw/<experiment_id>/ (removed
+    /// before the run); without it, a run whose process already has files there is refused.
+    #[arg(long)]
+    overwrite: bool,
+    /// With --cycles above 1, how long process 0 waits for the other processes' results
+    /// (of the world size) before it writes the aggregate, s.
+    #[arg(long, default_value = "60", value_name = "S")]
+    aggregate_wait_s: String,
     /// The command and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -148,12 +156,14 @@ pub fn run(ui: &Ui, a: RunArgs) -> Result<u8, Failure> {
     } else {
         lem::parse_seconds("--cycle-gap-s", &a.cycle_gap_s)?
     };
+    aggregate_wait(&a)?;
     let output = a.out.output_dir();
     let experiment_id = a.out.experiment_id("")?;
     let (process_index, world_size) = a.out.rank_and_world()?;
     let exp_dir = output.join("raw").join(&experiment_id);
     let created = !exp_dir.exists();
     check_writable(&exp_dir)?;
+    claim_results(&exp_dir, process_index, a.overwrite)?;
     let result = measure_cycles(
         ui,
         &a,
@@ -170,6 +180,29 @@ pub fn run(ui: &Ui, a: RunArgs) -> Result<u8, Failure> {
     result
 }
 
+/// Refuse to mix with this process's earlier results in `exp_dir`, or remove them with
+/// `overwrite`.
+fn claim_results(exp_dir: &Path, process_index: u32, overwrite: bool) -> Result<(), Failure> {
+    let earlier = lem::aggregate::process_files(exp_dir, process_index)?;
+    let Some(first) = earlier.first() else {
+        return Ok(());
+    };
+    if !overwrite {
+        return Err(Failure::new(format!(
+            "{}: process {process_index} already has {} result file(s) there ({}...): use another --experiment-id, or --overwrite to replace them",
+            exp_dir.display(),
+            earlier.len(),
+            first.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned())
+        )));
+    }
+    for p in &earlier {
+        std::fs::remove_file(p).map_err(|e| {
+            Failure::new(format!("--overwrite: cannot remove {}: {e}", p.display()))
+        })?;
+    }
+    Ok(())
+}
+
 fn measure_cycles(
     ui: &Ui,
     a: &RunArgs,
@@ -184,6 +217,7 @@ fn measure_cycles(
         ui.warn(n);
     }
     install_forwarding();
+    let run_id = lem::aggregate::new_run_id();
     let mut last_code = 0;
     let mut written = Vec::new();
     for cycle in 0..a.cycles {
@@ -216,6 +250,10 @@ fn measure_cycles(
         if let Some(w) = world_size {
             rf.extra.insert("world_size".into(), serde_json::json!(w));
         }
+        rf.extra.insert(
+            "run".into(),
+            serde_json::json!({ "id": run_id, "cycles": a.cycles }),
+        );
         if a.cycles > 1 {
             rf.extra.insert(
                 "start_delay".into(),
@@ -250,7 +288,15 @@ fn measure_cycles(
         }
     }
     if a.cycles > 1 && !written.is_empty() {
-        aggregate_cycles(ui, output, exp_dir)?;
+        let last_cycle = u32::try_from(written.len() - 1).unwrap_or(0);
+        aggregate_as_process_0(
+            ui,
+            a,
+            output,
+            exp_dir,
+            (process_index, world_size),
+            last_cycle,
+        )?;
     }
     Ok(last_code)
 }
@@ -286,6 +332,53 @@ fn idle_gap(ui: &Ui, gap: Duration) {
         pb.set_position(t.elapsed().as_millis() as u64);
     }
     pb.finish_and_clear();
+}
+
+/// `--aggregate-wait-s`.
+fn aggregate_wait(a: &RunArgs) -> Result<Duration, Failure> {
+    if a.aggregate_wait_s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    Ok(lem::parse_seconds(
+        "--aggregate-wait-s",
+        &a.aggregate_wait_s,
+    )?)
+}
+
+/// One writer per experiment: process 0 waits (bounded) for the other processes' last
+/// cycle and aggregates; the others leave it to process 0 or `lem aggregate`.
+fn aggregate_as_process_0(
+    ui: &Ui,
+    a: &RunArgs,
+    output: &Path,
+    exp_dir: &Path,
+    (process_index, world_size): (u32, Option<u32>),
+    last_cycle: u32,
+) -> Result<(), Failure> {
+    if process_index != 0 {
+        ui.say(format!(
+            "process {process_index}: process 0 writes the aggregate (or run `lem aggregate {}`)",
+            exp_dir.display()
+        ));
+        return Ok(());
+    }
+    if let Some(w) = world_size.filter(|w| *w > 1) {
+        let wait = aggregate_wait(a)?;
+        ui.say(format!(
+            "waiting up to {:.0} s for the results of processes 1..{}",
+            wait.as_secs_f64(),
+            w - 1
+        ));
+        let missing = lem::aggregate::wait_for_ranks(exp_dir, w, (last_cycle, true), wait);
+        if !missing.is_empty() {
+            ui.warn(format!(
+                "aggregating without processes {missing:?} (no result after {:.0} s; `lem aggregate {}` later combines them)",
+                wait.as_secs_f64(),
+                exp_dir.display()
+            ));
+        }
+    }
+    aggregate_cycles(ui, output, exp_dir)
 }
 
 /// Aggregate the cycles just written and say what they add up to.

@@ -14,12 +14,14 @@ use crate::results::report::EnergyMethod;
 use crate::results::stats::Interval;
 
 mod cycles;
+mod runs;
 mod schema;
 mod select;
 
+pub use runs::{is_process_file, new_run_id, process_files, wait_for_ranks};
 pub use schema::{
     Aggregate, AggregateDevice, AggregateEnergy, AggregateThermal, CycleRow, CycleStats,
-    ExcludedCycle,
+    ExcludedCycle, ExcludedFile,
 };
 pub use select::{every_cycle_failed, failure_of};
 
@@ -123,11 +125,21 @@ pub fn aggregate_with(
         });
     }
     let mut notes: Vec<String> = Vec::new();
-    let items: Vec<Item<'_>> = results.iter().collect();
+    let (items, other_runs) = runs::own_run(results.iter().collect());
+    for f in &other_runs {
+        notes.push(format!("{} left out: {}", f.file, f.reason));
+    }
+    if items.is_empty() {
+        return Err(Error::BadFile {
+            path: origin.to_path_buf(),
+            reason: "no result file of the run to aggregate (see excluded files)".into(),
+        });
+    }
     let (items, excluded) =
         select::drop_failed_cycles(origin, items, opts.include_failed, &mut notes)?;
     let mut agg = combine(origin, &items, opts.strict)?;
     agg.cycles.excluded = excluded;
+    agg.excluded_files = other_runs;
     notes.append(&mut agg.warnings);
     agg.warnings = notes;
     Ok(agg)
@@ -202,6 +214,7 @@ fn combine(origin: &Path, results: &[Item<'_>], strict: bool) -> Result<Aggregat
                     .unwrap_or_default()
             })
             .collect(),
+        excluded_files: Vec::new(),
         warnings,
         extra: lowest
             .map(|r| extra_of(r, results.len()))

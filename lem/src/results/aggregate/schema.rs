@@ -104,6 +104,15 @@ pub struct CycleStats {
     pub excluded: Vec<ExcludedCycle>,
 }
 
+/// A result file left out of an aggregate because it belongs to another run, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExcludedFile {
+    /// File name in the raw experiment directory.
+    pub file: String,
+    /// Why it is not part of the run aggregated.
+    pub reason: String,
+}
+
 /// A cycle left out of an aggregate, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExcludedCycle {
@@ -148,6 +157,11 @@ pub struct Aggregate {
     pub environment: Option<Environment>,
     /// Result files combined.
     pub sources: Vec<String>,
+    /// Result files in the directory left out because they belong to another run (an
+    /// earlier run of the same process index, a cycle beyond the run's planned count, a
+    /// process index outside the world size).
+    #[serde(default)]
+    pub excluded_files: Vec<ExcludedFile>,
     /// Problems found.
     pub warnings: Vec<String>,
     /// Sections passed through from the process results: `workload` always (it describes
