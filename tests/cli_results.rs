@@ -36,7 +36,8 @@ fn the_same_gpu_measured_by_two_processes_is_counted_once() {
     let a = sb.scenario("a.json", GPU_A);
     run(&sb, &a, "same", "0", &[]);
     run(&sb, &a, "same", "1", &[]);
-    let o = sb.run(&["aggregate", "results/raw/same"]);
+    // sequential processes: no clock-skew allowance, so that they count as not overlapping
+    let o = sb.run(&["aggregate", "--clock-skew-s", "0", "results/raw/same"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let agg = sb.json("results/aggregated/same.json");
     assert_eq!(agg["num_processes"], 2);
@@ -61,6 +62,8 @@ fn the_same_gpu_measured_by_two_processes_is_counted_once() {
     let o = sb.run(&[
         "aggregate",
         "--strict",
+        "--clock-skew-s",
+        "0",
         "results/raw/same",
         "--output",
         "strict-out",
@@ -429,4 +432,87 @@ fn the_world_size_names_a_missing_highest_rank_and_ranks_missing_from_a_cycle() 
         .unwrap();
     assert_clean_error(&o, "SLURM_NTASKS");
     assert!(!sb.path().join("results/raw/bad").exists());
+}
+
+#[test]
+fn a_gpu_seen_from_two_containers_counts_once_and_rapl_ids_are_per_host() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    run(&sb, &a, "ctr", "0", &[]);
+    run(&sb, &a, "ctr", "1", &[]);
+    let p1 = "results/raw/ctr/process_1.json";
+    edit(&sb, p1, |v| {
+        v["environment"]["hostname"] = "container-b".into()
+    });
+    let agg = agg_json(&sb, &["results/raw/ctr"]);
+    assert_eq!(
+        agg["devices"].as_array().unwrap().len(),
+        1,
+        "{}",
+        agg["devices"]
+    );
+    let p0 = sb.json("results/raw/ctr/process_0.json");
+    assert!(
+        p0["environment"]["host_id"].as_str().is_some(),
+        "host id recorded"
+    );
+
+    // RAPL ids repeat on every host: told apart by the host identity, not the hostname
+    run(&sb, &a, "cpu", "0", &[]);
+    run(&sb, &a, "cpu", "1", &[]);
+    for (i, host) in [(0, "machine-aaaa"), (1, "machine-bbbb")] {
+        edit(&sb, &format!("results/raw/cpu/process_{i}.json"), |v| {
+            v["devices"][0]["uuid"] = "rapl-package-0".into();
+            v["environment"]["host_id"] = host.into();
+        });
+    }
+    let agg = agg_json(&sb, &["results/raw/cpu"]);
+    assert_eq!(
+        agg["devices"].as_array().unwrap().len(),
+        2,
+        "two hosts' packages"
+    );
+    edit(&sb, "results/raw/cpu/process_1.json", |v| {
+        v["environment"]["host_id"] = "machine-aaaa".into();
+        v["environment"]["hostname"] = "container-b".into();
+    });
+    let agg = agg_json(&sb, &["results/raw/cpu"]);
+    assert_eq!(
+        agg["devices"].as_array().unwrap().len(),
+        1,
+        "one host's package"
+    );
+}
+
+#[test]
+fn clock_skew_between_hosts_is_allowed_up_to_a_stated_bound() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    let b = sb.scenario("b.json", GPU_B);
+    run(&sb, &a, "skew", "0", &[]);
+    run(&sb, &b, "skew", "1", &[]);
+    // process 1's clock runs ahead: its window starts 0.5 s after process 0's ended
+    let end0 = sb.json("results/raw/skew/process_0.json")["end_unix_s"]
+        .as_f64()
+        .unwrap();
+    edit(&sb, "results/raw/skew/process_1.json", |v| {
+        let d = v["end_unix_s"].as_f64().unwrap() - v["start_unix_s"].as_f64().unwrap();
+        v["start_unix_s"] = (end0 + 0.5).into();
+        v["end_unix_s"] = (end0 + 0.5 + d).into();
+    });
+    let o = sb.run(&["aggregate", "--strict", "results/raw/skew"]);
+    assert!(o.status.success(), "within the default 1 s: {}", stderr(&o));
+    assert!(stdout(&o).contains("1 s of clock skew"), "{}", stdout(&o));
+    let agg = sb.json("results/aggregated/skew.json");
+    assert_eq!(agg["clock_skew_allowance_s"], 1.0);
+    let o = sb.run(&[
+        "aggregate",
+        "--strict",
+        "--clock-skew-s",
+        "0.2",
+        "results/raw/skew",
+    ]);
+    assert_clean_error(&o, "0.2 s allowed for clock skew");
+    let o = sb.run(&["aggregate", "--clock-skew-s=-1", "results/raw/skew"]);
+    assert_clean_error(&o, "--clock-skew-s");
 }

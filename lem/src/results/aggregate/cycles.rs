@@ -6,12 +6,29 @@ use super::select::Item;
 use crate::results::output::ResultFile;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// (host, uuid): one physical device.
-type DeviceKey = (String, String);
+/// One physical device: (host identity, id) for an id unique only within its host (a RAPL
+/// domain), ("", UUID) for a GPU, whose UUID is unique wherever it is seen from (two
+/// containers on one node sharing a GPU see the same UUID under different hostnames).
+pub(super) type DeviceKey = (String, String);
+
+/// The key of device `uuid` as seen by result `r`.
+pub(super) fn device_key(r: &ResultFile, uuid: &str) -> DeviceKey {
+    if crate::device::is_host_local_id(uuid) {
+        let host = r
+            .environment
+            .as_ref()
+            .and_then(|e| e.host_id.clone())
+            .unwrap_or_else(|| host_of(r));
+        (host, uuid.to_string())
+    } else {
+        (String::new(), uuid.to_string())
+    }
+}
 
 /// One physical device in one cycle, from the process whose window saw the most of it.
 #[derive(Debug, Clone)]
 struct SeenDevice {
+    host: String,
     name: String,
     raw_j: Option<f64>,
     adjusted_j: Option<f64>,
@@ -106,7 +123,11 @@ fn check_across_cycles(by_cycle: &BTreeMap<u64, Vec<&ResultFile>>, problems: &mu
 }
 
 /// Combine the results cycle by cycle; what looks wrong goes to `problems`.
-pub(super) fn combine(results: &[Item<'_>], problems: &mut Vec<String>) -> Cycles {
+pub(super) fn combine(
+    results: &[Item<'_>],
+    clock_skew_s: f64,
+    problems: &mut Vec<String>,
+) -> Cycles {
     let mut by_cycle: BTreeMap<u64, Vec<&ResultFile>> = BTreeMap::new();
     for (_, r) in results {
         by_cycle.entry(cycle_of(r)).or_default().push(r);
@@ -132,15 +153,16 @@ pub(super) fn combine(results: &[Item<'_>], problems: &mut Vec<String>) -> Cycle
             &label,
             procs,
             (expected, world.is_some()),
+            clock_skew_s,
             problems,
         ));
         let span = span_of(procs);
         let seen = seen_devices(procs, &mut out.methods);
-        for ((host, uuid), d) in &seen {
+        for ((_, uuid), d) in &seen {
             if d.measured_by.len() > 1 {
                 problems.push(format!(
-                    "{label}device {uuid} on {host} was measured by processes {:?}: counted once",
-                    d.measured_by
+                    "{label}device {uuid} on {} was measured by processes {:?}: counted once",
+                    d.host, d.measured_by
                 ));
             }
         }
@@ -158,6 +180,7 @@ fn check_processes(
     label: &str,
     procs: &[&ResultFile],
     (n, known): (u32, bool),
+    clock_skew_s: f64,
     problems: &mut Vec<String>,
 ) -> BTreeSet<u32> {
     let mut idx: Vec<u32> = procs.iter().map(|r| r.process_index).collect();
@@ -195,9 +218,9 @@ fn check_processes(
     if procs.len() > 1 && starts.len() == procs.len() && ends.len() == procs.len() {
         let latest_start = starts.iter().copied().fold(f64::MIN, f64::max);
         let earliest_end = ends.iter().copied().fold(f64::MAX, f64::min);
-        if latest_start > earliest_end {
+        if latest_start > earliest_end + clock_skew_s {
             problems.push(format!(
-                "{label}processes did not overlap in time (one ended {:.3} s before another started): they may not belong to one run",
+                "{label}processes did not overlap in time (one ended {:.3} s before another started, more than the {clock_skew_s} s allowed for clock skew between hosts): they may not belong to one run",
                 latest_start - earliest_end
             ));
         }
@@ -229,14 +252,14 @@ fn seen_devices(
 ) -> BTreeMap<DeviceKey, SeenDevice> {
     let mut seen: BTreeMap<DeviceKey, SeenDevice> = BTreeMap::new();
     for r in procs {
-        let host = host_of(r);
         for d in &r.report.devices {
             if let Some(m) = d.energy.method {
                 methods.insert(format!("{m:?}"));
             }
             let e = seen
-                .entry((host.clone(), d.uuid.clone()))
+                .entry(device_key(r, &d.uuid))
                 .or_insert_with(|| SeenDevice {
+                    host: host_of(r),
                     name: d.name.clone(),
                     raw_j: d.energy.raw_j,
                     adjusted_j: d.energy.adjusted_j,
@@ -291,12 +314,12 @@ fn add_to_devices(
     devices: &mut BTreeMap<DeviceKey, AggregateDevice>,
     seen: BTreeMap<DeviceKey, SeenDevice>,
 ) {
-    for ((host, uuid), s) in seen {
+    for (key, s) in seen {
         let d = devices
-            .entry((host.clone(), uuid.clone()))
+            .entry(key.clone())
             .or_insert_with(|| AggregateDevice {
-                host,
-                uuid,
+                host: s.host,
+                uuid: key.1,
                 name: s.name,
                 raw_j: Some(0.0),
                 adjusted_j: Some(0.0),

@@ -1,6 +1,6 @@
 //! Combining result files: processes (ranks) of one experiment and its repeated cycles.
 //!
-//! Each physical device (host + UUID) is counted once per cycle, however many processes
+//! Each physical device (a GPU by UUID, a RAPL domain by host identity + id) is counted once per cycle, however many processes
 //! measured it; processes of one cycle should overlap in time and be numbered 0..N−1.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,13 +37,20 @@ pub struct AggregateOptions {
     /// Keep cycles in which a process's command failed or was interrupted (left out by
     /// default).
     pub include_failed: bool,
+    /// How far apart two hosts' wall clocks may be, s: processes of one cycle count as
+    /// overlapping unless one ended more than this before another started.
+    pub clock_skew_s: f64,
 }
+
+/// The default clock-skew allowance between hosts, s.
+pub const DEFAULT_CLOCK_SKEW_S: f64 = 1.0;
 
 impl Default for AggregateOptions {
     fn default() -> Self {
         Self {
             strict: false,
             include_failed: false,
+            clock_skew_s: DEFAULT_CLOCK_SKEW_S,
         }
     }
 }
@@ -137,7 +144,7 @@ pub fn aggregate_with(
     }
     let (items, excluded) =
         select::drop_failed_cycles(origin, items, opts.include_failed, &mut notes)?;
-    let mut agg = combine(origin, &items, opts.strict)?;
+    let mut agg = combine(origin, &items, opts)?;
     agg.cycles.excluded = excluded;
     agg.excluded_files = other_runs;
     notes.append(&mut agg.warnings);
@@ -145,7 +152,8 @@ pub fn aggregate_with(
     Ok(agg)
 }
 
-fn combine(origin: &Path, results: &[Item<'_>], strict: bool) -> Result<Aggregate> {
+fn combine(origin: &Path, results: &[Item<'_>], opts: &AggregateOptions) -> Result<Aggregate> {
+    let strict = opts.strict;
     let Some((_, first)) = results.first() else {
         return Err(Error::BadFile {
             path: origin.to_path_buf(),
@@ -160,7 +168,7 @@ fn combine(origin: &Path, results: &[Item<'_>], strict: bool) -> Result<Aggregat
     if ids.len() > 1 {
         problems.push(format!("results of several experiments mixed: {ids:?}"));
     }
-    let cycles = cycles::combine(results, &mut problems);
+    let cycles = cycles::combine(results, opts.clock_skew_s, &mut problems);
     if strict && !problems.is_empty() {
         return Err(Error::BadFile {
             path: origin.to_path_buf(),
@@ -215,6 +223,7 @@ fn combine(origin: &Path, results: &[Item<'_>], strict: bool) -> Result<Aggregat
             })
             .collect(),
         excluded_files: Vec::new(),
+        clock_skew_allowance_s: Some(opts.clock_skew_s),
         warnings,
         extra: lowest
             .map(|r| extra_of(r, results.len()))
@@ -255,11 +264,11 @@ fn energy_of(results: &[Item<'_>], rows: &[CycleRow], methods: usize) -> Aggrega
             .next(),
         _ => Some(EnergyMethod::Mixed),
     };
-    let mut baseline_by_device: BTreeMap<(String, String), Option<f64>> = BTreeMap::new();
+    let mut baseline_by_device: BTreeMap<cycles::DeviceKey, Option<f64>> = BTreeMap::new();
     for (_, r) in results {
         for d in &r.report.devices {
             baseline_by_device
-                .entry((cycles::host_of(r), d.uuid.clone()))
+                .entry(cycles::device_key(r, &d.uuid))
                 .or_insert(d.energy.baseline_power_w);
         }
     }

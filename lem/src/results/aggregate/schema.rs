@@ -30,10 +30,11 @@ pub struct AggregateEnergy {
     pub baseline_method: Option<crate::results::report::BaselineMethod>,
 }
 
-/// One physical device in an aggregate.
+/// One physical device in an aggregate: a GPU by its UUID alone, a RAPL domain by its id and
+/// its host's identity (`environment.host_id`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AggregateDevice {
-    /// Host it is in.
+    /// Host it is in (the hostname of the first process that measured it).
     pub host: String,
     /// Device UUID.
     pub uuid: String,
@@ -162,6 +163,9 @@ pub struct Aggregate {
     /// process index outside the world size).
     #[serde(default)]
     pub excluded_files: Vec<ExcludedFile>,
+    /// The clock skew allowed between hosts when checking that processes overlapped, s.
+    #[serde(default)]
+    pub clock_skew_allowance_s: Option<f64>,
     /// Problems found.
     pub warnings: Vec<String>,
     /// Sections passed through from the process results: `workload` always (it describes
