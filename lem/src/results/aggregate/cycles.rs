@@ -306,7 +306,15 @@ fn cycle_row(
                     .filter_map(|d| d.temperature.start_c)
             })
             .reduce(f64::max),
+        throttle_duration_s: longest(procs, |r| r.report.thermal.throttle_duration_s),
+        thermal_duration_s: longest(procs, |r| r.report.thermal.thermal_duration_s),
+        power_duration_s: longest(procs, |r| r.report.thermal.power_duration_s),
     }
+}
+
+/// The largest of `f` over the processes of a cycle.
+fn longest(procs: &[&ResultFile], f: impl Fn(&ResultFile) -> f64) -> Option<f64> {
+    procs.iter().map(|r| f(r)).reduce(f64::max)
 }
 
 /// Add a cycle's devices to the experiment's totals.

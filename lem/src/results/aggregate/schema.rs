@@ -84,6 +84,15 @@ pub struct CycleRow {
     pub duration_s: f64,
     /// Start temperature (highest device), °C.
     pub start_temp_c: Option<f64>,
+    /// Throttled time of the cycle: the longest of its processes', s.
+    #[serde(default)]
+    pub throttle_duration_s: Option<f64>,
+    /// Thermally throttled time: the longest of its processes', s.
+    #[serde(default)]
+    pub thermal_duration_s: Option<f64>,
+    /// Power-throttled time: the longest of its processes', s.
+    #[serde(default)]
+    pub power_duration_s: Option<f64>,
 }
 
 /// Statistics over cycles.
