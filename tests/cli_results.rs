@@ -516,3 +516,36 @@ fn clock_skew_between_hosts_is_allowed_up_to_a_stated_bound() {
     let o = sb.run(&["aggregate", "--clock-skew-s=-1", "results/raw/skew"]);
     assert_clean_error(&o, "--clock-skew-s");
 }
+
+#[test]
+fn each_benchmark_of_a_bench_run_is_its_own_row() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    run(&sb, &a, "src", "0", &[]);
+    // a bench run writes one result per benchmark, all with one experiment id and index 0
+    let dir = sb.path().join("lem/raw/bench-1");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, raw) in [("small", 1.0), ("large", 50.0)] {
+        let mut v = sb.json("results/raw/src/process_0.json");
+        v["experiment_id"] = "bench-1".into();
+        v["energy"]["raw_j"] = raw.into();
+        v["devices"][0]["energy"]["raw_j"] = raw.into();
+        v["bench"] = serde_json::json!({"name": name, "samples": 10,
+            "energy_per_iter_j": {"mean": raw / 10.0}});
+        std::fs::write(dir.join(format!("{name}.json")), v.to_string()).unwrap();
+    }
+    let o = sb.run(&["export", "--csv", "b.csv", "lem"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(sb.path().join("b.csv")).unwrap();
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for (name, raw) in [("small", "1.0"), ("large", "50.0")] {
+        let r = rows.iter().find(|r| &r[col("bench_name")] == name).unwrap();
+        assert_eq!(&r[col("experiment_id")], "bench-1");
+        assert_eq!(&r[col("energy_raw_j")], raw, "{name}");
+        assert!(!r[col("bench_energy_per_iter_raw_j")].is_empty());
+    }
+}

@@ -302,7 +302,9 @@ pub fn rows_for(paths: &[PathBuf], per_process: bool) -> Result<Vec<Vec<String>>
         collect_files(p, &mut files)?;
     }
     let mut rows = Vec::new();
-    let mut experiments: BTreeMap<String, Vec<(PathBuf, ResultFile)>> = BTreeMap::new();
+    // per experiment, and per benchmark: the benchmarks of one bench run share an
+    // experiment id and process index but are separate measurements
+    let mut experiments: BTreeMap<(String, String), Vec<(PathBuf, ResultFile)>> = BTreeMap::new();
     let mut aggregates: Vec<(String, Value)> = Vec::new();
     for f in files {
         let v = crate::results::output::read_lem_json(&f)?;
@@ -323,8 +325,15 @@ pub fn rows_for(paths: &[PathBuf], per_process: bool) -> Result<Vec<Vec<String>>
             path: f.clone(),
             reason: format!("not a lem result ({e})"),
         })?;
+        let bench = r
+            .extra
+            .get("bench")
+            .and_then(|b| b.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         experiments
-            .entry(r.experiment_id.clone())
+            .entry((r.experiment_id.clone(), bench))
             .or_default()
             .push((f, r));
     }
@@ -340,7 +349,7 @@ pub fn rows_for(paths: &[PathBuf], per_process: bool) -> Result<Vec<Vec<String>>
     }
     for (id, v) in aggregates {
         // an experiment whose process files were given too is already a row
-        if per_process || !experiments.contains_key(&id) {
+        if per_process || !experiments.keys().any(|(e, _)| *e == id) {
             rows.push(row(&v));
         }
     }
