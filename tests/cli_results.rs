@@ -549,3 +549,53 @@ fn each_benchmark_of_a_bench_run_is_its_own_row() {
         assert!(!r[col("bench_energy_per_iter_raw_j")].is_empty());
     }
 }
+
+#[test]
+fn two_thousand_processes_aggregate_quickly_with_each_warning_said_once() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    run(&sb, &a, "src", "0", &[]);
+    let base = sb.json("results/raw/src/process_0.json");
+    let dir = sb.path().join("results/raw/big");
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = 2000u32;
+    for i in 0..n {
+        let mut v = base.clone();
+        v["experiment_id"] = "big".into();
+        v["process_index"] = i.into();
+        v["world_size"] = n.into();
+        v["devices"][0]["uuid"] = format!("GPU-{i:05}").into();
+        v["warnings"] = serde_json::json!([
+            format!("device 0: below_resolution: the {:.1} ms window spans fewer than 3 energy-counter updates", 10.0 + f64::from(i) / 7.0),
+            "a warning every process gives",
+        ]);
+        std::fs::write(dir.join(format!("process_{i}.json")), v.to_string()).unwrap();
+    }
+    let t = std::time::Instant::now();
+    let agg = agg_json(&sb, &["results/raw/big"]);
+    // generous for a debug build on a loaded machine; quadratic de-duplication took minutes
+    assert!(t.elapsed().as_secs() < 120, "{:?}", t.elapsed());
+    assert_eq!(agg["num_processes"], n);
+    assert_eq!(agg["devices"].as_array().unwrap().len(), n as usize);
+    let w: Vec<&str> = agg["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        w.len() < 10,
+        "{} warnings, e.g. {:?}",
+        w.len(),
+        &w[..w.len().min(5)]
+    );
+    assert!(
+        w.contains(&"processes 0-1999: a warning every process gives"),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|x| x.starts_with("2000 window(s) were shorter")),
+        "{w:?}"
+    );
+}

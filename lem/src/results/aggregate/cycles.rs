@@ -335,10 +335,10 @@ fn add_to_devices(
             });
         d.raw_j = d.raw_j.zip(s.raw_j).map(|(x, y)| x + y);
         d.adjusted_j = d.adjusted_j.zip(s.adjusted_j).map(|(x, y)| x + y);
-        for p in s.measured_by {
-            if !d.measured_by.contains(&p) {
-                d.measured_by.push(p);
-            }
-        }
+        d.measured_by.extend(s.measured_by);
+    }
+    for d in devices.values_mut() {
+        d.measured_by.sort_unstable();
+        d.measured_by.dedup();
     }
 }

@@ -17,6 +17,7 @@ mod cycles;
 mod runs;
 mod schema;
 mod select;
+mod warnings;
 
 pub use runs::{is_process_file, new_run_id, process_files, wait_for_ranks};
 pub use schema::{
@@ -176,14 +177,7 @@ fn combine(origin: &Path, results: &[Item<'_>], opts: &AggregateOptions) -> Resu
         });
     }
     let mut warnings = problems;
-    for (_, r) in results {
-        for w in &r.report.warnings {
-            let w = format!("process {}: {w}", r.process_index);
-            if !warnings.contains(&w) {
-                warnings.push(w);
-            }
-        }
-    }
+    warnings.extend(warnings::process_warnings(results));
     let rows = cycles.rows;
     let cycle_stats = cycle_stats(&rows, &mut warnings);
     let starts: Vec<f64> = results.iter().filter_map(|(_, r)| r.start_unix_s).collect();
