@@ -2,9 +2,11 @@
 //! overlapping) and each physical device counted once.
 
 use super::schema::{AggregateDevice, CycleRow};
-use super::select::Item;
 use crate::results::output::ResultFile;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// One result file and where it was read from.
+pub(super) type Item<'a> = &'a (std::path::PathBuf, ResultFile);
 
 /// One physical device: (host identity, id) for an id unique only within its host (a RAPL
 /// domain), ("", UUID) for a GPU, whose UUID is unique wherever it is seen from (two

@@ -27,7 +27,7 @@ pub use schema::{
 pub use select::{every_cycle_failed, failure_of};
 
 use cycles::sum_all;
-use select::Item;
+use cycles::Item;
 
 /// How to aggregate.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,9 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::cycles::{cycle_of, world_size_of};
+use super::cycles::{cycle_of, world_size_of, Item};
 use super::schema::ExcludedFile;
-use super::select::Item;
 use crate::error::{Error, Result};
 use crate::results::output::ResultFile;
 

@@ -5,13 +5,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::cycles::cycle_of;
+use super::cycles::{cycle_of, Item};
 use super::schema::ExcludedCycle;
 use crate::error::{Error, Result};
 use crate::results::output::ResultFile;
-
-/// One result file and where it was read from.
-pub(super) type Item<'a> = &'a (PathBuf, ResultFile);
 
 /// Why a result does not count as a clean run of its command: interrupted, a non-zero exit
 /// or a fatal signal (`None` for a clean run, or a result with no command, such as a bench).

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::select::Item;
+use super::cycles::Item;
 
 /// Marks the warning of a window shorter than the energy counter's resolution.
 const BELOW_RESOLUTION: &str = "below_resolution:";
