@@ -36,7 +36,8 @@ fn the_same_gpu_measured_by_two_processes_is_counted_once() {
     let a = sb.scenario("a.json", GPU_A);
     run(&sb, &a, "same", "0", &[]);
     run(&sb, &a, "same", "1", &[]);
-    let o = sb.run(&["aggregate", "results/raw/same"]);
+    // sequential processes: no clock-skew allowance, so that they count as not overlapping
+    let o = sb.run(&["aggregate", "--clock-skew-s", "0", "results/raw/same"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let agg = sb.json("results/aggregated/same.json");
     assert_eq!(agg["num_processes"], 2);
@@ -61,6 +62,8 @@ fn the_same_gpu_measured_by_two_processes_is_counted_once() {
     let o = sb.run(&[
         "aggregate",
         "--strict",
+        "--clock-skew-s",
+        "0",
         "results/raw/same",
         "--output",
         "strict-out",
@@ -292,4 +295,307 @@ fn env_prints_the_environment() {
     let o = sb.run(&["env", "--device", "none"]);
     assert!(o.status.success());
     assert!(stdout(&o).contains("no measured device"));
+}
+
+/// Rewrite one result file of the sandbox through `edit`.
+fn edit(sb: &Sandbox, rel: &str, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v = sb.json(rel);
+    f(&mut v);
+    std::fs::write(sb.path().join(rel), v.to_string()).unwrap();
+}
+
+fn agg_json(sb: &Sandbox, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json", "aggregate"];
+    all.extend_from_slice(args);
+    let o = sb.run(&all);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+fn has_warning(agg: &serde_json::Value, needle: &str) -> bool {
+    agg["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains(needle))
+}
+
+#[test]
+fn interrupted_and_failed_cycles_are_left_out_unless_included() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    run(&sb, &a, "fail", "0", &["--cycles", "3"]);
+    edit(&sb, "results/raw/fail/process_0_cycle_1.json", |v| {
+        v["interrupted"] = true.into();
+    });
+    edit(&sb, "results/raw/fail/process_0_cycle_2.json", |v| {
+        v["command"]["exit_code"] = 2.into();
+    });
+    let raw0 = sb.json("results/raw/fail/process_0_cycle_0.json")["energy"]["raw_j"]
+        .as_f64()
+        .unwrap();
+    let agg = agg_json(&sb, &["results/raw/fail"]);
+    assert_eq!(agg["cycles"]["n"], 1, "{agg}");
+    let excluded = agg["cycles"]["excluded"].as_array().unwrap();
+    assert_eq!(excluded.len(), 2, "{excluded:?}");
+    assert_eq!(excluded[0]["cycle"], 1);
+    assert!(excluded[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("interrupted"));
+    assert_eq!(excluded[1]["cycle"], 2);
+    assert!(excluded[1]["reason"].as_str().unwrap().contains("exited 2"));
+    assert!((agg["energy"]["raw_j"].as_f64().unwrap() - raw0).abs() < 1e-9);
+    assert!(has_warning(&agg, "cycle 1 left out"), "{agg}");
+    assert_eq!(agg["sources"].as_array().unwrap().len(), 1);
+
+    let agg = agg_json(&sb, &["--include-failed", "results/raw/fail"]);
+    assert_eq!(agg["cycles"]["n"], 3);
+    assert!(agg["cycles"]["excluded"].as_array().unwrap().is_empty());
+    assert!(has_warning(&agg, "cycle 2 is included although"), "{agg}");
+
+    // nothing but failures: a clear error, unless included
+    for c in [0, 1] {
+        edit(
+            &sb,
+            &format!("results/raw/fail/process_0_cycle_{c}.json"),
+            |v| {
+                v["command"]["signal"] = 9.into();
+                v["command"]["exit_code"] = serde_json::Value::Null;
+                v["interrupted"] = false.into();
+            },
+        );
+    }
+    let o = sb.run(&["aggregate", "results/raw/fail"]);
+    assert_clean_error(&o, "--include-failed");
+}
+
+#[test]
+fn the_world_size_names_a_missing_highest_rank_and_ranks_missing_from_a_cycle() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    // a world of 3 whose rank 2 never wrote: invisible to a 0..max check
+    run(&sb, &a, "w", "0", &["--world-size", "3"]);
+    let o = sb
+        .cmd()
+        .args(["run", "--device", &a, "--experiment-id", "w"])
+        .args(["--process-index", "1", "--", "true"])
+        .env("WORLD_SIZE", "3")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sb.json("results/raw/w/process_1.json")["world_size"], 3);
+    let agg = agg_json(&sb, &["results/raw/w"]);
+    assert!(
+        has_warning(&agg, "(world size 3), missing [2]"),
+        "{}",
+        agg["warnings"]
+    );
+    let o = sb.run(&["aggregate", "--strict", "results/raw/w", "--output", "s"]);
+    assert_clean_error(&o, "missing [2]");
+
+    // rank 1 is in cycle 0 but not in cycle 1, and no world size was recorded
+    run(&sb, &a, "x", "0", &["--cycles", "2"]);
+    run(&sb, &a, "x", "1", &["--cycles", "2"]);
+    std::fs::remove_file(sb.path().join("results/raw/x/process_1_cycle_1.json")).unwrap();
+    let agg = agg_json(&sb, &["results/raw/x"]);
+    assert!(
+        has_warning(
+            &agg,
+            "process 1 has results in some cycles but none in cycle(s) [1]"
+        ),
+        "{}",
+        agg["warnings"]
+    );
+    assert!(
+        has_warning(&agg, "cycle 1: incomplete"),
+        "{}",
+        agg["warnings"]
+    );
+
+    // a bad world size is one line naming the flag or variable, before anything runs
+    let o = sb.run(&["run", "--device", &a, "--world-size", "0", "--", "true"]);
+    assert_clean_error(&o, "--world-size");
+    let o = sb
+        .cmd()
+        .args([
+            "run",
+            "--device",
+            &a,
+            "--experiment-id",
+            "bad",
+            "--",
+            "true",
+        ])
+        .env("SLURM_NTASKS", "many")
+        .output()
+        .unwrap();
+    assert_clean_error(&o, "SLURM_NTASKS");
+    assert!(!sb.path().join("results/raw/bad").exists());
+}
+
+#[test]
+fn a_gpu_seen_from_two_containers_counts_once_and_rapl_ids_are_per_host() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    run(&sb, &a, "ctr", "0", &[]);
+    run(&sb, &a, "ctr", "1", &[]);
+    let p1 = "results/raw/ctr/process_1.json";
+    edit(&sb, p1, |v| {
+        v["environment"]["hostname"] = "container-b".into()
+    });
+    let agg = agg_json(&sb, &["results/raw/ctr"]);
+    assert_eq!(
+        agg["devices"].as_array().unwrap().len(),
+        1,
+        "{}",
+        agg["devices"]
+    );
+    let p0 = sb.json("results/raw/ctr/process_0.json");
+    assert!(
+        p0["environment"]["host_id"].as_str().is_some(),
+        "host id recorded"
+    );
+
+    // RAPL ids repeat on every host: told apart by the host identity, not the hostname
+    run(&sb, &a, "cpu", "0", &[]);
+    run(&sb, &a, "cpu", "1", &[]);
+    for (i, host) in [(0, "machine-aaaa"), (1, "machine-bbbb")] {
+        edit(&sb, &format!("results/raw/cpu/process_{i}.json"), |v| {
+            v["devices"][0]["uuid"] = "rapl-package-0".into();
+            v["environment"]["host_id"] = host.into();
+        });
+    }
+    let agg = agg_json(&sb, &["results/raw/cpu"]);
+    assert_eq!(
+        agg["devices"].as_array().unwrap().len(),
+        2,
+        "two hosts' packages"
+    );
+    edit(&sb, "results/raw/cpu/process_1.json", |v| {
+        v["environment"]["host_id"] = "machine-aaaa".into();
+        v["environment"]["hostname"] = "container-b".into();
+    });
+    let agg = agg_json(&sb, &["results/raw/cpu"]);
+    assert_eq!(
+        agg["devices"].as_array().unwrap().len(),
+        1,
+        "one host's package"
+    );
+}
+
+#[test]
+fn clock_skew_between_hosts_is_allowed_up_to_a_stated_bound() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    let b = sb.scenario("b.json", GPU_B);
+    run(&sb, &a, "skew", "0", &[]);
+    run(&sb, &b, "skew", "1", &[]);
+    // process 1's clock runs ahead: its window starts 0.5 s after process 0's ended
+    let end0 = sb.json("results/raw/skew/process_0.json")["end_unix_s"]
+        .as_f64()
+        .unwrap();
+    edit(&sb, "results/raw/skew/process_1.json", |v| {
+        let d = v["end_unix_s"].as_f64().unwrap() - v["start_unix_s"].as_f64().unwrap();
+        v["start_unix_s"] = (end0 + 0.5).into();
+        v["end_unix_s"] = (end0 + 0.5 + d).into();
+    });
+    let o = sb.run(&["aggregate", "--strict", "results/raw/skew"]);
+    assert!(o.status.success(), "within the default 1 s: {}", stderr(&o));
+    assert!(stdout(&o).contains("1 s of clock skew"), "{}", stdout(&o));
+    let agg = sb.json("results/aggregated/skew.json");
+    assert_eq!(agg["clock_skew_allowance_s"], 1.0);
+    let o = sb.run(&[
+        "aggregate",
+        "--strict",
+        "--clock-skew-s",
+        "0.2",
+        "results/raw/skew",
+    ]);
+    assert_clean_error(&o, "0.2 s allowed for clock skew");
+    let o = sb.run(&["aggregate", "--clock-skew-s=-1", "results/raw/skew"]);
+    assert_clean_error(&o, "--clock-skew-s");
+}
+
+#[test]
+fn each_benchmark_of_a_bench_run_is_its_own_row() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    run(&sb, &a, "src", "0", &[]);
+    // a bench run writes one result per benchmark, all with one experiment id and index 0
+    let dir = sb.path().join("lem/raw/bench-1");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, raw) in [("small", 1.0), ("large", 50.0)] {
+        let mut v = sb.json("results/raw/src/process_0.json");
+        v["experiment_id"] = "bench-1".into();
+        v["energy"]["raw_j"] = raw.into();
+        v["devices"][0]["energy"]["raw_j"] = raw.into();
+        v["bench"] = serde_json::json!({"name": name, "samples": 10,
+            "energy_per_iter_j": {"mean": raw / 10.0}});
+        std::fs::write(dir.join(format!("{name}.json")), v.to_string()).unwrap();
+    }
+    let o = sb.run(&["export", "--csv", "b.csv", "lem"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(sb.path().join("b.csv")).unwrap();
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for (name, raw) in [("small", "1.0"), ("large", "50.0")] {
+        let r = rows.iter().find(|r| &r[col("bench_name")] == name).unwrap();
+        assert_eq!(&r[col("experiment_id")], "bench-1");
+        assert_eq!(&r[col("energy_raw_j")], raw, "{name}");
+        assert!(!r[col("bench_energy_per_iter_raw_j")].is_empty());
+    }
+}
+
+#[test]
+fn two_thousand_processes_aggregate_quickly_with_each_warning_said_once() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    run(&sb, &a, "src", "0", &[]);
+    let base = sb.json("results/raw/src/process_0.json");
+    let dir = sb.path().join("results/raw/big");
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = 2000u32;
+    for i in 0..n {
+        let mut v = base.clone();
+        v["experiment_id"] = "big".into();
+        v["process_index"] = i.into();
+        v["world_size"] = n.into();
+        v["devices"][0]["uuid"] = format!("GPU-{i:05}").into();
+        v["warnings"] = serde_json::json!([
+            format!("device 0: below_resolution: the {:.1} ms window spans fewer than 3 energy-counter updates", 10.0 + f64::from(i) / 7.0),
+            "a warning every process gives",
+        ]);
+        std::fs::write(dir.join(format!("process_{i}.json")), v.to_string()).unwrap();
+    }
+    let t = std::time::Instant::now();
+    let agg = agg_json(&sb, &["results/raw/big"]);
+    // generous for a debug build on a loaded machine; quadratic de-duplication took minutes
+    assert!(t.elapsed().as_secs() < 120, "{:?}", t.elapsed());
+    assert_eq!(agg["num_processes"], n);
+    assert_eq!(agg["devices"].as_array().unwrap().len(), n as usize);
+    let w: Vec<&str> = agg["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        w.len() < 10,
+        "{} warnings, e.g. {:?}",
+        w.len(),
+        &w[..w.len().min(5)]
+    );
+    assert!(
+        w.contains(&"processes 0-1999: a warning every process gives"),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|x| x.starts_with("2000 window(s) were shorter")),
+        "{w:?}"
+    );
 }

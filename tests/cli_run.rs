@@ -486,3 +486,107 @@ fn a_command_gone_after_the_first_cycle_fails_cleanly_after_aggregating_that_cyc
         .join("results/raw/gone/process_0_cycle_1.json")
         .exists());
 }
+
+#[test]
+fn a_second_run_with_the_same_id_is_refused_unless_overwrite() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", CONSTANT);
+    let run = |extra: &[&str], cmd: &[&str]| {
+        let mut args = vec!["run", "--device", &dev, "--experiment-id", "same"];
+        args.extend_from_slice(extra);
+        args.push("--");
+        args.extend_from_slice(cmd);
+        sb.run(&args)
+    };
+    let o = run(&["--no-baseline", "--cycles", "5"], &["true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let raw = sb.path().join("results/raw/same");
+    let keep = |c: u32| std::fs::read(raw.join(format!("process_0_cycle_{c}.json"))).unwrap();
+    let (old3, old4) = (keep(3), keep(4));
+    // refused before the command runs
+    let o = run(&["--no-baseline", "--cycles", "3"], &["touch", "ran"]);
+    assert_clean_error(&o, "results/raw/same");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
+    assert!(!sb.path().join("ran").exists(), "the command must not run");
+    // --overwrite replaces this process's earlier files
+    let o = run(
+        &["--no-baseline", "--cycles", "3", "--overwrite"],
+        &["true"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names: Vec<String> = sb
+        .files()
+        .into_iter()
+        .filter(|f| f.starts_with("results/raw/same/"))
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    let v = sb.json("results/raw/same/process_0_cycle_2.json");
+    assert_eq!(v["run"]["cycles"], 3);
+    assert!(v["run"]["id"].as_str().is_some());
+    assert_eq!(sb.json("results/aggregated/same.json")["cycles"]["n"], 3);
+    // files of another run that find their way back in are not aggregated
+    std::fs::write(raw.join("process_0_cycle_3.json"), old3).unwrap();
+    std::fs::write(raw.join("process_0_cycle_4.json"), old4).unwrap();
+    let o = sb.run(&["--json", "aggregate", "results/raw/same"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let agg: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(agg["cycles"]["n"], 3, "{agg}");
+    let ex = agg["excluded_files"].as_array().unwrap();
+    assert_eq!(ex.len(), 2, "{ex:?}");
+    assert_eq!(ex[0]["file"], "process_0_cycle_3.json");
+    assert!(ex[0]["reason"].as_str().unwrap().contains("earlier run"));
+    assert_eq!(agg["sources"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn only_process_0_writes_the_aggregate_after_waiting_for_the_others() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", CONSTANT);
+    let run = |exp: &str, idx: &str, wait: &str| {
+        sb.run(&[
+            "run",
+            "--device",
+            &dev,
+            "--experiment-id",
+            exp,
+            "--no-baseline",
+            "--cycles",
+            "2",
+            "--world-size",
+            "2",
+            "--process-index",
+            idx,
+            "--aggregate-wait-s",
+            wait,
+            "--",
+            "true",
+        ])
+    };
+    let o = run("one", "1", "5");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("process 0 writes the aggregate"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!sb.path().join("results/aggregated/one.json").exists());
+    let o = run("one", "0", "5");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let agg = sb.json("results/aggregated/one.json");
+    assert_eq!(agg["num_processes"], 2);
+    // process 1 never comes: process 0 gives up after the wait and says who is missing
+    let o = run("alone", "0", "0.3");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("without processes [1]"),
+        "{}",
+        stderr(&o)
+    );
+    let agg = sb.json("results/aggregated/alone.json");
+    assert!(agg["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("missing [1]")));
+}

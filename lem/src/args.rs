@@ -85,6 +85,10 @@ pub struct OutputArgs {
     /// Process index (default: LEM_PROCESS_INDEX, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, else 0).
     #[arg(long)]
     pub process_index: Option<u32>,
+    /// Number of processes in the experiment (default: WORLD_SIZE, SLURM_NTASKS,
+    /// OMPI_COMM_WORLD_SIZE, else unknown); recorded so that aggregation can name missing ones.
+    #[arg(long, value_name = "N")]
+    pub world_size: Option<String>,
 }
 
 fn env_nonempty(k: &str) -> Option<String> {
@@ -149,6 +153,53 @@ impl OutputArgs {
             }
         }
         Ok(0)
+    }
+
+    /// The number of processes: `--world-size`, else the first of `WORLD_SIZE`,
+    /// `SLURM_NTASKS` and `OMPI_COMM_WORLD_SIZE` that is set, else unknown (`None`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the flag or variable whose value is not a whole number
+    /// of at least 1.
+    pub fn world_size(&self) -> Result<Option<u32>> {
+        let parse = |k: &str, v: &str| -> Result<Option<u32>> {
+            match v.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(Some(n)),
+                _ => Err(Error::config(
+                    k,
+                    format!("`{v}` is not a world size (a whole number of at least 1)"),
+                )),
+            }
+        };
+        if let Some(v) = &self.world_size {
+            return parse("--world-size", v);
+        }
+        for k in ["WORLD_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"] {
+            if let Some(v) = env_nonempty(k) {
+                return parse(k, &v);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The process index and the world size, checked against each other.
+    ///
+    /// # Errors
+    /// As [`Self::process_index`] and [`Self::world_size`], and [`Error::InvalidConfig`]
+    /// naming `--process-index` when the index is not below the world size.
+    pub fn rank_and_world(&self) -> Result<(u32, Option<u32>)> {
+        let i = self.process_index()?;
+        let w = self.world_size()?;
+        if let Some(w) = w.filter(|w| i >= *w) {
+            return Err(Error::config(
+                "--process-index",
+                format!(
+                    "{i} is not below the world size {w} (indices run 0..{})",
+                    w - 1
+                ),
+            ));
+        }
+        Ok((i, w))
     }
 }
 
@@ -215,5 +266,23 @@ mod tests {
         assert_eq!(c.output.experiment_id("x-").unwrap(), "run.1");
         assert_eq!(c.output.process_index().unwrap(), 3);
         assert!(Cmd::try_parse_from(["x", "--no-baseline", "--force-baseline"]).is_err());
+    }
+
+    #[test]
+    fn world_size_parses_and_bad_values_name_the_flag() {
+        let c = Cmd::try_parse_from(["x", "--world-size", "4", "--process-index", "3"]).unwrap();
+        assert_eq!(c.output.rank_and_world().unwrap(), (3, Some(4)));
+        for bad in ["0", "-1", "four"] {
+            let c = Cmd::try_parse_from(["x", &format!("--world-size={bad}")]).unwrap();
+            let e = c.output.world_size().unwrap_err().to_string();
+            assert!(e.contains("--world-size") && e.contains(bad), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let c = Cmd::try_parse_from(["x", "--world-size", "2", "--process-index", "2"]).unwrap();
+        let e = c.output.rank_and_world().unwrap_err().to_string();
+        assert!(
+            e.contains("--process-index") && e.contains("world size 2"),
+            "{e}"
+        );
     }
 }

@@ -14,7 +14,10 @@ mod visible;
 pub use throttle_reasons::ThrottleReasons;
 
 pub use nvml::NvmlDevice;
-pub use rapl::{RaplDomain, DEFAULT_POWERCAP_ROOT};
+pub use rapl::{
+    host_identity, host_identity_from, is_host_local_id, RaplDomain, DEFAULT_POWERCAP_ROOT,
+    HOST_ID_SOURCES,
+};
 pub use scenario::{Scenario, Segment, SensorSpec};
 pub use sensor::SensorProfile;
 pub use sim::SimDevice;

@@ -16,6 +16,42 @@ use crate::error::{Error, Result};
 /// Where the kernel exposes powercap.
 pub const DEFAULT_POWERCAP_ROOT: &str = "/sys/class/powercap";
 
+/// Where a host's identity is read from, in order: the machine id, else the boot id (both
+/// shared by every container on the host, unlike its hostname).
+pub const HOST_ID_SOURCES: [&str; 2] = ["/etc/machine-id", "/proc/sys/kernel/random/boot_id"];
+
+/// The identity of the host RAPL domains belong to: a hash of the first readable, non-empty
+/// file of `sources` (the id itself is not recorded), prefixed by where it came from
+/// (`machine-` or `boot-`); `None` when none can be read. RAPL ids (`rapl-package-0`) repeat
+/// on every host, so aggregation tells hosts apart with this.
+pub fn host_identity_from(sources: &[&str]) -> Option<String> {
+    sources.iter().find_map(|p| {
+        let id = std::fs::read_to_string(p).ok()?;
+        let id = id.trim();
+        if id.is_empty() {
+            return None;
+        }
+        let kind = if p.contains("boot_id") {
+            "boot"
+        } else {
+            "machine"
+        };
+        let h = crate::base::seeded::fnv1a(format!("lem-host:{id}").as_bytes());
+        Some(format!("{kind}-{h:016x}"))
+    })
+}
+
+/// [`host_identity_from`] the [`HOST_ID_SOURCES`].
+pub fn host_identity() -> Option<String> {
+    host_identity_from(&HOST_ID_SOURCES)
+}
+
+/// Whether a device id is only unique within its host (a RAPL domain), so that identifying
+/// the physical device also needs the host's identity.
+pub fn is_host_local_id(uuid: &str) -> bool {
+    uuid.starts_with("rapl-")
+}
+
 #[derive(Debug, Default)]
 struct State {
     last_raw_uj: Option<u64>,
@@ -194,6 +230,29 @@ mod tests {
     fn set(dir: &tempfile::TempDir, energy: u64) {
         let p = dir.path().join("intel-rapl:0/energy_uj");
         std::fs::write(p, format!("{energy}\n")).unwrap();
+    }
+
+    #[test]
+    fn host_identity_is_the_first_readable_id_hashed() {
+        let d = tempfile::tempdir().unwrap();
+        let mid = d.path().join("machine-id");
+        let boot = d.path().join("boot_id");
+        std::fs::write(&boot, "b0\n").unwrap();
+        let (m, b) = (mid.to_str().unwrap(), boot.to_str().unwrap());
+        let from_boot = host_identity_from(&[m, b]).unwrap();
+        assert!(from_boot.starts_with("boot-"), "{from_boot}");
+        std::fs::write(&mid, "\n").unwrap();
+        assert_eq!(
+            host_identity_from(&[m, b]).unwrap(),
+            from_boot,
+            "empty is skipped"
+        );
+        std::fs::write(&mid, "abc123\n").unwrap();
+        let a = host_identity_from(&[m, b]).unwrap();
+        assert!(a.starts_with("machine-") && !a.contains("abc123"), "{a}");
+        std::fs::write(&mid, "abc124").unwrap();
+        assert_ne!(host_identity_from(&[m, b]).unwrap(), a);
+        assert_eq!(host_identity_from(&["/no/such/file"]), None);
     }
 
     #[test]

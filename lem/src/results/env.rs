@@ -59,6 +59,10 @@ pub struct Environment {
     pub lem_version: String,
     /// Host name.
     pub hostname: Option<String>,
+    /// The host's identity, shared by every container on it (a hash of `/etc/machine-id`,
+    /// else of the boot id): aggregation tells RAPL domains of different hosts apart by it.
+    #[serde(default)]
+    pub host_id: Option<String>,
     /// OS name (from os-release).
     pub os: Option<String>,
     /// Kernel release.
@@ -191,6 +195,7 @@ pub fn collect(devices: &[SharedDevice]) -> Environment {
         hostname: read_trim("/proc/sys/kernel/hostname")
             .or_else(|| read_trim("/etc/hostname"))
             .or_else(|| std::env::var("HOSTNAME").ok()),
+        host_id: crate::device::host_identity(),
         os: os_release().or_else(|| Some(std::env::consts::OS.to_string())),
         kernel: read_trim("/proc/sys/kernel/osrelease"),
         cpu_model: cpu_model(),

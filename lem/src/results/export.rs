@@ -1,7 +1,11 @@
-//! CSV export: one row per aggregated experiment, or per process result.
+//! CSV export: one row per aggregated experiment (per benchmark for bench results), or per
+//! process result.
 //!
 //! Column names carry grouped prefixes (`energy_`, `thermal_`, `env_`, `warmup_`...) and
-//! units; a value lem does not have is an empty cell.
+//! units; a value lem does not have is an empty cell. Each column means one thing on every
+//! row: figures of a measurement are per cycle (an aggregate row gives the mean over its
+//! included cycles, a process row its own window), and raw/adjusted figures say which they
+//! are. README.md's column table states every column's meaning.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -9,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use crate::base::cache::write_atomic;
 use crate::error::{Error, Result};
-use crate::results::aggregate::{aggregate, is_result_name};
+use crate::results::aggregate::AggregateOptions;
+use crate::results::aggregate::{aggregate_with, every_cycle_failed, is_result_name};
 use crate::results::output::ResultFile;
 
 /// How a column's value is found in a result or aggregate (as JSON).
@@ -18,12 +23,59 @@ enum Col {
     Ptr(&'static [&'static str]),
     /// Computed.
     Fn(fn(&Value) -> Option<Value>),
+    /// A per-cycle figure: on a process row the value at the pointer; on an aggregate row
+    /// the mean of this field over `cycles.per_cycle` (empty if any cycle lacks it).
+    PerCycle(&'static str, &'static str),
 }
 
+fn is_aggregate(v: &Value) -> bool {
+    v.get("aggregated").and_then(Value::as_bool) == Some(true)
+}
+
+/// The mean of `field` over an aggregate's cycles.
+fn cycle_mean(v: &Value, field: &str) -> Option<f64> {
+    let rows = v.pointer("/cycles/per_cycle")?.as_array()?;
+    let xs: Option<Vec<f64>> = rows.iter().map(|r| r.get(field)?.as_f64()).collect();
+    let xs = xs.filter(|x| !x.is_empty())?;
+    Some(xs.iter().sum::<f64>() / xs.len() as f64)
+}
+
+fn per_cycle(v: &Value, own: &str, field: &str) -> Option<f64> {
+    if is_aggregate(v) {
+        cycle_mean(v, field)
+    } else {
+        v.pointer(own)?.as_f64()
+    }
+}
+
+/// Raw energy over time, per cycle: the row's `energy_raw_j` / `duration_s` (so the gaps
+/// between cycles never dilute it).
 fn mean_power(v: &Value) -> Option<Value> {
-    let e = v.pointer("/energy/raw_j")?.as_f64()?;
-    let d = v.pointer("/duration_s")?.as_f64()?;
+    let e = per_cycle(v, "/energy/raw_j", "raw_j")?;
+    let d = per_cycle(v, "/duration_s", "duration_s")?;
     (d > 0.0).then(|| Value::from(e / d))
+}
+
+/// Cycles the row's per-cycle figures average: 1 for a process result.
+fn cycles_n(v: &Value) -> Option<Value> {
+    if is_aggregate(v) {
+        v.pointer("/cycles/n").cloned()
+    } else {
+        Some(Value::from(1))
+    }
+}
+
+/// Cycles left out of an aggregate (failed or interrupted); 0 for a process result.
+fn cycles_excluded(v: &Value) -> Option<Value> {
+    if is_aggregate(v) {
+        Some(Value::from(
+            v.pointer("/cycles/excluded")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len),
+        ))
+    } else {
+        Some(Value::from(0))
+    }
 }
 
 fn peak_power(v: &Value) -> Option<Value> {
@@ -64,13 +116,19 @@ const COLUMNS: &[(&str, Col)] = &[
     ("cycle", Col::Ptr(&["/cycle"])),
     ("num_processes", Col::Ptr(&["/num_processes"])),
     ("started_at", Col::Ptr(&["/started_at"])),
-    ("duration_s", Col::Ptr(&["/duration_s"])),
-    ("energy_raw_j", Col::Ptr(&["/energy/raw_j"])),
-    ("energy_adjusted_j", Col::Ptr(&["/energy/adjusted_j"])),
-    ("energy_uncertainty_j", Col::Ptr(&["/energy/uncertainty_j"])),
+    ("duration_s", Col::PerCycle("/duration_s", "duration_s")),
+    ("energy_raw_j", Col::PerCycle("/energy/raw_j", "raw_j")),
+    (
+        "energy_adjusted_j",
+        Col::PerCycle("/energy/adjusted_j", "adjusted_j"),
+    ),
+    (
+        "energy_uncertainty_j",
+        Col::PerCycle("/energy/uncertainty_j", "uncertainty_j"),
+    ),
     (
         "energy_adjusted_uncertainty_j",
-        Col::Ptr(&["/energy/adjusted_uncertainty_j"]),
+        Col::PerCycle("/energy/adjusted_uncertainty_j", "adjusted_uncertainty_j"),
     ),
     (
         "energy_uncertainty_method",
@@ -95,15 +153,15 @@ const COLUMNS: &[(&str, Col)] = &[
     ),
     (
         "thermal_throttle_duration_s",
-        Col::Ptr(&["/thermal/throttle_duration_s"]),
+        Col::PerCycle("/thermal/throttle_duration_s", "throttle_duration_s"),
     ),
     (
         "throttle_thermal_duration_s",
-        Col::Ptr(&["/thermal/thermal_duration_s"]),
+        Col::PerCycle("/thermal/thermal_duration_s", "thermal_duration_s"),
     ),
     (
         "throttle_power_duration_s",
-        Col::Ptr(&["/thermal/power_duration_s"]),
+        Col::PerCycle("/thermal/power_duration_s", "power_duration_s"),
     ),
     ("thermal_max_temp_c", Col::Ptr(&["/thermal/max_temp_c"])),
     ("sampling_interval_ms", Col::Ptr(&["/sampling/interval_ms"])),
@@ -125,7 +183,6 @@ const COLUMNS: &[(&str, Col)] = &[
     ("env_in_container", Col::Ptr(&["/environment/in_container"])),
     ("env_hostname", Col::Ptr(&["/environment/hostname"])),
     ("env_cpu_model", Col::Ptr(&["/environment/cpu_model"])),
-    ("env_summary", Col::Ptr(&["/environment/summary"])),
     ("env_lem_version", Col::Ptr(&["/environment/lem_version"])),
     ("warmup_converged", Col::Ptr(&["/warmup/converged"])),
     ("warmup_iterations", Col::Ptr(&["/warmup/iterations"])),
@@ -139,7 +196,7 @@ const COLUMNS: &[(&str, Col)] = &[
         Col::Ptr(&["/workload/tokens_out", "/metrics/tokens_out"]),
     ),
     (
-        "energy_per_output_token_j",
+        "energy_per_output_token_adjusted_j",
         Col::Ptr(&["/metrics/energy_per_output_token_j"]),
     ),
     (
@@ -150,21 +207,22 @@ const COLUMNS: &[(&str, Col)] = &[
     ("ttft_ms", Col::Ptr(&["/metrics/ttft_ms"])),
     ("bench_name", Col::Ptr(&["/bench/name"])),
     (
-        "bench_energy_per_iter_j",
+        "bench_energy_per_iter_raw_j",
         Col::Ptr(&["/bench/energy_per_iter_j/mean"]),
     ),
-    ("cycles_n", Col::Ptr(&["/cycles/n"])),
     (
-        "cycles_energy_adjusted_mean_j",
-        Col::Ptr(&["/cycles/energy_adjusted_j/mean"]),
+        "bench_energy_per_iter_adjusted_j",
+        Col::Ptr(&["/bench/adjusted_energy_per_iter_j/mean"]),
+    ),
+    ("cycles_n", Col::Fn(cycles_n)),
+    ("cycles_excluded", Col::Fn(cycles_excluded)),
+    (
+        "cycles_energy_raw_ci95_low_j",
+        Col::Ptr(&["/cycles/energy_raw_j/ci95_low"]),
     ),
     (
-        "cycles_energy_adjusted_std_j",
-        Col::Ptr(&["/cycles/energy_adjusted_j/std"]),
-    ),
-    (
-        "cycles_energy_adjusted_cv",
-        Col::Ptr(&["/cycles/energy_adjusted_j/cv"]),
+        "cycles_energy_raw_ci95_high_j",
+        Col::Ptr(&["/cycles/energy_raw_j/ci95_high"]),
     ),
     (
         "cycles_energy_adjusted_ci95_low_j",
@@ -206,6 +264,7 @@ pub fn row(v: &Value) -> Vec<String> {
                     .find(|x| !x.is_null()),
             ),
             Col::Fn(f) => cell(f(v).as_ref()),
+            Col::PerCycle(own, field) => cell(per_cycle(v, own, field).map(Value::from).as_ref()),
         })
         .collect()
 }
@@ -243,7 +302,9 @@ pub fn rows_for(paths: &[PathBuf], per_process: bool) -> Result<Vec<Vec<String>>
         collect_files(p, &mut files)?;
     }
     let mut rows = Vec::new();
-    let mut experiments: BTreeMap<String, Vec<(PathBuf, ResultFile)>> = BTreeMap::new();
+    // per experiment, and per benchmark: the benchmarks of one bench run share an
+    // experiment id and process index but are separate measurements
+    let mut experiments: BTreeMap<(String, String), Vec<(PathBuf, ResultFile)>> = BTreeMap::new();
     let mut aggregates: Vec<(String, Value)> = Vec::new();
     for f in files {
         let v = crate::results::output::read_lem_json(&f)?;
@@ -264,19 +325,31 @@ pub fn rows_for(paths: &[PathBuf], per_process: bool) -> Result<Vec<Vec<String>>
             path: f.clone(),
             reason: format!("not a lem result ({e})"),
         })?;
+        let bench = r
+            .extra
+            .get("bench")
+            .and_then(|b| b.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         experiments
-            .entry(r.experiment_id.clone())
+            .entry((r.experiment_id.clone(), bench))
             .or_default()
             .push((f, r));
     }
     for results in experiments.values() {
         let origin = results.first().map(|(p, _)| p.clone()).unwrap_or_default();
-        let agg = aggregate(&origin, results, false)?;
+        // failed cycles are left out, as `lem aggregate` does, unless nothing else is left
+        let opts = AggregateOptions {
+            include_failed: every_cycle_failed(results),
+            ..AggregateOptions::default()
+        };
+        let agg = aggregate_with(&origin, results, &opts)?;
         rows.push(row(&serde_json::to_value(&agg)?));
     }
     for (id, v) in aggregates {
         // an experiment whose process files were given too is already a row
-        if per_process || !experiments.contains_key(&id) {
+        if per_process || !experiments.keys().any(|(e, _)| *e == id) {
             rows.push(row(&v));
         }
     }
@@ -333,7 +406,7 @@ mod tests {
             "warmup_final_cv",
             "simulated",
             "tokens_out",
-            "energy_per_output_token_j",
+            "energy_per_output_token_adjusted_j",
             "tokens_per_s",
         ] {
             assert!(h.contains(&c), "missing column {c}");
@@ -369,5 +442,56 @@ mod tests {
         assert_eq!(get("simulated"), "true");
         assert_eq!(get("warnings_count"), "2");
         assert_eq!(get("tokens_out"), "");
+    }
+
+    #[test]
+    fn every_column_means_the_same_on_process_and_aggregate_rows() {
+        let h = header();
+        let get = |r: &[String], c: &str| r[h.iter().position(|x| *x == c).unwrap()].clone();
+        // two cycles of 1 s and 2 s, 10 s apart: per-cycle figures, gaps left out
+        let agg = serde_json::json!({
+            "aggregated": true, "experiment_id": "e", "duration_s": 13.0,
+            "energy": {"raw_j": 30.0, "adjusted_j": 12.0},
+            "thermal": {"throttle_duration_s": 0.8},
+            "cycles": {"n": 2, "excluded": [{"cycle": 2, "reason": "x"}],
+                "energy_raw_j": {"mean": 15.0, "ci95_low": 5.0, "ci95_high": 25.0},
+                "per_cycle": [
+                    {"cycle": 0, "raw_j": 10.0, "adjusted_j": 4.0, "duration_s": 1.0,
+                     "throttle_duration_s": 0.2},
+                    {"cycle": 1, "raw_j": 20.0, "adjusted_j": 8.0, "duration_s": 2.0,
+                     "throttle_duration_s": 0.8}]},
+            "bench": {"name": "b", "energy_per_iter_j": {"mean": 1.5},
+                      "adjusted_energy_per_iter_j": {"mean": 0.5}},
+            "metrics": {"energy_per_output_token_j": 0.1}
+        });
+        let r = row(&agg);
+        assert_eq!(get(&r, "energy_raw_j"), "15.0");
+        assert_eq!(get(&r, "energy_adjusted_j"), "6.0");
+        assert_eq!(get(&r, "duration_s"), "1.5");
+        assert_eq!(get(&r, "power_mean_w"), "10.0");
+        assert_eq!(get(&r, "thermal_throttle_duration_s"), "0.5");
+        assert_eq!(get(&r, "cycles_n"), "2");
+        assert_eq!(get(&r, "cycles_excluded"), "1");
+        assert_eq!(get(&r, "cycles_energy_raw_ci95_low_j"), "5.0");
+        assert_eq!(get(&r, "cycles_energy_adjusted_ci95_low_j"), "");
+        assert_eq!(get(&r, "bench_energy_per_iter_raw_j"), "1.5");
+        assert_eq!(get(&r, "bench_energy_per_iter_adjusted_j"), "0.5");
+        assert_eq!(get(&r, "energy_per_output_token_adjusted_j"), "0.1");
+        let p = serde_json::json!({
+            "experiment_id": "e", "process_index": 0, "duration_s": 2.0,
+            "energy": {"raw_j": 20.0}, "thermal": {"throttle_duration_s": 0.8}
+        });
+        let r = row(&p);
+        assert_eq!(get(&r, "energy_raw_j"), "20.0");
+        assert_eq!(get(&r, "power_mean_w"), "10.0");
+        assert_eq!(get(&r, "thermal_throttle_duration_s"), "0.8");
+        assert_eq!(get(&r, "cycles_n"), "1");
+        for gone in [
+            "bench_energy_per_iter_j",
+            "cycles_energy_adjusted_cv",
+            "energy_per_output_token_j",
+        ] {
+            assert!(!h.contains(&gone), "{gone}: one name, one meaning");
+        }
     }
 }

@@ -315,8 +315,36 @@ pub fn probe_show(ui: &Ui) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn aggregate(ui: &Ui, dir: &Path, strict: bool, output: Option<&Path>) -> Result<(), Failure> {
-    let agg = lem::aggregate::aggregate_dir(dir, strict)?;
+/// `lem aggregate`'s options from its flags.
+pub fn aggregate_opts(
+    strict: bool,
+    include_failed: bool,
+    clock_skew_s: &str,
+) -> Result<lem::aggregate::AggregateOptions, Failure> {
+    let skew = clock_skew_s
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "invalid --clock-skew-s `{clock_skew_s}`: seconds, 0 or more"
+            ))
+        })?;
+    Ok(lem::aggregate::AggregateOptions {
+        strict,
+        include_failed,
+        clock_skew_s: skew,
+    })
+}
+
+pub fn aggregate(
+    ui: &Ui,
+    dir: &Path,
+    opts: &lem::aggregate::AggregateOptions,
+    output: Option<&Path>,
+) -> Result<(), Failure> {
+    let agg = lem::aggregate::aggregate_dir_with(dir, opts)?;
     let root = output.map_or_else(|| lem::aggregate::results_root_of(dir), Path::to_path_buf);
     let path = lem::aggregate::write_aggregate(&root, &agg)?;
     if ui.json {
@@ -346,6 +374,12 @@ pub fn aggregate(ui: &Ui, dir: &Path, strict: bool, output: Option<&Path>) -> Re
     }
     for w in &agg.warnings {
         ui.warn(w);
+    }
+    if agg.num_processes > 1 {
+        ui.out(format!(
+            "  overlap   checked allowing {} s of clock skew between hosts",
+            opts.clock_skew_s
+        ));
     }
     ui.out(format!("  written   {}", path.display()));
     Ok(())

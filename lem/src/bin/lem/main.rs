@@ -125,6 +125,14 @@ struct AggregateArgs {
     /// Results root to write aggregated/<experiment_id>.json under (default: the root above raw/).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Keep the cycles in which a process's command failed or was interrupted (left out of the
+    /// totals and statistics by default, and listed under cycles.excluded).
+    #[arg(long)]
+    include_failed: bool,
+    /// Clock skew allowed between hosts when checking that the processes of a cycle
+    /// overlapped in time, s.
+    #[arg(long, default_value = "1", value_name = "S")]
+    clock_skew_s: String,
 }
 
 #[derive(Debug, Args)]
@@ -219,9 +227,9 @@ fn main() -> ExitCode {
             commands::probe(&ui, a.device.as_deref(), a.duration.as_deref())
         }
         .map(|()| 0),
-        Cmd::Aggregate(a) => {
-            commands::aggregate(&ui, &a.dir, a.strict, a.output.as_deref()).map(|()| 0)
-        }
+        Cmd::Aggregate(a) => commands::aggregate_opts(a.strict, a.include_failed, &a.clock_skew_s)
+            .and_then(|opts| commands::aggregate(&ui, &a.dir, &opts, a.output.as_deref()))
+            .map(|()| 0),
         Cmd::Export(a) => commands::export(&ui, &a.csv, &a.paths, a.per_process).map(|()| 0),
         Cmd::Plot(a) => plot::plot(&ui, &a.file, &a.output).map(|()| 0),
         Cmd::Show(a) => show::show(&ui, &a.file).map(|()| 0),

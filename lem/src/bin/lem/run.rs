@@ -33,6 +33,14 @@ pub struct RunArgs {
     /// every time.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// Replace this process's earlier results under OUTPUT/raw/<experiment_id>/ (removed
+    /// before the run); without it, a run whose process already has files there is refused.
+    #[arg(long)]
+    overwrite: bool,
+    /// With --cycles above 1, how long process 0 waits for the other processes' results
+    /// (of the world size) before it writes the aggregate, s.
+    #[arg(long, default_value = "60", value_name = "S")]
+    aggregate_wait_s: String,
     /// The command and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -125,18 +133,20 @@ pub fn run(ui: &Ui, a: RunArgs) -> Result<u8, Failure> {
     } else {
         lem::parse_seconds("--cycle-gap-s", &a.cycle_gap_s)?
     };
+    aggregate_wait(&a)?;
     let output = a.out.output_dir();
     let experiment_id = a.out.experiment_id("")?;
-    let process_index = a.out.process_index()?;
+    let (process_index, world_size) = a.out.rank_and_world()?;
     let exp_dir = output.join("raw").join(&experiment_id);
     let created = !exp_dir.exists();
     check_writable(&exp_dir)?;
+    claim_results(&exp_dir, process_index, a.overwrite)?;
     let result = measure_cycles(
         ui,
         &a,
         &output,
         &experiment_id,
-        process_index,
+        (process_index, world_size),
         &exp_dir,
         gap,
     );
@@ -147,12 +157,35 @@ pub fn run(ui: &Ui, a: RunArgs) -> Result<u8, Failure> {
     result
 }
 
+/// Refuse to mix with this process's earlier results in `exp_dir`, or remove them with
+/// `overwrite`.
+fn claim_results(exp_dir: &Path, process_index: u32, overwrite: bool) -> Result<(), Failure> {
+    let earlier = lem::aggregate::process_files(exp_dir, process_index)?;
+    let Some(first) = earlier.first() else {
+        return Ok(());
+    };
+    if !overwrite {
+        return Err(Failure::new(format!(
+            "{}: process {process_index} already has {} result file(s) there ({}...): use another --experiment-id, or --overwrite to replace them",
+            exp_dir.display(),
+            earlier.len(),
+            first.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned())
+        )));
+    }
+    for p in &earlier {
+        std::fs::remove_file(p).map_err(|e| {
+            Failure::new(format!("--overwrite: cannot remove {}: {e}", p.display()))
+        })?;
+    }
+    Ok(())
+}
+
 fn measure_cycles(
     ui: &Ui,
     a: &RunArgs,
     output: &Path,
     experiment_id: &str,
-    process_index: u32,
+    (process_index, world_size): (u32, Option<u32>),
     exp_dir: &Path,
     gap: Duration,
 ) -> Result<u8, Failure> {
@@ -166,6 +199,8 @@ fn measure_cycles(
         exp_dir,
         experiment_id,
         process_index,
+        world_size,
+        run_id: lem::aggregate::new_run_id(),
     };
     let mut last_code = 0;
     let mut written = Vec::new();
@@ -209,7 +244,15 @@ fn measure_cycles(
         }
     }
     if a.cycles > 1 && !written.is_empty() {
-        let aggregated = aggregate_cycles(ui, output, exp_dir);
+        let last_cycle = u32::try_from(written.len() - 1).unwrap_or(0);
+        let aggregated = aggregate_as_process_0(
+            ui,
+            a,
+            output,
+            exp_dir,
+            (process_index, world_size),
+            last_cycle,
+        );
         if let (Some(_), Err(e)) = (&late_failure, &aggregated) {
             ui.warn(format!(
                 "the cycles before were not aggregated: {}",
@@ -232,6 +275,10 @@ struct Place<'a> {
     exp_dir: &'a Path,
     experiment_id: &'a str,
     process_index: u32,
+    /// The run's world size, where known.
+    world_size: Option<u32>,
+    /// This run's identity (its files are aggregated, an earlier run's are not).
+    run_id: String,
 }
 
 /// One cycle, measured.
@@ -262,6 +309,13 @@ fn write_result(
     );
     rf.extra
         .insert("interrupted".into(), serde_json::json!(m.interrupted));
+    if let Some(w) = at.world_size {
+        rf.extra.insert("world_size".into(), serde_json::json!(w));
+    }
+    rf.extra.insert(
+        "run".into(),
+        serde_json::json!({ "id": at.run_id, "cycles": a.cycles }),
+    );
     let path = if a.cycles > 1 {
         rf.extra.insert(
             "start_delay".into(),
@@ -365,9 +419,64 @@ fn idle_gap(ui: &Ui, gap: Duration) {
     pb.finish_and_clear();
 }
 
+/// `--aggregate-wait-s`.
+fn aggregate_wait(a: &RunArgs) -> Result<Duration, Failure> {
+    if a.aggregate_wait_s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    Ok(lem::parse_seconds(
+        "--aggregate-wait-s",
+        &a.aggregate_wait_s,
+    )?)
+}
+
+/// One writer per experiment: process 0 waits (bounded) for the other processes' last
+/// cycle and aggregates; the others leave it to process 0 or `lem aggregate`.
+fn aggregate_as_process_0(
+    ui: &Ui,
+    a: &RunArgs,
+    output: &Path,
+    exp_dir: &Path,
+    (process_index, world_size): (u32, Option<u32>),
+    last_cycle: u32,
+) -> Result<(), Failure> {
+    if process_index != 0 {
+        ui.say(format!(
+            "process {process_index}: process 0 writes the aggregate (or run `lem aggregate {}`)",
+            exp_dir.display()
+        ));
+        return Ok(());
+    }
+    if let Some(w) = world_size.filter(|w| *w > 1) {
+        let wait = aggregate_wait(a)?;
+        ui.say(format!(
+            "waiting up to {:.0} s for the results of processes 1..{}",
+            wait.as_secs_f64(),
+            w - 1
+        ));
+        let missing = lem::aggregate::wait_for_ranks(exp_dir, w, (last_cycle, true), wait);
+        if !missing.is_empty() {
+            ui.warn(format!(
+                "aggregating without processes {missing:?} (no result after {:.0} s; `lem aggregate {}` later combines them)",
+                wait.as_secs_f64(),
+                exp_dir.display()
+            ));
+        }
+    }
+    aggregate_cycles(ui, output, exp_dir)
+}
+
 /// Aggregate the cycles just written and say what they add up to.
 fn aggregate_cycles(ui: &Ui, output: &Path, exp_dir: &Path) -> Result<(), Failure> {
-    let agg = lem::aggregate::aggregate_dir(exp_dir, false)?;
+    let results = lem::aggregate::load_dir(exp_dir)?;
+    if lem::aggregate::every_cycle_failed(&results) {
+        ui.warn(format!(
+            "no aggregate: every cycle failed or was interrupted (`lem aggregate --include-failed {}` combines them anyway)",
+            exp_dir.display()
+        ));
+        return Ok(());
+    }
+    let agg = lem::aggregate::aggregate(exp_dir, &results, false)?;
     let path = lem::aggregate::write_aggregate(output, &agg)?;
     if let Some(i) = &agg.cycles.energy_adjusted_j.or(agg.cycles.energy_raw_j) {
         let which = if agg.cycles.energy_adjusted_j.is_some() {

@@ -1,6 +1,6 @@
 //! Combining result files: processes (ranks) of one experiment and its repeated cycles.
 //!
-//! Each physical device (host + UUID) is counted once per cycle, however many processes
+//! Each physical device (a GPU by UUID, a RAPL domain by host identity + id) is counted once per cycle, however many processes
 //! measured it; processes of one cycle should overlap in time and be numbered 0..N−1.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,13 +14,57 @@ use crate::results::report::EnergyMethod;
 use crate::results::stats::Interval;
 
 mod cycles;
+mod runs;
 mod schema;
+mod select;
+mod warnings;
 
+pub use runs::{is_process_file, new_run_id, process_files, wait_for_ranks};
 pub use schema::{
     Aggregate, AggregateDevice, AggregateEnergy, AggregateThermal, CycleRow, CycleStats,
+    ExcludedCycle, ExcludedFile,
 };
+pub use select::{every_cycle_failed, failure_of};
 
 use cycles::sum_all;
+use cycles::Item;
+
+/// How to aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateOptions {
+    /// Make the consistency checks (complete process sets, overlapping processes, devices
+    /// measured once, one experiment) errors instead of warnings.
+    pub strict: bool,
+    /// Keep cycles in which a process's command failed or was interrupted (left out by
+    /// default).
+    pub include_failed: bool,
+    /// How far apart two hosts' wall clocks may be, s: processes of one cycle count as
+    /// overlapping unless one ended more than this before another started.
+    pub clock_skew_s: f64,
+}
+
+/// The default clock-skew allowance between hosts, s.
+pub const DEFAULT_CLOCK_SKEW_S: f64 = 1.0;
+
+impl Default for AggregateOptions {
+    fn default() -> Self {
+        Self {
+            strict: false,
+            include_failed: false,
+            clock_skew_s: DEFAULT_CLOCK_SKEW_S,
+        }
+    }
+}
+
+impl AggregateOptions {
+    /// The defaults, with `strict`.
+    pub fn strict(strict: bool) -> Self {
+        Self {
+            strict,
+            ..Self::default()
+        }
+    }
+}
 
 /// Every process result file in a raw experiment directory (time series excluded), in
 /// name order.
@@ -61,7 +105,7 @@ pub fn is_result_name(p: &Path) -> bool {
 
 /// Combine result files. With `strict`, incomplete process sets, processes that did not
 /// overlap in time, devices measured twice and mixed experiment ids are errors instead of
-/// warnings.
+/// warnings. Cycles whose command failed or was interrupted are left out (and reported).
 ///
 /// # Errors
 /// [`Error::BadFile`] (naming `origin`) when there is nothing to combine, or in strict mode.
@@ -70,6 +114,47 @@ pub fn aggregate(
     results: &[(PathBuf, ResultFile)],
     strict: bool,
 ) -> Result<Aggregate> {
+    aggregate_with(origin, results, &AggregateOptions::strict(strict))
+}
+
+/// [`aggregate`] with every option.
+///
+/// # Errors
+/// As [`aggregate`]; also when every cycle failed and `include_failed` is off.
+pub fn aggregate_with(
+    origin: &Path,
+    results: &[(PathBuf, ResultFile)],
+    opts: &AggregateOptions,
+) -> Result<Aggregate> {
+    if results.is_empty() {
+        return Err(Error::BadFile {
+            path: origin.to_path_buf(),
+            reason: "nothing to aggregate".into(),
+        });
+    }
+    let mut notes: Vec<String> = Vec::new();
+    let (items, other_runs) = runs::own_run(results.iter().collect());
+    for f in &other_runs {
+        notes.push(format!("{} left out: {}", f.file, f.reason));
+    }
+    if items.is_empty() {
+        return Err(Error::BadFile {
+            path: origin.to_path_buf(),
+            reason: "no result file of the run to aggregate (see excluded files)".into(),
+        });
+    }
+    let (items, excluded) =
+        select::drop_failed_cycles(origin, items, opts.include_failed, &mut notes)?;
+    let mut agg = combine(origin, &items, opts)?;
+    agg.cycles.excluded = excluded;
+    agg.excluded_files = other_runs;
+    notes.append(&mut agg.warnings);
+    agg.warnings = notes;
+    Ok(agg)
+}
+
+fn combine(origin: &Path, results: &[Item<'_>], opts: &AggregateOptions) -> Result<Aggregate> {
+    let strict = opts.strict;
     let Some((_, first)) = results.first() else {
         return Err(Error::BadFile {
             path: origin.to_path_buf(),
@@ -84,7 +169,7 @@ pub fn aggregate(
     if ids.len() > 1 {
         problems.push(format!("results of several experiments mixed: {ids:?}"));
     }
-    let cycles = cycles::combine(results, &mut problems);
+    let cycles = cycles::combine(results, opts.clock_skew_s, &mut problems);
     if strict && !problems.is_empty() {
         return Err(Error::BadFile {
             path: origin.to_path_buf(),
@@ -92,14 +177,7 @@ pub fn aggregate(
         });
     }
     let mut warnings = problems;
-    for (_, r) in results {
-        for w in &r.report.warnings {
-            let w = format!("process {}: {w}", r.process_index);
-            if !warnings.contains(&w) {
-                warnings.push(w);
-            }
-        }
-    }
+    warnings.extend(warnings::process_warnings(results));
     let rows = cycles.rows;
     let cycle_stats = cycle_stats(&rows, &mut warnings);
     let starts: Vec<f64> = results.iter().filter_map(|(_, r)| r.start_unix_s).collect();
@@ -138,6 +216,8 @@ pub fn aggregate(
                     .unwrap_or_default()
             })
             .collect(),
+        excluded_files: Vec::new(),
+        clock_skew_allowance_s: Some(opts.clock_skew_s),
         warnings,
         extra: lowest
             .map(|r| extra_of(r, results.len()))
@@ -163,16 +243,13 @@ fn cycle_stats(rows: &[CycleRow], warnings: &mut Vec<String>) -> CycleStats {
         energy_raw_j: col(&|r| r.raw_j),
         duration_s: col(&|r| Some(r.duration_s)),
         per_cycle: rows.to_vec(),
+        excluded: Vec::new(),
     }
 }
 
 /// The energy totals: every cycle's sums, the distinct devices' baselines, one method if
 /// all devices shared it (`methods` distinct methods were seen).
-fn energy_of(
-    results: &[(PathBuf, ResultFile)],
-    rows: &[CycleRow],
-    methods: usize,
-) -> AggregateEnergy {
+fn energy_of(results: &[Item<'_>], rows: &[CycleRow], methods: usize) -> AggregateEnergy {
     let method = match methods {
         0 => None,
         1 => results
@@ -181,11 +258,11 @@ fn energy_of(
             .next(),
         _ => Some(EnergyMethod::Mixed),
     };
-    let mut baseline_by_device: BTreeMap<(String, String), Option<f64>> = BTreeMap::new();
+    let mut baseline_by_device: BTreeMap<cycles::DeviceKey, Option<f64>> = BTreeMap::new();
     for (_, r) in results {
         for d in &r.report.devices {
             baseline_by_device
-                .entry((cycles::host_of(r), d.uuid.clone()))
+                .entry(cycles::device_key(r, &d.uuid))
                 .or_insert(d.energy.baseline_power_w);
         }
     }
@@ -209,7 +286,7 @@ fn energy_of(
 }
 
 /// Throttling over every process: any detected, the longest durations, the hottest device.
-fn thermal_of(results: &[(PathBuf, ResultFile)]) -> AggregateThermal {
+fn thermal_of(results: &[Item<'_>]) -> AggregateThermal {
     let reports = || results.iter().map(|(_, r)| &r.report);
     let longest = |f: &dyn Fn(&crate::results::report::EnergyReport) -> f64| {
         reports().map(f).fold(0.0, f64::max)
@@ -245,7 +322,15 @@ fn extra_of(r: &ResultFile, count: usize) -> serde_json::Map<String, serde_json:
 /// # Errors
 /// As [`load_dir`] and [`aggregate`].
 pub fn aggregate_dir(dir: &Path, strict: bool) -> Result<Aggregate> {
-    aggregate(dir, &load_dir(dir)?, strict)
+    aggregate_dir_with(dir, &AggregateOptions::strict(strict))
+}
+
+/// [`aggregate_dir`] with every option.
+///
+/// # Errors
+/// As [`load_dir`] and [`aggregate_with`].
+pub fn aggregate_dir_with(dir: &Path, opts: &AggregateOptions) -> Result<Aggregate> {
+    aggregate_with(dir, &load_dir(dir)?, opts)
 }
 
 /// The results root of a raw experiment directory `ROOT/raw/<id>`: `ROOT`.

@@ -30,10 +30,11 @@ pub struct AggregateEnergy {
     pub baseline_method: Option<crate::results::report::BaselineMethod>,
 }
 
-/// One physical device in an aggregate.
+/// One physical device in an aggregate: a GPU by its UUID alone, a RAPL domain by its id and
+/// its host's identity (`environment.host_id`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AggregateDevice {
-    /// Host it is in.
+    /// Host it is in (the hostname of the first process that measured it).
     pub host: String,
     /// Device UUID.
     pub uuid: String,
@@ -83,6 +84,15 @@ pub struct CycleRow {
     pub duration_s: f64,
     /// Start temperature (highest device), °C.
     pub start_temp_c: Option<f64>,
+    /// Throttled time of the cycle: the longest of its processes', s.
+    #[serde(default)]
+    pub throttle_duration_s: Option<f64>,
+    /// Thermally throttled time: the longest of its processes', s.
+    #[serde(default)]
+    pub thermal_duration_s: Option<f64>,
+    /// Power-throttled time: the longest of its processes', s.
+    #[serde(default)]
+    pub power_duration_s: Option<f64>,
 }
 
 /// Statistics over cycles.
@@ -98,6 +108,28 @@ pub struct CycleStats {
     pub duration_s: Option<Interval>,
     /// Each cycle.
     pub per_cycle: Vec<CycleRow>,
+    /// Cycles left out of the totals and statistics (a process's command failed or was
+    /// interrupted), unless `--include-failed` kept them.
+    #[serde(default)]
+    pub excluded: Vec<ExcludedCycle>,
+}
+
+/// A result file left out of an aggregate because it belongs to another run, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExcludedFile {
+    /// File name in the raw experiment directory.
+    pub file: String,
+    /// Why it is not part of the run aggregated.
+    pub reason: String,
+}
+
+/// A cycle left out of an aggregate, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExcludedCycle {
+    /// Cycle number.
+    pub cycle: u64,
+    /// What went wrong, per process.
+    pub reason: String,
 }
 
 /// An aggregated experiment (`OUTPUT/aggregated/<experiment_id>.json`).
@@ -135,6 +167,14 @@ pub struct Aggregate {
     pub environment: Option<Environment>,
     /// Result files combined.
     pub sources: Vec<String>,
+    /// Result files in the directory left out because they belong to another run (an
+    /// earlier run of the same process index, a cycle beyond the run's planned count, a
+    /// process index outside the world size).
+    #[serde(default)]
+    pub excluded_files: Vec<ExcludedFile>,
+    /// The clock skew allowed between hosts when checking that processes overlapped, s.
+    #[serde(default)]
+    pub clock_skew_allowance_s: Option<f64>,
     /// Problems found.
     pub warnings: Vec<String>,
     /// Sections passed through from the process results: `workload` always (it describes
