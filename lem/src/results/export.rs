@@ -196,7 +196,7 @@ const COLUMNS: &[(&str, Col)] = &[
         Col::Ptr(&["/workload/tokens_out", "/metrics/tokens_out"]),
     ),
     (
-        "energy_per_output_token_adjusted_j",
+        "energy_per_output_token_j",
         Col::Ptr(&["/metrics/energy_per_output_token_j"]),
     ),
     (
@@ -406,7 +406,7 @@ mod tests {
             "warmup_final_cv",
             "simulated",
             "tokens_out",
-            "energy_per_output_token_adjusted_j",
+            "energy_per_output_token_j",
             "tokens_per_s",
         ] {
             assert!(h.contains(&c), "missing column {c}");
@@ -476,7 +476,7 @@ mod tests {
         assert_eq!(get(&r, "cycles_energy_adjusted_ci95_low_j"), "");
         assert_eq!(get(&r, "bench_energy_per_iter_raw_j"), "1.5");
         assert_eq!(get(&r, "bench_energy_per_iter_adjusted_j"), "0.5");
-        assert_eq!(get(&r, "energy_per_output_token_adjusted_j"), "0.1");
+        assert_eq!(get(&r, "energy_per_output_token_j"), "0.1");
         let p = serde_json::json!({
             "experiment_id": "e", "process_index": 0, "duration_s": 2.0,
             "energy": {"raw_j": 20.0}, "thermal": {"throttle_duration_s": 0.8}
@@ -486,11 +486,7 @@ mod tests {
         assert_eq!(get(&r, "power_mean_w"), "10.0");
         assert_eq!(get(&r, "thermal_throttle_duration_s"), "0.8");
         assert_eq!(get(&r, "cycles_n"), "1");
-        for gone in [
-            "bench_energy_per_iter_j",
-            "cycles_energy_adjusted_cv",
-            "energy_per_output_token_j",
-        ] {
+        for gone in ["bench_energy_per_iter_j", "cycles_energy_adjusted_cv"] {
             assert!(!h.contains(&gone), "{gone}: one name, one meaning");
         }
     }
