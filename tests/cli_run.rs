@@ -590,3 +590,98 @@ fn only_process_0_writes_the_aggregate_after_waiting_for_the_others() {
         .iter()
         .any(|w| w.as_str().unwrap().contains("missing [1]")));
 }
+
+#[test]
+fn a_smaller_rerun_leaves_the_earlier_runs_higher_ranks_out() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", CONSTANT);
+    let run = |world: &str, idx: &str, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--device",
+            &dev,
+            "--experiment-id",
+            "shrink",
+            "--no-baseline",
+            "--cycles",
+            "2",
+            "--world-size",
+            world,
+            "--process-index",
+            idx,
+            "--aggregate-wait-s",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "true"]);
+        let o = sb.run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    for i in ["1", "2", "3", "4", "0"] {
+        run("5", i, &[]);
+    }
+    // the same experiment again with 3 processes: each replaces only its own files
+    for i in ["1", "2", "0"] {
+        run("3", i, &["--overwrite"]);
+    }
+    let agg = sb.json("results/aggregated/shrink.json");
+    assert_eq!(agg["num_processes"], 3, "{agg}");
+    let excluded = agg["excluded_files"].as_array().unwrap();
+    assert_eq!(
+        excluded.len(),
+        4,
+        "ranks 3 and 4, two cycles each: {excluded:?}"
+    );
+    assert!(excluded.iter().all(|e| e["reason"]
+        .as_str()
+        .unwrap()
+        .contains("outside the world size 3")));
+}
+
+#[test]
+fn the_world_size_comes_from_the_launcher_that_gave_the_index() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario("c.json", CONSTANT);
+    let world = |exp: &str, env: &[(&str, &str)]| {
+        let mut c = sb.cmd();
+        c.args([
+            "run",
+            "--device",
+            &dev,
+            "--experiment-id",
+            exp,
+            "--no-baseline",
+        ])
+        .args(["--", "true"]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let idx = env
+            .iter()
+            .find(|(k, _)| k.contains("RANK") || k.contains("INDEX") || k.contains("PROCID"))
+            .map_or("0", |(_, v)| v);
+        sb.json(&format!("results/raw/{exp}/process_{idx}.json"))["world_size"].clone()
+    };
+    // torchrun's pair
+    assert_eq!(world("a", &[("RANK", "1"), ("WORLD_SIZE", "4")]), 4);
+    // an index from lem's own variable is not paired with another launcher's size
+    assert!(world("b", &[("LEM_PROCESS_INDEX", "1"), ("WORLD_SIZE", "4")]).is_null());
+    assert_eq!(
+        world("c", &[("LEM_PROCESS_INDEX", "1"), ("LEM_WORLD_SIZE", "2")]),
+        2
+    );
+    // inside a Slurm step, the step's own task count wins over the job's
+    assert_eq!(
+        world(
+            "d",
+            &[
+                ("SLURM_PROCID", "0"),
+                ("SLURM_NTASKS", "8"),
+                ("SLURM_STEP_NUM_TASKS", "1")
+            ]
+        ),
+        1
+    );
+}

@@ -85,8 +85,10 @@ pub struct OutputArgs {
     /// Process index (default: LEM_PROCESS_INDEX, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, else 0).
     #[arg(long)]
     pub process_index: Option<u32>,
-    /// Number of processes in the experiment (default: WORLD_SIZE, SLURM_NTASKS,
-    /// OMPI_COMM_WORLD_SIZE, else unknown); recorded so that aggregation can name missing ones.
+    /// Number of processes in the experiment (default: the size the launcher of the process
+    /// index sets beside it: LEM_WORLD_SIZE, WORLD_SIZE, SLURM_STEP_NUM_TASKS or
+    /// SLURM_NTASKS, OMPI_COMM_WORLD_SIZE; else unknown); recorded so that aggregation can
+    /// name missing ones.
     #[arg(long, value_name = "N")]
     pub world_size: Option<String>,
 }
@@ -136,27 +138,32 @@ impl OutputArgs {
     /// # Errors
     /// [`Error::InvalidConfig`] naming the variable that is not a process index.
     pub fn process_index(&self) -> Result<u32> {
-        if let Some(i) = self.process_index {
-            return Ok(i);
-        }
-        for k in [
-            "LEM_PROCESS_INDEX",
-            "RANK",
-            "SLURM_PROCID",
-            "OMPI_COMM_WORLD_RANK",
-        ] {
-            if let Some(v) = env_nonempty(k) {
-                return v
-                    .trim()
-                    .parse()
-                    .map_err(|_| Error::config(k, format!("`{v}` is not a process index")));
-            }
-        }
-        Ok(0)
+        Ok(self.index_source()?.0)
     }
 
-    /// The number of processes: `--world-size`, else the first of `WORLD_SIZE`,
-    /// `SLURM_NTASKS` and `OMPI_COMM_WORLD_SIZE` that is set, else unknown (`None`).
+    /// The process index and the launcher it came from (its position in [`LAUNCHERS`];
+    /// `None` for `--process-index` or the default 0).
+    fn index_source(&self) -> Result<(u32, Option<usize>)> {
+        if let Some(i) = self.process_index {
+            return Ok((i, None));
+        }
+        for (n, (k, _)) in LAUNCHERS.iter().enumerate() {
+            if let Some(v) = env_nonempty(k) {
+                let i = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::config(*k, format!("`{v}` is not a process index")))?;
+                return Ok((i, Some(n)));
+            }
+        }
+        Ok((0, None))
+    }
+
+    /// The number of processes: `--world-size`, else the size the launcher that gave the
+    /// process index sets beside it (`LEM_WORLD_SIZE` with `LEM_PROCESS_INDEX`, `WORLD_SIZE`
+    /// with `RANK`, `SLURM_STEP_NUM_TASKS` or else `SLURM_NTASKS` with `SLURM_PROCID`,
+    /// `OMPI_COMM_WORLD_SIZE` with `OMPI_COMM_WORLD_RANK`), else `LEM_WORLD_SIZE`, else
+    /// unknown (`None`). An index and a size from different launchers are never paired.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] naming the flag or variable whose value is not a whole number
@@ -174,7 +181,11 @@ impl OutputArgs {
         if let Some(v) = &self.world_size {
             return parse("--world-size", v);
         }
-        for k in ["WORLD_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"] {
+        let sizes: &[&str] = match self.index_source()?.1 {
+            Some(n) => LAUNCHERS[n].1,
+            None => &["LEM_WORLD_SIZE"],
+        };
+        for k in sizes {
             if let Some(v) = env_nonempty(k) {
                 return parse(k, &v);
             }
@@ -202,6 +213,17 @@ impl OutputArgs {
         Ok((i, w))
     }
 }
+
+/// Where launchers put a process's index, and the variables that hold the number of
+/// processes beside it, in order of preference. Inside a Slurm job the batch script itself
+/// runs as `SLURM_PROCID` 0 of `SLURM_NTASKS`; a job step launched by `srun` also sets
+/// `SLURM_STEP_NUM_TASKS`, which is preferred.
+const LAUNCHERS: [(&str, &[&str]); 4] = [
+    ("LEM_PROCESS_INDEX", &["LEM_WORLD_SIZE"]),
+    ("RANK", &["WORLD_SIZE"]),
+    ("SLURM_PROCID", &["SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"]),
+    ("OMPI_COMM_WORLD_RANK", &["OMPI_COMM_WORLD_SIZE"]),
+];
 
 /// The seed of a run's start delays when none is given: a stable hash of its experiment id.
 pub fn seed_from(experiment_id: &str) -> u64 {

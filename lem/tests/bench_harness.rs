@@ -461,3 +461,47 @@ fn max_uncertainty_judges_the_adjusted_figure() {
         assert!(want <= 0.05, "{want} with {} iterations", r.iterations);
     }
 }
+
+/// `max_time_s` limits the measuring time (pilots and samples): a sample that would take it
+/// past the limit is not started, and the report says how many were taken.
+#[test]
+fn the_time_limit_stops_samples_and_says_so() {
+    let _one = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let m = meter(&dir);
+    let opts = BenchOptions {
+        samples: Some(20),
+        min_sample_s: Some(0.05),
+        max_time_s: Some(0.4),
+        cv: Some(0.5),
+        random_start: Some(false),
+        ..BenchOptions::DEFAULT
+    };
+    let out = run_one(&m, "limited", &opts, |b| {
+        b.iter(|| spin(Duration::from_millis(2)))
+    })
+    .unwrap()
+    .unwrap();
+    let s = &out.stats;
+    assert!((2..20).contains(&s.samples), "{} samples", s.samples);
+    let measured: f64 = s.per_sample.iter().map(|r| r.duration_s).sum();
+    assert!(measured <= 0.4, "{measured} s of samples");
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains(&format!("stopped after {} of 20 samples", s.samples))),
+        "{:?}",
+        out.warnings
+    );
+    let e = run_one(
+        &m,
+        "bad",
+        &BenchOptions {
+            max_time_s: Some(0.0),
+            ..opts
+        },
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("max_time_s"), "{e}");
+}

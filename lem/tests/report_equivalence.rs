@@ -436,7 +436,7 @@ fn the_recording_covers_every_accounting_branch() {
         "energy_counter",
         "power_integration",
         "the energy counter did not move during a window",
-        "fewer than 3 energy-counter updates (~100 ms each); used integrated power samples",
+        "fewer than 3 energy-counter updates (~100 ms each) and power is sampled too sparsely",
         "went backwards",
         "read failed at",
         "stopped answering",

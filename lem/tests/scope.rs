@@ -264,7 +264,18 @@ fn a_counter_that_goes_backwards_falls_back_to_integration() {
 
 #[test]
 fn a_window_below_counter_resolution_is_flagged_never_a_silent_zero() {
+    // sampled every 10 ms: dense enough (twice per counter update or more) to integrate
     let r = rig(r#"{"idle_w": 100, "counter_update_ms": 100}"#);
+    let r = Rig {
+        meter: Meter::builder()
+            .devices(r.meter.devices().to_vec())
+            .clock(r.clock.clone())
+            .baseline_mode(BaselineMode::Off)
+            .interval(Duration::from_millis(10))
+            .build()
+            .unwrap(),
+        ..r
+    };
     r.run(0.03, 0.01);
     // 50 ms without a counter update: the counter delta is 0
     let scope = r.meter.start("tiny").unwrap();
@@ -293,6 +304,25 @@ fn a_window_below_counter_resolution_is_flagged_never_a_silent_zero() {
     let rep = scope.finish().unwrap();
     assert!(!rep.energy.below_resolution);
     assert!(close(rep.energy.raw_j.unwrap(), 100.0, 0.11));
+}
+
+#[test]
+fn a_short_window_sampled_sparsely_reads_the_counter_and_says_how_coarse() {
+    // the default 100 ms interval is no finer than the counter: its difference serves, even
+    // when it reads 0 J, flagged and with a bound that covers the truth
+    let r = rig(r#"{"idle_w": 100, "counter_update_ms": 100}"#);
+    r.run(0.03, 0.1);
+    let scope = r.meter.start("tiny").unwrap();
+    r.run(0.05, 0.05);
+    let rep = scope.finish().unwrap();
+    assert!(rep.energy.below_resolution);
+    assert_eq!(rep.energy.method, Some(EnergyMethod::EnergyCounter));
+    let (got, bound) = (rep.energy.raw_j.unwrap(), rep.energy.uncertainty_j.unwrap());
+    assert!((got - 5.0).abs() <= bound, "{got} ± {bound} J against 5 J");
+    assert!(rep
+        .warnings
+        .iter()
+        .any(|w| w.contains("below_resolution") && w.contains("sampled too sparsely")));
 }
 
 #[test]

@@ -113,6 +113,11 @@ impl Sandbox {
             "SLURM_JOB_ID",
             "OMPI_COMM_WORLD_RANK",
             "TORCHELASTIC_RUN_ID",
+            "LEM_WORLD_SIZE",
+            "WORLD_SIZE",
+            "SLURM_NTASKS",
+            "SLURM_STEP_NUM_TASKS",
+            "OMPI_COMM_WORLD_SIZE",
         ] {
             c.env_remove(k);
         }

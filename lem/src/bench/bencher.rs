@@ -80,7 +80,8 @@ impl<'m> Bencher<'m> {
     ///
     /// The samples' length is decided before any kept sample (see the `sizing` module); a
     /// sample that still comes out shorter than `min_sample_s` is kept, said, and the ones
-    /// after it are lengthened. No sample starts once `max_time_s` has passed.
+    /// after it are lengthened. No sample starts that would take the measuring time (pilots
+    /// and samples) past `max_time_s`.
     pub fn iter<R: Any>(&mut self, mut routine: impl FnMut() -> R) {
         let sync: &dyn Fn() = match &self.sync {
             Some(s) => s.as_ref(),
@@ -94,7 +95,8 @@ impl<'m> Bencher<'m> {
         let mut reports = Vec::new();
         let mut judged = None;
         let mut sized: Option<Sizing> = None;
-        let mut deadline = f64::INFINITY;
+        // measuring time so far (pilots and samples), s: what max_time_s limits
+        let mut spent = 0.0;
         'cycles: for cycle in 0..plan.cycles {
             if cycle > 0 && !plan.cycle_gap.is_zero() {
                 std::thread::sleep(plan.cycle_gap);
@@ -105,21 +107,23 @@ impl<'m> Bencher<'m> {
             let size = match &mut sized {
                 Some(s) => s,
                 None => {
-                    deadline = clock.now().as_secs_f64() + plan.max_time_s;
                     let mut pilot = BenchPilot {
                         bencher: self,
                         routine: &mut routine,
                         sync,
                     };
-                    sized.insert(sizing::size(&plan, first, &mut pilot, &mut warnings))
+                    let s = sizing::size(&plan, first, &mut pilot, &mut warnings);
+                    spent += s.pilot_s;
+                    sized.insert(s)
                 }
             };
             let period = self.sensor_period();
             let origin = clock.now().as_secs_f64();
             for phase in self.start_phases(&plan, plan.samples) {
-                if clock.now().as_secs_f64() >= deadline {
+                let expected = size.iterations as f64 * size.per_iter_s;
+                if !records.is_empty() && spent + expected > plan.max_time_s {
                     warnings.push(format!(
-                        "{}: stopped after {} of {} samples: max_time_s {:.0} s has passed",
+                        "{}: stopped after {} of {} samples: another would take the measuring time past max_time_s {:.0} s",
                         plan.name,
                         records.len(),
                         plan.samples * plan.cycles,
@@ -140,6 +144,7 @@ impl<'m> Bencher<'m> {
                 else {
                     break 'cycles;
                 };
+                spent += got.report.duration_s;
                 let j = Judged::of(&got.report);
                 judged = judged.or(j.map(|j| j.figure));
                 check_sample(&plan, &got, j, &mut warnings);
@@ -378,6 +383,9 @@ fn check_length(
         size.iterations.saturating_mul(10)
     };
     let grown = grown.clamp(1, sizing::MAX_ITERATIONS);
+    if d > 0.0 {
+        size.per_iter_s = d / size.iterations as f64;
+    }
     size.capped = grown >= sizing::MAX_ITERATIONS;
     warnings.push(format!(
         "{}: sample {} lasted {:.3} s, under min_sample_s {:.3} s: kept, and the samples after it use {} iterations instead of {}",

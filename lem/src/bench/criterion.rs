@@ -23,10 +23,12 @@
 //!
 //! A batch whose window could not be measured (a failed driver read with no power samples to
 //! fall back on) cannot be given to criterion as NaN: criterion stops the whole run on a NaN.
-//! It gets the mean power of the batches measured so far times its own length instead, is
-//! counted, and said on stderr at once; the counts ([`Energy::tally`]) are printed when the
+//! It gets the power of the last measured batch (of the same benchmark: criterion runs one
+//! benchmark's batches back to back) times its own length instead, is counted, and said on
+//! stderr at once; the counts ([`Energy::tally`]) are printed when the
 //! measurement is dropped at the end of its criterion group. If the very first batch cannot
-//! be measured there is nothing to stand in for it: the bench stops with a one-line error.
+//! be measured there is nothing to stand in for it: the counts so far are printed and the
+//! bench stops with a one-line error.
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::Throughput;
@@ -47,14 +49,25 @@ pub struct Energy {
 
 /// What happened to the batches of one [`Energy`] measurement, shared: keep the handle from
 /// [`Energy::tally`] before handing the measurement to criterion to read it afterwards.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tally {
     batches: AtomicU64,
     below_resolution: AtomicU64,
     substituted: AtomicU64,
-    /// Joules and seconds of the measured batches, as f64 bits (for the stand-in's power).
-    joules_bits: AtomicU64,
-    seconds_bits: AtomicU64,
+    /// The power of the last measured batch, W, as f64 bits (for a stand-in); NaN before
+    /// the first.
+    last_power_bits: AtomicU64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            batches: AtomicU64::new(0),
+            below_resolution: AtomicU64::new(0),
+            substituted: AtomicU64::new(0),
+            last_power_bits: AtomicU64::new(f64::NAN.to_bits()),
+        }
+    }
 }
 
 impl Tally {
@@ -68,26 +81,24 @@ impl Tally {
         self.below_resolution.load(Ordering::Relaxed)
     }
 
-    /// Batches that could not be measured and were given the mean power of the measured
-    /// ones times their length: not measurements.
+    /// Batches that could not be measured and were given the last measured batch's power
+    /// times their length: not measurements.
     pub fn substituted(&self) -> u64 {
         self.substituted.load(Ordering::Relaxed)
     }
 
-    /// Mean power of the measured batches (raw or adjusted, as measured), W; `None` before
-    /// the first.
-    fn mean_power_w(&self) -> Option<f64> {
-        let j = f64::from_bits(self.joules_bits.load(Ordering::Relaxed));
-        let s = f64::from_bits(self.seconds_bits.load(Ordering::Relaxed));
-        (s > 0.0).then(|| j / s)
+    /// The last measured batch's power (raw or adjusted, as measured), W; `None` before the
+    /// first.
+    fn last_power_w(&self) -> Option<f64> {
+        let p = f64::from_bits(self.last_power_bits.load(Ordering::Relaxed));
+        p.is_finite().then_some(p)
     }
 
     fn add_measured(&self, joules: f64, seconds: f64) {
-        // one thread calls `end` at a time (criterion measures sequentially)
-        let j = f64::from_bits(self.joules_bits.load(Ordering::Relaxed)) + joules;
-        let s = f64::from_bits(self.seconds_bits.load(Ordering::Relaxed)) + seconds;
-        self.joules_bits.store(j.to_bits(), Ordering::Relaxed);
-        self.seconds_bits.store(s.to_bits(), Ordering::Relaxed);
+        if seconds > 0.0 {
+            self.last_power_bits
+                .store((joules / seconds).to_bits(), Ordering::Relaxed);
+        }
     }
 
     /// The line printed at the end of a group; `None` when every batch was measured at or
@@ -105,7 +116,7 @@ impl Tally {
         }
         if sub > 0 {
             parts.push(format!(
-                "{sub} of {n} batches could not be measured and carry the mean power of the others times their length: criterion's statistics include these stand-ins"
+                "{sub} of {n} batches could not be measured and carry the last measured batch's power times their length: criterion's statistics include these stand-ins"
             ));
         }
         Some(format!("lem: criterion energy: {}", parts.join("; ")))
@@ -170,14 +181,14 @@ impl Energy {
         Arc::clone(&self.tally)
     }
 
-    /// The value of a batch that could not be measured: the mean power of the measured
-    /// batches times its length, said on stderr; `None` before any batch was measured.
+    /// The value of a batch that could not be measured: the last measured batch's power
+    /// times its length, said on stderr; `None` before any batch was measured.
     fn stand_in(&self, seconds: Option<f64>, why: &str) -> Option<f64> {
-        let p = self.tally.mean_power_w()?;
+        let p = self.tally.last_power_w()?;
         let s = seconds?;
         let n = self.tally.substituted.fetch_add(1, Ordering::Relaxed) + 1;
         eprintln!(
-            "lem: warning: criterion energy: a batch could not be measured ({why}); it carries the mean power of the measured batches ({p:.1} W) times its length ({n} so far)"
+            "lem: warning: criterion energy: a batch could not be measured ({why}); it carries the last measured batch's power ({p:.1} W) times its length ({n} so far)"
         );
         Some(p * s)
     }
@@ -240,7 +251,11 @@ impl Measurement for Energy {
                 if let Some(v) = self.stand_in(Some(elapsed), &why) {
                     return v;
                 }
-                // Nothing to stand in for it, and criterion aborts on NaN: stop with one line.
+                // Nothing to stand in for it, and criterion aborts on NaN: say what was
+                // counted, then stop with one line.
+                if let Some(line) = self.tally.summary() {
+                    eprintln!("{line}");
+                }
                 eprintln!(
                     "lem: error: criterion energy: the first batch could not be measured ({why}); no energy source answers"
                 );

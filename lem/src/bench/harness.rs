@@ -359,8 +359,6 @@ impl Run {
     }
 }
 
-/// The rows of an earlier `bench_summary.csv` to keep beside this run's: those of benchmarks
-/// this run did not measure (a run of a selection updates its rows, keeps the others). A
 #[cfg(test)]
 mod tests {
     use super::*;

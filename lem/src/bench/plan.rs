@@ -27,10 +27,10 @@ pub struct BenchOptions {
     /// Lengthen each sample until its energy bound is under this fraction of its energy
     /// (`0.01` = 1 %); default: report the bound without acting on it.
     pub max_uncertainty: Option<f64>,
-    /// Limit on the measuring time of one benchmark, s (default 600): the pilots and samples
-    /// after the first warmup. Samples sized for `max_uncertainty` fit in it (the target is
-    /// then not met, and said), and no sample starts after it has passed (fewer samples,
-    /// said).
+    /// Limit on the measuring time of one benchmark, s (default 600): the sizing pilots and
+    /// the samples, not the warmups, the gaps between cycles or the start delays. Samples
+    /// sized for `max_uncertainty` fit in it (the target is then not met, and said), and no
+    /// sample starts that would end past it (fewer samples, said).
     pub max_time_s: Option<f64>,
     /// Repetitions of warmup + samples (default 1).
     pub cycles: Option<usize>,

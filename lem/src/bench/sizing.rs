@@ -13,8 +13,10 @@
 //!    only down to `B / power`: the sample length that meets the target is `A / (target ·
 //!    power − B)`, and where `B / power` is already above the target no length meets it,
 //!    which is said instead of lengthening forever.
-//! 3. **Time.** The planned measuring time (samples × cycles × length) stays within
-//!    `max_time_s`; a target that needs more is not met, and said.
+//! 3. **Time.** `max_time_s` limits the measuring time: the pilots and the samples (not the
+//!    warmups, the gaps between cycles or the start delays). Samples sized for the bound
+//!    share what the pilots left (a target that needs more is not met, and said), and the
+//!    bencher starts no sample that would end past the limit (fewer samples, said).
 //!
 //! Samples are never measured again because of their own value: re-measuring the ones
 //! whose energy came out low would bias the kept samples upward.
@@ -69,6 +71,8 @@ pub(super) struct Sizing {
     pub per_iter_s: f64,
     /// The iteration cap limited the samples.
     pub capped: bool,
+    /// Time spent in pilots, s (counts against `max_time_s`).
+    pub pilot_s: f64,
 }
 
 /// What the sizing needs of the bencher: run `n` iterations as a sample does and say how
@@ -91,6 +95,7 @@ pub(super) fn size(
         iterations: first.clamp(1, MAX_ITERATIONS),
         per_iter_s: 0.0,
         capped: false,
+        pilot_s: 0.0,
     };
     if plan.min_sample_s <= 0.0 {
         return s;
@@ -108,6 +113,7 @@ fn time_pilots(plan: &Plan, pilot: &mut dyn Pilot, s: &mut Sizing, warnings: &mu
     let mut d = 0.0;
     for _ in 0..4 {
         d = pilot.timed(s.iterations);
+        s.pilot_s += d;
         s.per_iter_s = d / s.iterations as f64;
         if d >= LONG_ENOUGH * plan.min_sample_s || s.iterations >= MAX_ITERATIONS {
             break;
@@ -152,6 +158,10 @@ fn bound_pilots(
     let p1 = pilot.window(n1);
     let p2 = pilot.window(n2);
     let judged = |r: &Option<(f64, Option<Judged>)>| r.and_then(|(d, j)| j.map(|j| (j, d)));
+    s.pilot_s += [&p1, &p2]
+        .iter()
+        .filter_map(|p| p.map(|p| p.0))
+        .sum::<f64>();
     let (Some((j1, d1)), Some((j2, d2))) = (judged(&p1), judged(&p2)) else {
         warnings.push(format!(
             "{}: max_uncertainty cannot be judged: the pilot windows have no energy or no bound; samples keep min_sample_s",
@@ -190,7 +200,8 @@ fn bound_pilots(
     if !per_iter.is_finite() {
         return;
     }
-    let budget_s = plan.max_time_s / (plan.samples * plan.cycles) as f64;
+    // what is left of max_time_s after the pilots, shared by every sample
+    let budget_s = (plan.max_time_s - s.pilot_s).max(0.0) / (plan.samples * plan.cycles) as f64;
     let length_s = wanted_s.min(budget_s);
     let n = ((length_s / per_iter).ceil() as u64).clamp(1, MAX_ITERATIONS);
     if n > s.iterations {

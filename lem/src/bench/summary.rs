@@ -234,6 +234,8 @@ pub(super) fn csv_row(o: &BenchOutcome, simulated: bool, gpu: &str, command: &st
     ]
 }
 
+/// The rows of an earlier `bench_summary.csv` to keep beside this run's: those of benchmarks
+/// this run did not measure (a run of a selection updates its rows, keeps the others). A
 /// file with other columns (an older lem) is replaced.
 fn earlier_rows(path: &Path, rows: &[Vec<String>]) -> Vec<Vec<String>> {
     let Ok(mut r) = csv::Reader::from_path(path) else {

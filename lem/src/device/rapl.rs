@@ -16,9 +16,11 @@ use crate::error::{Error, Result};
 /// Where the kernel exposes powercap.
 pub const DEFAULT_POWERCAP_ROOT: &str = "/sys/class/powercap";
 
-/// Where a host's identity is read from, in order: the machine id, else the boot id (both
-/// shared by every container on the host, unlike its hostname).
-pub const HOST_ID_SOURCES: [&str; 2] = ["/etc/machine-id", "/proc/sys/kernel/random/boot_id"];
+/// Where a host's identity is read from, in order: the kernel's boot id (every container on a
+/// host sees the same one, and no two hosts share it; it changes at a reboot, which no run
+/// spans), else the machine id (a file of the OS image: a container image copied to many
+/// nodes can carry the same one everywhere, so it is only the fallback).
+pub const HOST_ID_SOURCES: [&str; 2] = ["/proc/sys/kernel/random/boot_id", "/etc/machine-id"];
 
 /// The identity of the host RAPL domains belong to: a hash of the first readable, non-empty
 /// file of `sources` (the id itself is not recorded), prefixed by where it came from
@@ -239,19 +241,19 @@ mod tests {
         let boot = d.path().join("boot_id");
         std::fs::write(&boot, "b0\n").unwrap();
         let (m, b) = (mid.to_str().unwrap(), boot.to_str().unwrap());
-        let from_boot = host_identity_from(&[m, b]).unwrap();
-        assert!(from_boot.starts_with("boot-"), "{from_boot}");
-        std::fs::write(&mid, "\n").unwrap();
-        assert_eq!(
-            host_identity_from(&[m, b]).unwrap(),
-            from_boot,
-            "empty is skipped"
-        );
+        // the boot id first: the kernel's, the same in every container of a host
         std::fs::write(&mid, "abc123\n").unwrap();
-        let a = host_identity_from(&[m, b]).unwrap();
-        assert!(a.starts_with("machine-") && !a.contains("abc123"), "{a}");
+        let from_boot = host_identity_from(&[b, m]).unwrap();
+        assert!(from_boot.starts_with("boot-"), "{from_boot}");
+        assert_eq!(HOST_ID_SOURCES[0], "/proc/sys/kernel/random/boot_id");
+        std::fs::write(&boot, "\n").unwrap();
+        let a = host_identity_from(&[b, m]).unwrap();
+        assert!(
+            a.starts_with("machine-") && !a.contains("abc123"),
+            "empty is skipped: {a}"
+        );
         std::fs::write(&mid, "abc124").unwrap();
-        assert_ne!(host_identity_from(&[m, b]).unwrap(), a);
+        assert_ne!(host_identity_from(&[b, m]).unwrap(), a);
         assert_eq!(host_identity_from(&["/no/such/file"]), None);
     }
 

@@ -59,8 +59,8 @@ pub struct Environment {
     pub lem_version: String,
     /// Host name.
     pub hostname: Option<String>,
-    /// The host's identity, shared by every container on it (a hash of `/etc/machine-id`,
-    /// else of the boot id): aggregation tells RAPL domains of different hosts apart by it.
+    /// The host's identity, shared by every container on it (a hash of the kernel's boot id,
+    /// else of `/etc/machine-id`): aggregation tells RAPL domains of different hosts apart by it.
     #[serde(default)]
     pub host_id: Option<String>,
     /// OS name (from os-release).

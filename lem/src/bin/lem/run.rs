@@ -347,6 +347,13 @@ fn measure_command(
     if delay_s > 0.0 {
         std::thread::sleep(Duration::from_secs_f64(delay_s));
     }
+    if let Some(sig) = signals::received() {
+        // signalled during the start delay: never start the command just to stop it
+        return Err(Failure {
+            code: interrupted_code(sig),
+            message: format!("interrupted by signal {sig} before the command started"),
+        });
+    }
     let scope = meter.start("run")?;
     let outcome = spawn_and_wait(argv);
     let report = scope.finish()?;
@@ -447,7 +454,8 @@ fn aggregate_as_process_0(
         ));
         return Ok(());
     }
-    if let Some(w) = world_size.filter(|w| *w > 1) {
+    // an interrupted run does not keep the user waiting for the others
+    if let Some(w) = world_size.filter(|w| *w > 1 && signals::received().is_none()) {
         let wait = aggregate_wait(a)?;
         ui.say(format!(
             "waiting up to {:.0} s for the results of processes 1..{}",

@@ -145,10 +145,13 @@ fn from_counter(
     // probed, or the architecture's default) one estimator serves every window, whatever
     // the counter did: choosing integration only when the counter stood still, and keeping
     // it when it moved once, would bias short windows upward by up to 2x (the expected
-    // value is P*dt*(2 - dt/T)). Integration where the trace has it, else the counter's
-    // difference (unbiased over the window's phase, even when it reads 0).
+    // value is P*dt*(2 - dt/T)). Which one depends only on the sampling, fixed before any
+    // value is seen: integration where power samples come at least twice per counter
+    // update (they then see more than the counter), else the counter's difference, which
+    // is unbiased over the window's phase even when it reads 0 (its bound says how coarse).
     let below = period > 0.0 && duration < MIN_COUNTER_UPDATES * period;
-    if below && trace.integrated.is_some() {
+    let dense = w.interval_s > 0.0 && 2.0 * w.interval_s <= period;
+    if below && dense && trace.integrated.is_some() {
         warnings.push(format!(
             "{dev}: below_resolution: the window spans fewer than {MIN_COUNTER_UPDATES} energy-counter updates (~{:.0} ms each); used integrated power samples, as for every window this short",
             period * 1e3
@@ -171,7 +174,7 @@ fn from_counter(
     }
     if below {
         warnings.push(format!(
-            "{dev}: below_resolution: the window spans fewer than {MIN_COUNTER_UPDATES} energy-counter updates (~{:.0} ms each) and no power samples cover it; the counter's difference is right only on average over many windows: measure longer windows or more iterations per window",
+            "{dev}: below_resolution: the window spans fewer than {MIN_COUNTER_UPDATES} energy-counter updates (~{:.0} ms each) and power is sampled too sparsely to do better; the counter's difference is right only on average over many windows: measure longer windows or more iterations per window",
             period * 1e3
         ));
     }

@@ -110,9 +110,15 @@ fn file_name(p: &Path) -> String {
 
 /// Keep only the files of the run being aggregated: per process index the latest run (by
 /// start time), cycles below the number that run planned, and process indices below the
-/// recorded world size. The others are returned with their reason.
+/// world size the newest file records (an earlier, larger run's higher ranks, which a new
+/// run's `--overwrite` does not remove, are left out). The others are returned with their
+/// reason.
 pub(super) fn own_run<'a>(items: Vec<Item<'a>>) -> (Vec<Item<'a>>, Vec<ExcludedFile>) {
-    let world = items.iter().filter_map(|(_, r)| world_size_of(r)).max();
+    let world = items
+        .iter()
+        .filter_map(|(_, r)| world_size_of(r).map(|w| (r.start_unix_s.unwrap_or(f64::MIN), w)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, w)| w);
     // per process index, each run's latest start
     let mut latest: BTreeMap<u32, BTreeMap<Option<&str>, f64>> = BTreeMap::new();
     for (_, r) in &items {
