@@ -6,6 +6,7 @@
 //! exist 127 (the conventions of `env`, `timeout` and `nice`).
 
 mod commands;
+mod compare;
 mod plot;
 mod run;
 mod show;
@@ -62,6 +63,9 @@ enum Cmd {
     Plot(PlotArgs),
     /// Summarise a result, aggregate or time-series file.
     Show(ShowArgs),
+    /// Compare two measurements metric by metric: change, 95 % interval, p-value, verdict
+    /// (exit 1 with --threshold when a metric regressed beyond it).
+    Compare(compare::CompareArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +237,7 @@ fn main() -> ExitCode {
         Cmd::Export(a) => commands::export(&ui, &a.csv, &a.paths, a.per_process).map(|()| 0),
         Cmd::Plot(a) => plot::plot(&ui, &a.file, &a.output).map(|()| 0),
         Cmd::Show(a) => show::show(&ui, &a.file).map(|()| 0),
+        Cmd::Compare(a) => compare::compare(&ui, &a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
