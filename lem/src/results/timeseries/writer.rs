@@ -234,6 +234,7 @@ fn write_stream(
     serde_json::to_writer(&mut w, &end)?;
     w.write_all(b"\n")?;
     w.flush()?;
-    w.get_ref().sync_all()?;
+    // best effort: everything is already with the operating system, and a pipe cannot sync
+    let _ = w.get_ref().sync_all();
     Ok(count)
 }
