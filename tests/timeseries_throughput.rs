@@ -23,6 +23,8 @@ const PEAK_LIMIT_MIB: f64 = 40.0;
 fn run_measured(sb: &Sandbox, args: &[&str]) -> (i32, String, String, f64) {
     let out = sb.path().join("out.txt");
     let err = sb.path().join("err.txt");
+    // reaped below by wait4, which also gives its peak memory
+    #[allow(clippy::zombie_processes)]
     let child = sb
         .cmd()
         .args(args)

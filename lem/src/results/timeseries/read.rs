@@ -337,3 +337,46 @@ pub fn convert_window(stream: &Path, out: &Path, w: &WindowSeries<'_>) -> Result
     written?;
     Ok(count)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> String {
+        let h = StreamHeader::new("e", 10.0, true, (5.0, 1.0e9), Vec::new());
+        serde_json::to_string(&h).unwrap()
+    }
+
+    #[test]
+    fn a_stream_cut_short_reads_up_to_its_last_whole_line_and_is_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.jsonl");
+        let text = format!(
+            "{}\n[5.5,0,100,null,null,null,0]\n[5.6,0,101,null,null,null,0]\n[5.7,0,1",
+            header()
+        );
+        std::fs::write(&p, text).unwrap();
+        let mut ts = Vec::new();
+        let info = read_series(&p, |s| ts.push(s.t_s)).unwrap();
+        assert_eq!(info.sample_count, 2);
+        assert!(info.partial().is_some());
+        assert!(
+            (ts[0] - 0.5).abs() < 1e-9,
+            "relative to the stream's start: {ts:?}"
+        );
+        // with its end mark it is complete
+        let text = format!(
+            "{}\n[5.5,0,100,null,null,null,0]\n{{\"end\":{{\"complete\":true,\"sample_count\":1,\"dropped_rounds\":0}}}}\n",
+            header()
+        );
+        std::fs::write(&p, text).unwrap();
+        let info = read_series(&p, |_| ()).unwrap();
+        assert_eq!(info.partial(), None);
+        assert_eq!(info.end.map(|e| e.sample_count), Some(1));
+        // a damaged whole line is an error naming the file and the line
+        let text = format!("{}\n[5.5,0,100,null,null,null,0]\nnot a sample\n", header());
+        std::fs::write(&p, text).unwrap();
+        let e = read_series(&p, |_| ()).unwrap_err().to_string();
+        assert!(e.contains("s.jsonl") && e.contains("line 3"), "{e}");
+    }
+}
