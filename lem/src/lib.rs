@@ -52,7 +52,7 @@ pub use measure::probe;
 pub use measure::warmup;
 #[cfg(feature = "plot")]
 pub use results::plot;
-pub use results::{aggregate, compare, env, export, output, report, stats};
+pub use results::{aggregate, compare, env, export, output, report, stats, timeseries};
 
 #[cfg(feature = "bench")]
 pub use bench::{BenchOptions, Bencher};

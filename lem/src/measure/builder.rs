@@ -212,7 +212,11 @@ impl MeterBuilder {
         self
     }
 
-    /// Keep every sample so [`Meter::timeseries`] can return a scope's time series.
+    /// Record the time series from the start: every sampling round is streamed by a writer
+    /// thread to a file of the meter's own in the temporary directory (removed when the
+    /// meter is dropped), so [`Meter::timeseries`] and [`Meter::save`] can return and write
+    /// a scope's time series. Nothing is kept in memory per sample. To stream to a file of
+    /// your choice, call [`Meter::record_timeseries`] instead.
     #[must_use]
     pub fn keep_timeseries(mut self, keep: bool) -> Self {
         self.keep_timeseries = keep;
@@ -320,10 +324,9 @@ impl MeterBuilder {
             .collect();
         let sensors = self.sensors(&devices)?;
         let sampler = Sampler::start(devices.clone(), clock.clone(), self.interval)?;
-        sampler.shared().set_keep_all(self.keep_timeseries);
         let origin_s = clock.now().as_secs_f64();
         let origin_unix_s = crate::base::timefmt::unix_now_s();
-        Ok(Meter {
+        let meter = Meter {
             origin_unix_s,
             devices,
             clock,
@@ -340,7 +343,13 @@ impl MeterBuilder {
             meter_id: NEXT_METER_ID.fetch_add(1, Ordering::Relaxed),
             cache_dir: self.baseline.cache_dir,
             sensors,
-        })
+            series: std::sync::Mutex::new(None),
+        };
+        if self.keep_timeseries {
+            let path = crate::measure::series::temporary_path(meter.meter_id);
+            meter.start_recording(&path, "", true)?;
+        }
+        Ok(meter)
     }
 }
 

@@ -12,9 +12,9 @@ use std::time::Duration;
 use super::baseline::{Baseline, BaselineMode};
 use super::sampler::Sampler;
 use crate::base::clock::Clock;
-use crate::device::{DeviceSpec, Sample, SharedDevice};
-use crate::error::Result;
+use crate::device::{DeviceSpec, SharedDevice};
 use crate::results::report::EnergyReport;
+use crate::results::timeseries::writer::StreamWriter;
 
 /// A function that waits until the device finished all work queued so far.
 pub type SyncHook = Arc<dyn Fn() + Send + Sync>;
@@ -45,6 +45,9 @@ pub struct Meter {
     pub(super) sensors: Vec<crate::device::SensorProfile>,
     /// Where baselines and probes are cached (`None`: the default directory).
     pub(super) cache_dir: Option<PathBuf>,
+    /// The time series being written, if any, and whether its file is the meter's own
+    /// temporary one (`measure/series.rs`).
+    pub(super) series: std::sync::Mutex<Option<(StreamWriter, bool)>>,
 }
 
 /// Source of [`Meter`] identities.
@@ -128,22 +131,6 @@ impl Meter {
         self.sampler.shared().sample_round();
     }
 
-    /// The samples inside a finished scope's window (needs
-    /// [`keep_timeseries`](MeterBuilder::keep_timeseries), or a scope still open),
-    /// with times relative to the window's start.
-    pub fn timeseries(&self, report: &EnergyReport) -> Vec<Sample> {
-        let t0 = self.origin_s + report.start_s;
-        let (samples, _, _) = self.sampler.shared().window(t0, t0 + report.duration_s);
-        samples
-            .into_iter()
-            .filter(|s| s.t_s >= t0)
-            .map(|s| Sample {
-                t_s: s.t_s - t0,
-                ..s
-            })
-            .collect()
-    }
-
     /// The environment around the meter's devices (host, OS, GPUs, driver, CUDA...).
     pub fn environment(&self) -> crate::results::env::Environment {
         crate::measure::probe::collect_environment(&self.devices, self.cache_dir.as_deref())
@@ -168,28 +155,5 @@ impl Meter {
         rf.end_unix_s = Some(end);
         rf.started_at = Some(crate::base::timefmt::rfc3339(start));
         rf
-    }
-
-    /// Write `result` atomically to `path`, with its time series beside it when `timeseries`
-    /// (needs [`keep_timeseries`](MeterBuilder::keep_timeseries)).
-    ///
-    /// # Errors
-    /// [`Error::Io`] naming the file or directory that could not be written.
-    pub fn save(
-        &self,
-        result: &mut crate::results::output::ResultFile,
-        path: &std::path::Path,
-        timeseries: bool,
-    ) -> Result<()> {
-        let ts = timeseries.then(|| {
-            let samples = self.timeseries(&result.report);
-            crate::results::output::Timeseries::new(
-                &result.experiment_id,
-                &result.report,
-                &self.devices,
-                &samples,
-            )
-        });
-        crate::results::output::write_result(path, result, ts.as_ref())
     }
 }

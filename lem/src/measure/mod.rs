@@ -9,5 +9,6 @@ pub mod builder;
 pub mod meter;
 pub mod probe;
 pub mod sampler;
+pub mod series;
 pub mod warmup;
 pub mod window;

@@ -1,5 +1,6 @@
 //! The background sampler: a named thread that reads every device at a fixed interval on
-//! the monotonic clock and keeps the samples that open scopes (or a time series) still need.
+//! the monotonic clock, keeps the samples that open scopes still need, and hands each round
+//! to the time-series writer (its own thread) when a time series is recorded.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::base::clock::Clock;
 use crate::device::{Sample, SharedDevice};
 use crate::error::{Error, Result};
+use crate::results::timeseries::writer::StreamSender;
 
 /// Shortest allowed sampling interval.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
@@ -45,7 +47,6 @@ struct Buffer {
     rounds: VecDeque<f64>,
     failed_reads: u64,
     total_rounds: u64,
-    keep_all: bool,
     /// Open scopes: (id, start time).
     active: Vec<(u64, f64)>,
     /// Per device (by position): since when, and why, it has failed every read (cleared by
@@ -68,6 +69,9 @@ pub(crate) struct Shared {
     devices: Vec<SharedDevice>,
     clock: Arc<dyn Clock>,
     interval: Duration,
+    /// Where each round's samples go to be written (the time series), if anywhere: handed
+    /// over without waiting; the writer runs on its own thread.
+    stream: Mutex<Option<StreamSender>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,6 +120,9 @@ impl Shared {
             }
         }
         let round_t = self.clock.now().as_secs_f64();
+        if let Some(tx) = lock(&self.stream).as_ref() {
+            tx.send_round(got.iter().flatten().chain(&extra).copied().collect());
+        }
         let mut b = lock(&self.buf);
         if b.down.len() < self.devices.len() {
             b.down.resize(self.devices.len(), None);
@@ -140,21 +147,19 @@ impl Shared {
         b.failed_reads += failed;
         b.total_rounds += 1;
         b.rounds.push_back(round_t);
-        if !b.keep_all {
-            // Keep what open scopes need (plus a little before their start: the state at the
-            // window's left edge, and the power during the counter update period and the 1 s
-            // power average before it) or, with none open, only that much history.
-            let margin = 2.0 * self.interval.as_secs_f64() + LOOKBACK_S;
-            let horizon = match b.active.iter().map(|(_, s)| *s).reduce(f64::min) {
-                Some(oldest) => oldest - margin,
-                None => round_t - margin,
-            };
-            while b.samples.len() > 1 && b.samples.front().is_some_and(|s| s.t_s < horizon) {
-                b.samples.pop_front();
-            }
-            while b.rounds.front().is_some_and(|t| *t < horizon) {
-                b.rounds.pop_front();
-            }
+        // Keep what open scopes need (plus a little before their start: the state at the
+        // window's left edge, and the power during the counter update period and the 1 s
+        // power average before it) or, with none open, only that much history.
+        let margin = 2.0 * self.interval.as_secs_f64() + LOOKBACK_S;
+        let horizon = match b.active.iter().map(|(_, s)| *s).reduce(f64::min) {
+            Some(oldest) => oldest - margin,
+            None => round_t - margin,
+        };
+        while b.samples.len() > 1 && b.samples.front().is_some_and(|s| s.t_s < horizon) {
+            b.samples.pop_front();
+        }
+        while b.rounds.front().is_some_and(|t| *t < horizon) {
+            b.rounds.pop_front();
         }
     }
 
@@ -166,12 +171,14 @@ impl Shared {
         lock(&self.buf).active.retain(|(i, _)| *i != id);
     }
 
+    #[cfg(test)]
     /// Samples of every device from just before `from_s` (the last one per device before it)
     /// up to `to_s`, with the number of rounds inside the window and failed reads so far.
     pub(crate) fn window(&self, from_s: f64, to_s: f64) -> (Vec<Sample>, u64, u64) {
         self.window_with_lookback(from_s, to_s, 0.0)
     }
 
+    #[cfg(test)]
     /// [`window`](Self::window), with every sample from `lookback_s` (≤ [`LOOKBACK_S`])
     /// before `from_s` as well; rounds still count from `from_s`.
     pub(crate) fn window_with_lookback(
@@ -240,8 +247,9 @@ impl Shared {
         lock(&self.buf).down.get(i).cloned().flatten()
     }
 
-    pub(crate) fn set_keep_all(&self, keep: bool) {
-        lock(&self.buf).keep_all = keep;
+    /// Send every round from now on to `stream` (or nowhere).
+    pub(crate) fn set_stream(&self, stream: Option<StreamSender>) {
+        *lock(&self.stream) = stream;
     }
 
     pub(crate) fn failed_reads(&self) -> u64 {
@@ -272,6 +280,7 @@ impl Sampler {
             devices,
             clock,
             interval,
+            stream: Mutex::new(None),
         });
         let handle = if spawn {
             let s = shared.clone();

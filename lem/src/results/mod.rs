@@ -11,3 +11,4 @@ pub mod output;
 pub mod plot;
 pub mod report;
 pub mod stats;
+pub mod timeseries;

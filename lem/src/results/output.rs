@@ -193,16 +193,45 @@ pub fn write_result(
     result: &mut ResultFile,
     timeseries: Option<&Timeseries>,
 ) -> Result<()> {
+    match timeseries {
+        Some(ts) => write_result_with(path, result, |tp| {
+            write_atomic(tp, &serde_json::to_vec_pretty(ts)?)
+        }),
+        None => {
+            if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
+            result.timeseries_file = None;
+            write_atomic(path, &serde_json::to_vec_pretty(result)?)
+        }
+    }
+}
+
+/// Write a result atomically, creating the directory, after `write_timeseries` has written
+/// its time series to the path it is given (`<stem>_timeseries.json`, to be written
+/// atomically). Sets `result.timeseries_file` to the time series' relative name.
+///
+/// # Errors
+/// [`Error::Io`] naming the directory or file that could not be written, or
+/// `write_timeseries`'s.
+pub fn write_result_with(
+    path: &Path,
+    result: &mut ResultFile,
+    write_timeseries: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    result.timeseries_file = None;
-    if let Some(ts) = timeseries {
-        let tp = timeseries_path(path);
-        write_atomic(&tp, &serde_json::to_vec_pretty(ts)?)?;
-        result.timeseries_file = tp.file_name().map(|n| n.to_string_lossy().into_owned());
-    }
+    let tp = timeseries_path(path);
+    write_timeseries(&tp)?;
+    result.timeseries_file = tp.file_name().map(|n| n.to_string_lossy().into_owned());
     write_atomic(path, &serde_json::to_vec_pretty(result)?)
+}
+
+/// The stream beside a result path, written as the samples are taken:
+/// `<stem>_timeseries.jsonl`.
+pub fn timeseries_stream_path(result_path: &Path) -> PathBuf {
+    timeseries_path(result_path).with_extension("jsonl")
 }
 
 /// Check a `schema_version` value: any 3.x is readable.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use plotters::coord::types::RangedCoordf64;
 
-use crate::results::output::{Timeseries, TimeseriesDevice};
+use crate::results::output::TimeseriesDevice;
 
 const COLOURS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -64,13 +64,14 @@ fn phases(result: &Value) -> Vec<Phase> {
 /// A phase: name, start and end (s since the window's start).
 type Phase = (String, f64, f64);
 
-/// The time series, the phases and the window's duration of a plot input.
-fn load(path: &Path) -> Result<(Timeseries, Vec<Phase>, Option<f64>)> {
+/// The time series to read, the phases and the window's duration of a plot input.
+fn load(path: &Path) -> Result<(PathBuf, Vec<Phase>, Option<f64>)> {
+    if crate::results::timeseries::read::stream_header(path)?.is_some() {
+        return Ok((path.to_path_buf(), Vec::new(), None));
+    }
     let v = read_json(path)?;
     if v.get("samples").is_some() {
-        let ts: Timeseries = serde_json::from_value(v)
-            .map_err(|e| bad(path, format!("not a lem time series ({e})")))?;
-        return Ok((ts, Vec::new(), None));
+        return Ok((path.to_path_buf(), Vec::new(), None));
     }
     let name = v
         .get("timeseries_file")
@@ -82,65 +83,173 @@ fn load(path: &Path) -> Result<(Timeseries, Vec<Phase>, Option<f64>)> {
             )
         })?;
     let ts_path: PathBuf = path.parent().unwrap_or(Path::new(".")).join(name);
-    let tv = read_json(&ts_path)?;
-    let ts: Timeseries = serde_json::from_value(tv)
-        .map_err(|e| bad(&ts_path, format!("not a lem time series ({e})")))?;
     let duration = v.get("duration_s").and_then(Value::as_f64);
-    Ok((ts, phases(&v), duration))
+    Ok((ts_path, phases(&v), duration))
 }
 
-/// Throttled intervals of one device, each sample held until the next.
-fn throttled(ts: &Timeseries, device: u32, end: f64) -> Vec<(f64, f64)> {
-    let pts: Vec<(f64, bool)> = ts
-        .samples
-        .iter()
-        .filter(|s| s.device == device)
-        .map(|s| (s.t_s, s.throttle_reasons.is_throttled()))
-        .collect();
-    let mut out: Vec<(f64, f64)> = Vec::new();
-    for (i, (t, th)) in pts.iter().enumerate() {
-        if !th {
-            continue;
+/// Most points a device's line keeps: past this, samples are merged into time buckets
+/// (each keeping its lowest and highest power), so a plot of days of samples holds a few
+/// thousand points per device.
+const MAX_BUCKETS: usize = 2000;
+
+/// One device's power line, decimated as it is read: per time bucket, the lowest and the
+/// highest reading (with their times); the bucket width doubles whenever the buckets would
+/// pass [`MAX_BUCKETS`].
+#[derive(Debug, Default)]
+struct Line {
+    width: f64,
+    /// Per bucket: (time of the lowest, lowest, time of the highest, highest).
+    buckets: Vec<Option<(f64, f64, f64, f64)>>,
+    /// Throttled intervals, each sample held until the device's next one.
+    throttled: Vec<(f64, f64)>,
+    throttled_since: Option<f64>,
+}
+
+impl Line {
+    fn add(&mut self, t: f64, power: Option<f64>, throttled: bool) {
+        match (self.throttled_since, throttled) {
+            (None, true) => self.throttled_since = Some(t),
+            (Some(since), false) => {
+                self.throttled.push((since, t));
+                self.throttled_since = None;
+            }
+            _ => {}
         }
-        let e = pts.get(i + 1).map_or(end, |n| n.0);
-        match out.last_mut() {
-            Some(last) if (last.1 - t).abs() < 1e-9 => last.1 = e,
-            _ => out.push((*t, e)),
+        let Some(p) = power else {
+            return;
+        };
+        let t = t.max(0.0);
+        let mut i = (t / self.width) as usize;
+        while i >= MAX_BUCKETS {
+            self.coarsen();
+            i = (t / self.width) as usize;
+        }
+        if self.buckets.len() <= i {
+            self.buckets.resize(i + 1, None);
+        }
+        let b = &mut self.buckets[i];
+        *b = Some(match *b {
+            None => (t, p, t, p),
+            Some((tl, lo, th, hi)) => {
+                let (tl, lo) = if p < lo { (t, p) } else { (tl, lo) };
+                let (th, hi) = if p > hi { (t, p) } else { (th, hi) };
+                (tl, lo, th, hi)
+            }
+        });
+    }
+
+    /// Double the bucket width, merging pairs.
+    fn coarsen(&mut self) {
+        self.width *= 2.0;
+        let merged = self
+            .buckets
+            .chunks(2)
+            .map(|c| {
+                c.iter().flatten().copied().reduce(|a, b| {
+                    let (tl, lo) = if b.1 < a.1 { (b.0, b.1) } else { (a.0, a.1) };
+                    let (th, hi) = if b.3 > a.3 { (b.2, b.3) } else { (a.2, a.3) };
+                    (tl, lo, th, hi)
+                })
+            })
+            .collect();
+        self.buckets = merged;
+    }
+
+    /// The points to draw, in time order.
+    fn points(&self) -> Vec<(f64, f64)> {
+        let mut out = Vec::with_capacity(self.buckets.len() * 2);
+        for (tl, lo, th, hi) in self.buckets.iter().flatten() {
+            let (a, b) = if tl <= th {
+                ((*tl, *lo), (*th, *hi))
+            } else {
+                ((*th, *hi), (*tl, *lo))
+            };
+            out.push(a);
+            if b != a {
+                out.push(b);
+            }
+        }
+        out
+    }
+}
+
+/// A time series read for plotting: what it says of itself, each device's line, and the
+/// time and power ranges.
+struct Read {
+    info: crate::results::timeseries::read::SeriesInfo,
+    lines: std::collections::BTreeMap<u32, Line>,
+    t_max: f64,
+    p_max: f64,
+}
+
+/// Read the time series at `path` once, decimating as it goes.
+fn read_lines(path: &Path, duration: Option<f64>) -> Result<Read> {
+    let mut lines: std::collections::BTreeMap<u32, Line> = std::collections::BTreeMap::new();
+    let mut t_max = duration.unwrap_or(0.0);
+    let mut p_max: f64 = 0.0;
+    let mut any_power = false;
+    let info = crate::results::timeseries::read::read_series(path, |s| {
+        let line = lines.entry(s.device).or_insert_with(|| Line {
+            width: 1e-3,
+            ..Line::default()
+        });
+        line.add(s.t_s, s.power_w, s.throttle_reasons.is_throttled());
+        t_max = t_max.max(s.t_s);
+        if let Some(p) = s.power_w {
+            any_power = true;
+            p_max = p_max.max(p);
+        }
+    })?;
+    if !any_power {
+        return Err(bad(path, "no power samples to plot"));
+    }
+    for l in lines.values_mut() {
+        if let Some(since) = l.throttled_since.take() {
+            l.throttled.push((since, t_max));
         }
     }
-    out
+    let p_max = info
+        .devices
+        .iter()
+        .filter_map(|d| d.baseline_power_w)
+        .fold(p_max, f64::max)
+        * 1.15
+        + 1.0;
+    Ok(Read {
+        info,
+        lines,
+        t_max: t_max.max(1e-3),
+        p_max,
+    })
 }
 
-/// Plot a result file (with its time series beside it) or a time-series file to an SVG,
-/// written atomically.
+/// Plot a result file (with its time series beside it), a time-series file or a stream
+/// (complete or cut short) to an SVG, written atomically. The series is read once, one
+/// sample at a time, and each device's line decimated to a few thousand points, so memory
+/// does not grow with the series' length. Returns what the series says of itself (a stream
+/// cut short is [`partial`](crate::results::timeseries::read::SeriesInfo::partial)).
 ///
 /// # Errors
 /// [`Error::Io`] / [`Error::BadFile`] naming the file that cannot be read or written, or
 /// that has no time series or no power samples.
-pub fn plot_file(input: &Path, output: &Path) -> Result<()> {
-    let (ts, phases, duration) = load(input)?;
-    if ts.samples.iter().all(|s| s.power_w.is_none()) {
-        return Err(bad(input, "no power samples to plot"));
-    }
-    let t_max = ts
-        .samples
-        .iter()
-        .map(|s| s.t_s)
-        .fold(duration.unwrap_or(0.0), f64::max)
-        .max(1e-3);
-    let p_max = ts
-        .samples
-        .iter()
-        .filter_map(|s| s.power_w)
-        .chain(ts.devices.iter().filter_map(|d| d.baseline_power_w))
-        .fold(0.0, f64::max)
-        * 1.15
-        + 1.0;
+pub fn plot_file(
+    input: &Path,
+    output: &Path,
+) -> Result<crate::results::timeseries::read::SeriesInfo> {
+    let (series, phases, duration) = load(input)?;
+    let read = read_lines(&series, duration)?;
+    let (t_max, p_max) = (read.t_max, read.p_max);
+    let ts = &read.info;
     let title = format!(
-        "{}{}",
+        "{}{}{}",
         ts.experiment_id,
         if ts.simulated {
             " (SIMULATED device)"
+        } else {
+            ""
+        },
+        if ts.partial().is_some() {
+            " (partial)"
         } else {
             ""
         }
@@ -166,8 +275,10 @@ pub fn plot_file(input: &Path, output: &Path) -> Result<()> {
             .y_desc("power (W)")
             .draw()
             .map_err(|x| e(&x))?;
+        let empty = Line::default();
         for d in &ts.devices {
-            draw_device(&mut chart, &ts, d, (t_max, p_max), &e)?;
+            let line = read.lines.get(&d.index).unwrap_or(&empty);
+            draw_device(&mut chart, line, d, (t_max, p_max), &e)?;
         }
         draw_phases(&mut chart, &phases, (t_max, p_max), &e)?;
         chart
@@ -179,7 +290,8 @@ pub fn plot_file(input: &Path, output: &Path) -> Result<()> {
             .map_err(|x| e(&x))?;
         root.present().map_err(|x| e(&x))?;
     }
-    crate::base::cache::write_atomic(output, svg.as_bytes())
+    crate::base::cache::write_atomic(output, svg.as_bytes())?;
+    Ok(read.info)
 }
 
 /// The chart the plot draws on: time (s) against power (W).
@@ -190,13 +302,13 @@ type DrawError<'a> = dyn Fn(&dyn std::fmt::Display) -> Error + 'a;
 /// One device: its throttled stretches, its power line and its idle baseline (dashed).
 fn draw_device(
     chart: &mut Chart<'_, '_>,
-    ts: &Timeseries,
+    line: &Line,
     d: &TimeseriesDevice,
     (t_max, p_max): (f64, f64),
     e: &DrawError<'_>,
 ) -> Result<()> {
     let colour = COLOURS[d.index as usize % COLOURS.len()];
-    for (a, b) in throttled(ts, d.index, t_max) {
+    for &(a, b) in &line.throttled {
         chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(a, 0.0), (b, p_max)],
@@ -211,12 +323,7 @@ fn draw_device(
                 )
             });
     }
-    let pts: Vec<(f64, f64)> = ts
-        .samples
-        .iter()
-        .filter(|s| s.device == d.index)
-        .filter_map(|s| s.power_w.map(|p| (s.t_s, p)))
-        .collect();
+    let pts = line.points();
     chart
         .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
         .map_err(|x| e(&x))?

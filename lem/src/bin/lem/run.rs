@@ -64,13 +64,12 @@ fn check_writable(dir: &Path) -> Result<(), Failure> {
 fn builder(ui: &Ui, a: &RunArgs) -> Result<MeterBuilder, Failure> {
     let b = a.meter.builder()?;
     let pb = ui.progress(1000, "measuring the idle baseline (keep the GPU idle)");
-    Ok(b.keep_timeseries(a.timeseries)
-        .on_baseline_progress(move |f| {
-            pb.set_position((f * 1000.0) as u64);
-            if f >= 1.0 {
-                pb.finish_and_clear();
-            }
-        }))
+    Ok(b.on_baseline_progress(move |f| {
+        pb.set_position((f * 1000.0) as u64);
+        if f >= 1.0 {
+            pb.finish_and_clear();
+        }
+    }))
 }
 
 struct Outcome {
@@ -215,6 +214,11 @@ fn measure_cycles(
             break;
         }
         let delay = start_delay(&meter, a, experiment_id, cycle);
+        if a.timeseries {
+            // streamed as sampled, so that a killed run still leaves its samples
+            let stream = lem::output::timeseries_stream_path(&result_path(a, &at, cycle));
+            meter.record_timeseries(&stream, experiment_id)?;
+        }
         let (report, outcome) = match measure_command(&meter, &a.command, delay) {
             Ok(m) => m,
             Err(f) if cycle > 0 => {
@@ -316,26 +320,37 @@ fn write_result(
         "run".into(),
         serde_json::json!({ "id": at.run_id, "cycles": a.cycles }),
     );
-    let path = if a.cycles > 1 {
+    if a.cycles > 1 {
         rf.extra.insert(
             "start_delay".into(),
             serde_json::json!({ "seed": seed_of(a, at.experiment_id), "delay_s": m.delay_s }),
         );
         rf.extra.insert("cycle".into(), serde_json::json!(m.cycle));
-        at.exp_dir.join(format!(
-            "process_{}_cycle_{}.json",
-            at.process_index, m.cycle
-        ))
-    } else {
-        process_result_path(at.output, at.experiment_id, at.process_index)
-    };
+    }
+    let path = result_path(a, at, m.cycle);
     meter.save(&mut rf, &path, a.timeseries)?;
+    if a.timeseries {
+        // the time-series file now holds the window's samples: the stream is not kept
+        if let Some(stream) = meter.stop_timeseries()? {
+            let _ = std::fs::remove_file(stream);
+        }
+    }
     let cycles = (m.cycle, a.cycles);
     summarise(ui, &rf, &m.outcome, &path, cycles, meter.notices());
     if ui.json && a.cycles == 1 {
         ui.json_out(&rf)?;
     }
     Ok(path)
+}
+
+/// Where cycle `cycle`'s result goes.
+fn result_path(a: &RunArgs, at: &Place, cycle: u32) -> PathBuf {
+    if a.cycles > 1 {
+        at.exp_dir
+            .join(format!("process_{}_cycle_{cycle}.json", at.process_index))
+    } else {
+        process_result_path(at.output, at.experiment_id, at.process_index)
+    }
 }
 
 /// Measure `argv` from spawn to exit after a start delay of `delay_s`.

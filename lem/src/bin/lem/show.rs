@@ -15,6 +15,14 @@ fn s<'a>(v: &'a Value, p: &str) -> &'a str {
 }
 
 pub fn show(ui: &Ui, path: &Path) -> Result<(), Failure> {
+    // a time series is read one sample at a time, whatever its length
+    let is_series = lem::timeseries::read::stream_header(path)?.is_some()
+        || path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with("_timeseries.json"));
+    if is_series {
+        return show_timeseries(ui, path);
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::new(format!("{}: {e}", path.display())))?;
     let v: Value = serde_json::from_str(&text)
@@ -24,7 +32,7 @@ pub fn show(ui: &Ui, path: &Path) -> Result<(), Failure> {
         return ui.json_out(&v);
     }
     if v.get("samples").is_some() {
-        return show_timeseries(path, v);
+        return show_timeseries(ui, path);
     }
     let aggregated = v.get("aggregated").and_then(Value::as_bool) == Some(true);
     if !aggregated {
@@ -74,10 +82,45 @@ pub fn show(ui: &Ui, path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A time-series file: per device, the power's mean and range.
-fn show_timeseries(path: &Path, v: Value) -> Result<(), Failure> {
-    let ts: lem::output::Timeseries = serde_json::from_value(v)
-        .map_err(|e| Failure::new(format!("{}: not a lem time series ({e})", path.display())))?;
+/// Running power statistics of one device.
+#[derive(Default)]
+struct Power {
+    n: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+/// A time-series file or stream: per device, the power's mean and range; a stream cut short
+/// says it is partial.
+fn show_timeseries(ui: &Ui, path: &Path) -> Result<(), Failure> {
+    let mut power: std::collections::BTreeMap<u32, Power> = std::collections::BTreeMap::new();
+    let mut t_last: Option<f64> = None;
+    let ts = lem::timeseries::read::read_series(path, |x| {
+        t_last = Some(t_last.map_or(x.t_s, |t: f64| t.max(x.t_s)));
+        if let Some(p) = x.power_w {
+            let e = power.entry(x.device).or_insert(Power {
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                ..Power::default()
+            });
+            e.n += 1;
+            e.sum += p;
+            e.min = e.min.min(p);
+            e.max = e.max.max(p);
+        }
+    })?;
+    if ui.json {
+        return ui.json_out(&serde_json::json!({
+            "experiment_id": ts.experiment_id,
+            "interval_ms": ts.interval_ms,
+            "sample_count": ts.sample_count,
+            "simulated": ts.simulated,
+            "stream": ts.stream,
+            "complete": ts.partial().is_none(),
+            "last_t_s": t_last,
+        }));
+    }
     println!(
         "time series of {} ({} samples at {} ms){}",
         ts.experiment_id,
@@ -85,19 +128,25 @@ fn show_timeseries(path: &Path, v: Value) -> Result<(), Failure> {
         ts.interval_ms,
         if ts.simulated { " [SIMULATED]" } else { "" }
     );
+    if let Some(why) = ts.partial() {
+        println!(
+            "  PARTIAL     {why}; the last sample is at {:.3} s",
+            t_last.unwrap_or(0.0)
+        );
+    }
+    if let Some(end) = ts.end.filter(|e| e.dropped_rounds > 0) {
+        println!(
+            "  warning     {} sampling rounds were dropped (the writer fell behind)",
+            end.dropped_rounds
+        );
+    }
     for d in &ts.devices {
-        let p: Vec<f64> = ts
-            .samples
-            .iter()
-            .filter(|x| x.device == d.index)
-            .filter_map(|x| x.power_w)
-            .collect();
-        let st = lem::stats::Summary::of(&p);
+        let st = power.get(&d.index).filter(|p| p.n > 0);
         println!(
             "  device {} {}: power mean {} min {} max {}",
             d.index,
             d.name,
-            watts(st.map(|x| x.mean)),
+            watts(st.map(|x| x.sum / x.n as f64)),
             watts(st.map(|x| x.min)),
             watts(st.map(|x| x.max))
         );

@@ -26,11 +26,15 @@ pub fn new_run_id() -> String {
 }
 
 /// Whether `name` is a file that `lem run` writes for process `index`: `process_<i>.json`,
-/// `process_<i>_cycle_<c>.json`, or the time series of either.
+/// `process_<i>_cycle_<c>.json`, or the time series of either (`.json`, or its stream
+/// `.jsonl`).
 pub fn is_process_file(name: &str, index: u32) -> bool {
     let Some(rest) = name
         .strip_prefix(&format!("process_{index}"))
-        .and_then(|r| r.strip_suffix(".json"))
+        .and_then(|r| {
+            r.strip_suffix(".json")
+                .or_else(|| r.strip_suffix("_timeseries.jsonl"))
+        })
     else {
         return false;
     };
@@ -187,6 +191,8 @@ mod tests {
             "process_3_timeseries.json",
             "process_3_cycle_0.json",
             "process_3_cycle_12_timeseries.json",
+            "process_3_timeseries.jsonl",
+            "process_3_cycle_12_timeseries.jsonl",
         ] {
             assert!(is_process_file(ok, 3), "{ok}");
         }
@@ -195,6 +201,7 @@ mod tests {
             "process_3_cycle_.json",
             "process_3_cycle_x.json",
             "process_3.json.tmp",
+            "process_3.jsonl",
             "process_2.json",
         ] {
             assert!(!is_process_file(not, 3), "{not}");
