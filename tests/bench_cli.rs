@@ -183,3 +183,64 @@ fn the_summary_keeps_the_rows_of_benchmarks_a_later_run_did_not_select() {
     let csv = std::fs::read_to_string(dir.path().join("out/bench_summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
 }
+
+fn run_at(dir: &std::path::Path, watts: u32, args: &[&str]) -> Output {
+    let scenario = dir.join(format!("s{watts}.json"));
+    std::fs::write(&scenario, format!(r#"{{"idle_w": {watts}}}"#)).unwrap();
+    Command::new(demo())
+        .args(args)
+        .env("LEM_DEVICE", format!("sim:{}", scenario.display()))
+        .env("LEM_BASELINE", "off")
+        .env("LEM_CACHE_DIR", dir.join("cache"))
+        .env("LEM_OUTPUT_DIR", dir.join("out"))
+        .env_remove("LEM_FAIL_ON_REGRESSION")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_saved_baseline_finds_a_changed_load_and_fails_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bench = ["--bench", "--exact", "spin_1ms"];
+    let o = run_at(d, 250, &[&bench[..], &["--save-baseline", "main"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(d.join("out/baselines/main/spin_1ms.json").is_file());
+    // the same load again: compared with the previous run, no regression
+    let o = run_at(d, 250, &bench);
+    let t = out(&o);
+    assert!(t.contains("(against the previous run)"), "{t}");
+    assert!(!t.contains("regressed"), "{t}");
+    // 400 W against 250 W (no baseline: raw energy): +60 % (the time per iteration, spun on a
+    // shared machine, moves it a little), regressed, recorded, exit 0
+    let o = run_at(d, 400, &[&bench[..], &["--baseline", "main"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = out(&o);
+    assert!(t.contains("regressed (against baseline `main`)"), "{t}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out/spin_1ms.json")).unwrap())
+            .unwrap();
+    let change = &v["bench"]["change"];
+    assert_eq!(change["against"], "baseline `main`");
+    assert_eq!(change["energy"]["verdict"], "regressed", "{change}");
+    let pct = change["energy"]["change_pct"].as_f64().unwrap();
+    assert_eq!(change["energy"]["metric"], "bench.energy_per_iter_j");
+    assert!((40.0..80.0).contains(&pct), "{pct}");
+    // asked to fail on a regression beyond 5 %: exit 1
+    let o = run_at(
+        d,
+        300,
+        &[
+            &bench[..],
+            &["--baseline", "main", "--fail-on-regression", "5"],
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("regressed by more than 5 %"));
+    // a baseline never saved is a one-line error
+    let o = run_at(d, 250, &[&bench[..], &["--baseline", "nope"]].concat());
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--baseline") && err.contains("nope"), "{err}");
+}

@@ -74,7 +74,10 @@ fn three_hundred_watts_against_three_hundred_and_thirty_is_a_ten_percent_regress
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let md = String::from_utf8_lossy(&o.stdout);
     assert!(md.starts_with("| name | metric |"), "{md}");
-    assert!(md.contains("`energy.raw_j`") && md.contains("**regressed**"), "{md}");
+    assert!(
+        md.contains("`energy.raw_j`") && md.contains("**regressed**"),
+        "{md}"
+    );
     // a threshold above it: not a failure
     let o = sb.run(&["compare", &agg("base"), &agg("new"), "--threshold", "20"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -427,6 +427,7 @@ fn the_world_size_names_a_missing_highest_rank_and_ranks_missing_from_a_cycle() 
             "--",
             "true",
         ])
+        .env("SLURM_PROCID", "0")
         .env("SLURM_NTASKS", "many")
         .output()
         .unwrap();

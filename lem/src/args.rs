@@ -162,8 +162,9 @@ impl OutputArgs {
     /// The number of processes: `--world-size`, else the size the launcher that gave the
     /// process index sets beside it (`LEM_WORLD_SIZE` with `LEM_PROCESS_INDEX`, `WORLD_SIZE`
     /// with `RANK`, `SLURM_STEP_NUM_TASKS` or else `SLURM_NTASKS` with `SLURM_PROCID`,
-    /// `OMPI_COMM_WORLD_SIZE` with `OMPI_COMM_WORLD_RANK`), else `LEM_WORLD_SIZE`, else
-    /// unknown (`None`). An index and a size from different launchers are never paired.
+    /// `OMPI_COMM_WORLD_SIZE` with `OMPI_COMM_WORLD_RANK`); with `--process-index`, the first
+    /// of those sizes that is set; else `LEM_WORLD_SIZE`; else unknown (`None`). An index
+    /// from one launcher's variable is never paired with another launcher's size.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] naming the flag or variable whose value is not a whole number
@@ -181,9 +182,17 @@ impl OutputArgs {
         if let Some(v) = &self.world_size {
             return parse("--world-size", v);
         }
-        let sizes: &[&str] = match self.index_source()?.1 {
-            Some(n) => LAUNCHERS[n].1,
-            None => &["LEM_WORLD_SIZE"],
+        let sizes: &[&str] = match self.index_source()? {
+            (_, Some(n)) => LAUNCHERS[n].1,
+            // an index given on the command line: whichever launcher set a size
+            _ if self.process_index.is_some() => &[
+                "LEM_WORLD_SIZE",
+                "WORLD_SIZE",
+                "SLURM_STEP_NUM_TASKS",
+                "SLURM_NTASKS",
+                "OMPI_COMM_WORLD_SIZE",
+            ],
+            _ => &["LEM_WORLD_SIZE"],
         };
         for k in sizes {
             if let Some(v) = env_nonempty(k) {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::against::{baseline_path, change, reference, regression_pct, Against};
 use super::bencher::Bencher;
 use super::outcome::BenchOutcome;
 use super::plan::{BenchOptions, Plan};
@@ -16,6 +17,7 @@ use crate::measure::baseline::BaselineMode;
 use crate::measure::builder::MeterBuilder;
 use crate::measure::meter::Meter;
 use crate::measure::warmup::WarmupMode;
+use crate::results::compare::DEFAULT_MARGIN_PCT;
 
 /// A benchmark registered by `#[energy_bench]`.
 #[derive(Debug)]
@@ -51,6 +53,13 @@ pub struct HarnessArgs {
     pub filters: Vec<String>,
     /// `--skip` filters.
     pub skip: Vec<String>,
+    /// `--save-baseline NAME`: save this run's results as baseline NAME.
+    pub save_baseline: Option<String>,
+    /// `--baseline NAME`: compare with baseline NAME instead of the previous run.
+    pub baseline: Option<String>,
+    /// `--fail-on-regression PCT` (or `LEM_FAIL_ON_REGRESSION`): exit 1 when a benchmark's
+    /// energy or time per iteration regressed significantly by more than PCT percent.
+    pub fail_on_regression: Option<String>,
 }
 
 impl HarnessArgs {
@@ -66,9 +75,12 @@ impl HarnessArgs {
                 "--ignored" => a.ignored = true,
                 "--include-ignored" => a.include_ignored = true,
                 "--skip" => a.skip.extend(it.next()),
+                "--save-baseline" => a.save_baseline = it.next(),
+                "--baseline" => a.baseline = it.next(),
+                "--fail-on-regression" => a.fail_on_regression = it.next(),
                 // libtest flags that take a separate value
                 "--format" | "--color" | "--test-threads" | "--logfile" | "--shuffle-seed"
-                | "-Z" | "--report-time" | "--save-baseline" | "--baseline" => {
+                | "-Z" | "--report-time" => {
                     let _ = it.next();
                 }
                 s if s.starts_with('-') => {}
@@ -222,8 +234,16 @@ pub fn run_with(args: HarnessArgs) -> i32 {
         return 0;
     }
     let test_mode = !args.bench;
+    let against = match against_of(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lem: error: {e}");
+            return 1;
+        }
+    };
     let mut meters: BTreeMap<Option<&'static str>, Meter> = BTreeMap::new();
     let run = Run {
+        against,
         out_dir: output_dir(),
         command: std::env::args().collect(),
         experiment_id: format!(
@@ -309,8 +329,51 @@ fn run_instance(meter: &Meter, inst: &Instance, test_mode: bool) -> Result<Bench
         .ok_or_else(|| "the benchmark never called `b.iter(...)`".to_string())
 }
 
+/// What the run compares with, saves and fails on, from `args` and
+/// `LEM_FAIL_ON_REGRESSION`.
+fn against_of(args: &HarnessArgs) -> Result<Against, String> {
+    let (flag, raw) = match &args.fail_on_regression {
+        Some(v) => ("--fail-on-regression", Some(v.clone())),
+        None => (
+            "LEM_FAIL_ON_REGRESSION",
+            std::env::var("LEM_FAIL_ON_REGRESSION")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
+        ),
+    };
+    let fail_pct = match raw {
+        None => None,
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(p) if p.is_finite() && p >= 0.0 => Some(p),
+            _ => return Err(format!("{flag}: `{v}` is not a percentage (>= 0)")),
+        },
+    };
+    for (flag, name) in [
+        ("--baseline", &args.baseline),
+        ("--save-baseline", &args.save_baseline),
+    ] {
+        if let Some(n) = name {
+            let ok = !n.is_empty()
+                && !n.starts_with('.')
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok {
+                return Err(format!(
+                    "{flag}: `{n}` is not a baseline name (letters, digits, `-`, `_`, `.`)"
+                ));
+            }
+        }
+    }
+    Ok(Against {
+        baseline: args.baseline.clone(),
+        save: args.save_baseline.clone(),
+        fail_pct,
+    })
+}
+
 /// What every benchmark of one run shares.
 struct Run {
+    against: Against,
     out_dir: PathBuf,
     command: Vec<String>,
     experiment_id: String,
@@ -350,10 +413,51 @@ impl Run {
             serde_json::json!({ "argv": self.command }),
         );
         let path = result_path(&self.out_dir, &inst.name);
+        let rel = path
+            .strip_prefix(&self.out_dir)
+            .unwrap_or(&path)
+            .to_path_buf();
+        let mut regressed = false;
+        match reference(&self.against, &self.out_dir, &rel, &inst.name) {
+            Ok(Some((old, label))) => {
+                let margin = self.against.fail_pct.unwrap_or(DEFAULT_MARGIN_PCT);
+                if let Some((change, lines)) = change(&old, &label, &outcome.stats, margin) {
+                    for l in lines {
+                        println!("{l}");
+                    }
+                    regressed = self
+                        .against
+                        .fail_pct
+                        .is_some_and(|t| regression_pct(&change).is_some_and(|p| p > t));
+                    if let Some(serde_json::Value::Object(b)) = rf.extra.get_mut("bench") {
+                        b.insert("change".into(), change);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return (None, Err(crate::error::Error::config("--baseline", e))),
+        }
         let row = csv_row(outcome, simulated, &gpu, &self.command.join(" "));
-        let written = crate::results::output::write_result(&path, &mut rf, None);
+        let mut written = crate::results::output::write_result(&path, &mut rf, None);
         if written.is_ok() {
             println!("  result {}", path.display());
+            if let Some(n) = &self.against.save {
+                let to = baseline_path(&self.out_dir, n, &rel);
+                written = crate::results::output::write_result(&to, &mut rf, None);
+                if written.is_ok() {
+                    println!("  saved as baseline `{n}`: {}", to.display());
+                }
+            }
+        }
+        if regressed && written.is_ok() {
+            written = Err(crate::error::Error::config(
+                "--fail-on-regression",
+                format!(
+                    "{}: regressed by more than {} %",
+                    inst.name,
+                    self.against.fail_pct.unwrap_or_default()
+                ),
+            ));
         }
         (Some(row), written)
     }

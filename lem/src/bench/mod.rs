@@ -7,6 +7,7 @@
 //!
 //! [`EnergyScope`]: crate::measure::window::EnergyScope
 
+mod against;
 mod bencher;
 mod harness;
 mod outcome;

@@ -241,7 +241,11 @@ pub fn measurement_of(v: &Value) -> Option<Measurement> {
         })
     };
     let energy = [
-        ("energy.adjusted_j", "adjusted_j", "energy.adjusted_uncertainty_j"),
+        (
+            "energy.adjusted_j",
+            "adjusted_j",
+            "energy.adjusted_uncertainty_j",
+        ),
         ("energy.raw_j", "raw_j", "energy.uncertainty_j"),
         ("duration_s", "duration_s", ""),
     ];
@@ -344,7 +348,8 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Measurement>> {
             path: f.clone(),
             source: e,
         })?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| bad(f, &format!("not JSON: {e}")))?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| bad(f, &format!("not JSON: {e}")))?;
         let Some(m) = measurement_of(&v) else {
             if path.is_dir() {
                 continue;
@@ -498,7 +503,11 @@ mod tests {
         let [lo, hi] = c.ci_pct.unwrap();
         assert!((lo - (5.0 - 2.306) / 3.0 * 100.0).abs() < 0.05, "{lo}");
         assert!((hi - (5.0 + 2.306) / 3.0 * 100.0).abs() < 0.05, "{hi}");
-        assert!((c.p_value.unwrap() - 0.00105).abs() < 2e-5, "{:?}", c.p_value);
+        assert!(
+            (c.p_value.unwrap() - 0.00105).abs() < 2e-5,
+            "{:?}",
+            c.p_value
+        );
         assert_eq!(c.verdict, Verdict::Regressed);
         assert_eq!(c.interval_from, Some(IntervalFrom::Samples));
     }
@@ -507,9 +516,15 @@ mod tests {
     fn verdicts_follow_the_interval_and_the_margin() {
         let b = vals(&[100.0, 101.0, 99.0, 100.0]);
         let same = vals(&[100.5, 99.5, 100.0, 100.2]);
-        assert_eq!(compare("x", "m", &b, &same, 5.0).unwrap().verdict, Verdict::NoChange);
+        assert_eq!(
+            compare("x", "m", &b, &same, 5.0).unwrap().verdict,
+            Verdict::NoChange
+        );
         let lower = vals(&[80.0, 81.0, 79.0, 80.0]);
-        assert_eq!(compare("x", "m", &b, &lower, 5.0).unwrap().verdict, Verdict::Improved);
+        assert_eq!(
+            compare("x", "m", &b, &lower, 5.0).unwrap().verdict,
+            Verdict::Improved
+        );
         let noisy = vals(&[60.0, 140.0, 90.0, 115.0]);
         assert_eq!(
             compare("x", "m", &b, &noisy, 5.0).unwrap().verdict,
