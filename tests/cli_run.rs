@@ -685,3 +685,51 @@ fn the_world_size_comes_from_the_launcher_that_gave_the_index() {
         1
     );
 }
+
+#[test]
+fn cycles_wait_for_the_devices_to_cool_and_say_when_they_gave_up() {
+    let sb = Sandbox::new();
+    // idle at 40 °C while the baseline is measured, 90 °C from 0.6 s to 2.2 s
+    let dev = sb.scenario(
+        "hot.json",
+        r#"{"idle_w": 60, "idle_temperature_c": 40, "segments": [
+            {"start_s": 0.6, "end_s": 2.2, "power_w": 300, "temperature_c": 90}]}"#,
+    );
+    let run = |id: &str, timeout: &str| {
+        sb.run(&[
+            "run",
+            "--device",
+            &dev,
+            "--experiment-id",
+            id,
+            "--force-baseline",
+            "--cycles",
+            "2",
+            "--cooldown",
+            "5",
+            "--cooldown-timeout-s",
+            timeout,
+            "--",
+            "sleep",
+            "0.6",
+        ])
+    };
+    let o = run("cool", "30");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c1 = sb.json("results/raw/cool/process_0_cycle_1.json");
+    let waited = c1["cooldown"]["waited_s"].as_f64().unwrap();
+    assert!(waited > 0.3, "cycle 1 started hot and waited {waited} s");
+    assert_eq!(c1["cooldown"]["reached"], true);
+    assert!(
+        c1["thermal"]["max_temp_c"].as_f64().unwrap() < 50.0,
+        "{}",
+        c1["thermal"]
+    );
+    let o = run("warm", "0.1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cooldown timed out"), "{}", stderr(&o));
+    let c1 = sb.json("results/raw/warm/process_0_cycle_1.json");
+    assert_eq!(c1["cooldown"]["reached"], false);
+    let o = sb.run(&["run", "--device", &dev, "--cooldown=-1", "--", "true"]);
+    assert_clean_error(&o, "--cooldown");
+}

@@ -69,6 +69,13 @@ pub fn expand(f: &ItemFn, o: &Options, shape: &Shape) -> TokenStream {
     let min_sample_s = some_f64(o.min_sample_s);
     let max_uncertainty = some_f64(o.max_uncertainty);
     let max_time_s = some_f64(o.max_time_s);
+    let cooldown_c = some_f64(o.cooldown_c);
+    let cooldown_timeout_s = some_f64(o.cooldown_timeout_s);
+    let on_throttle = some(o.on_throttle.map(|p| match p {
+        1 => quote!(::lem::__private::ThrottlePolicy::Discard),
+        2 => quote!(::lem::__private::ThrottlePolicy::Abort),
+        _ => quote!(::lem::__private::ThrottlePolicy::Continue),
+    }));
     let cycles = some_usize(o.cycles);
     let cycle_gap_s = some_f64(o.cycle_gap_s);
     let units = some(o.units.as_deref());
@@ -101,6 +108,9 @@ pub fn expand(f: &ItemFn, o: &Options, shape: &Shape) -> TokenStream {
                     min_sample_s: #min_sample_s,
                     max_uncertainty: #max_uncertainty,
                     max_time_s: #max_time_s,
+                    cooldown_c: #cooldown_c,
+                    cooldown_timeout_s: #cooldown_timeout_s,
+                    on_throttle: #on_throttle,
                     cycles: #cycles,
                     cycle_gap_s: #cycle_gap_s,
                     units: #units,

@@ -17,6 +17,9 @@ pub const VALID: &[&str] = &[
     "min_sample_s",
     "max_uncertainty",
     "max_time_s",
+    "cooldown_c",
+    "cooldown_timeout_s",
+    "on_throttle",
     "cycles",
     "cycle_gap_s",
     "units",
@@ -68,6 +71,10 @@ pub struct Options {
     pub min_sample_s: Option<f64>,
     pub max_uncertainty: Option<f64>,
     pub max_time_s: Option<f64>,
+    pub cooldown_c: Option<f64>,
+    pub cooldown_timeout_s: Option<f64>,
+    /// 0 continue, 1 discard, 2 abort.
+    pub on_throttle: Option<u8>,
     pub cycles: Option<u64>,
     pub cycle_gap_s: Option<f64>,
     pub units: Option<String>,
@@ -208,6 +215,40 @@ pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
                         ));
                     }
                     out.max_time_s = Some(v);
+                }
+                "cooldown_c" | "cooldown_timeout_s" => {
+                    let v = number(o)?;
+                    if !(v >= 0.0 && v.is_finite()) {
+                        return Err(syn::Error::new(
+                            o.name.span(),
+                            format!(
+                                "option `{key}` is a number of {} (>= 0)",
+                                if key == "cooldown_c" {
+                                    "degrees Celsius"
+                                } else {
+                                    "seconds"
+                                }
+                            ),
+                        ));
+                    }
+                    if key == "cooldown_c" {
+                        out.cooldown_c = Some(v);
+                    } else {
+                        out.cooldown_timeout_s = Some(v);
+                    }
+                }
+                "on_throttle" => {
+                    let (s, e) = string(o)?;
+                    out.on_throttle =
+                        Some(match s.as_str() {
+                            "continue" => 0,
+                            "discard" => 1,
+                            "abort" => 2,
+                            _ => return Err(syn::Error::new_spanned(
+                                e,
+                                "option `on_throttle` is \"continue\", \"discard\" or \"abort\"",
+                            )),
+                        });
                 }
                 "cycle_gap_s" => out.cycle_gap_s = Some(number(o)?),
                 "window" => out.window = Some(integer(o)?),

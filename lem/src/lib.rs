@@ -48,6 +48,7 @@ pub mod baseline {
     };
     pub use crate::results::report::BaselineMethod;
 }
+pub use measure::cooldown;
 pub use measure::probe;
 pub use measure::warmup;
 #[cfg(feature = "plot")]
@@ -97,8 +98,10 @@ pub use bench::{BenchOptions, Bencher};
 /// `max_uncertainty` (a fraction, e.g. `0.01`: samples are sized, before any is measured,
 /// from the bound's model so that the reported figure's bound is under that fraction of it,
 /// or a warning says why no length can; without it the bound is only reported),
-/// `max_time_s` (600: limit on one benchmark's measuring time), `cycles` (1: with more, the
-/// intervals are over the cycles' means) and `cycle_gap_s`, `units`, `device` (a device spec overriding `LEM_DEVICE`),
+/// `max_time_s` (600: limit on one benchmark's measuring time), `cooldown_c` and
+/// `cooldown_timeout_s` (wait before each sample until every device is within that many °C
+/// of its idle temperature, at most 300 s), `on_throttle = "continue" | "discard" | "abort"`,
+/// `cycles` (1: with more, the intervals are over the cycles' means) and `cycle_gap_s`, `units`, `device` (a device spec overriding `LEM_DEVICE`),
 /// `ignore`, `name`. An unknown or repeated option, a wrong value type, an `async fn`, a
 /// method, or `args` without a parameter is a compile error pointing at the offending token.
 ///
@@ -130,6 +133,7 @@ pub mod __private {
     pub use crate::bench::run_main;
     pub use crate::bench::BenchDef;
     pub use crate::bench::BenchOptions;
+    pub use crate::bench::ThrottlePolicy;
     pub use crate::measure::warmup::WarmupMode;
     pub use inventory;
 }

@@ -153,6 +153,7 @@ fn adjusted_energy_is_floored_at_zero_with_a_warning() {
         sample_count: 300,
         power_cv: Some(0.01),
         mean_utilisation_pct: Some(0.0),
+        idle_temperature_c: None,
         simulated: true,
     };
     lem::baseline::write_cache(cache.path(), &entry).unwrap();

@@ -44,10 +44,12 @@ pub(super) fn reference(
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(_) if a.baseline.is_none() => return Ok(None),
-        Err(e) => return Err(format!(
+        Err(e) => {
+            return Err(format!(
             "--baseline: no saved result for `{bench}` ({}: {e}); save one with --save-baseline",
             path.display()
-        )),
+        ))
+        }
     };
     match serde_json::from_str(&text) {
         Ok(v) => Ok(Some((v, label))),

@@ -6,6 +6,7 @@ use std::hint::black_box;
 use super::outcome::{stats_of, BenchOutcome, SampleRecord};
 use super::plan::{BenchOptions, Plan};
 use super::sizing::{self, Judged, Pilot, Sizing};
+use super::thermal::{self, push_once};
 use crate::base::seeded::SplitMix;
 use crate::measure::meter::Meter;
 use crate::measure::warmup::{typical_latency, warm_up, WarmupResult};
@@ -95,6 +96,7 @@ impl<'m> Bencher<'m> {
         let mut reports = Vec::new();
         let mut judged = None;
         let mut sized: Option<Sizing> = None;
+        let (mut discarded, mut aborted) = (0usize, None::<String>);
         // measuring time so far (pilots and samples), s: what max_time_s limits
         let mut spent = 0.0;
         'cycles: for cycle in 0..plan.cycles {
@@ -131,19 +133,21 @@ impl<'m> Bencher<'m> {
                     ));
                     break 'cycles;
                 }
-                // wait until the sample starts at its phase (counted from the first sample's
-                // planned start), however long the samples before took
-                let delay = if period > 0.0 && plan.random_start.is_some() {
-                    (origin + phase - clock.now().as_secs_f64()).rem_euclid(period)
-                } else {
-                    0.0
-                };
                 let iterations = size.iterations;
-                let Some(got) =
-                    self.sample(&plan, &mut routine, sync, iterations, &mut warnings, delay)
-                else {
+                let at = (origin, phase, period);
+                let mut kept =
+                    self.kept_sample(&plan, &mut routine, sync, iterations, at, &mut warnings);
+                discarded += kept.discarded;
+                let Some(got) = kept.got.take() else {
                     break 'cycles;
                 };
+                if kept.abort {
+                    aborted = Some(format!(
+                        "sample {} throttled and on_throttle is `abort`: stopped, keeping the {} sample(s) measured",
+                        records.len() + 1,
+                        records.len() + 1
+                    ));
+                }
                 spent += got.report.duration_s;
                 let j = Judged::of(&got.report);
                 judged = judged.or(j.map(|j| j.figure));
@@ -161,21 +165,72 @@ impl<'m> Bencher<'m> {
                     units: got.counted.then_some(got.units),
                     throttled: got.report.thermal.throttle_detected,
                     start_temp_c: got.start_temp_c,
-                    start_delay_s: delay,
+                    start_delay_s: got.delay_s,
+                    cooldown_s: got.cooldown_s,
                 });
                 reports.push(got.report);
+                if aborted.is_some() {
+                    break 'cycles;
+                }
             }
+        }
+        if discarded > 0 {
+            warnings.push(format!(
+                "{}: {discarded} throttled sample(s) discarded and measured again (on_throttle = \"discard\")",
+                plan.name
+            ));
         }
         summary_warnings(&plan, &records, &mut warnings);
         aliasing_warning(&plan, self.meter, &records, &mut warnings);
-        let stats = stats_of(&plan, &records, judged);
+        let mut stats = stats_of(&plan, &records, judged);
+        stats.discarded_samples = discarded;
         let report = merge_reports(&plan.name, &reports);
         self.outcome = Some(BenchOutcome {
             stats,
             warmups,
             report,
             warnings,
+            aborted,
         });
+    }
+
+    /// One sample to keep: after the cooldown and the start delay that puts it at its
+    /// `phase` of the sensor `period` (counted from `origin`); a throttled one measured again
+    /// or ending the benchmark as `on_throttle` says.
+    fn kept_sample<R: Any>(
+        &self,
+        plan: &Plan,
+        routine: &mut impl FnMut() -> R,
+        sync: &dyn Fn(),
+        iterations: u64,
+        (origin, phase, period): (f64, f64, f64),
+        warnings: &mut Vec<String>,
+    ) -> Kept {
+        let clock = self.meter.clock();
+        let mut kept = Kept::default();
+        loop {
+            let cooldown_s = thermal::cooldown(plan, self.meter, warnings);
+            // wait until the sample starts at its phase (counted from the first sample's
+            // planned start), however long the samples before took
+            let delay = if period > 0.0 && plan.random_start.is_some() {
+                (origin + phase - clock.now().as_secs_f64()).rem_euclid(period)
+            } else {
+                0.0
+            };
+            let Some(mut got) = self.sample(plan, routine, sync, iterations, warnings, delay)
+            else {
+                return kept;
+            };
+            got.cooldown_s = cooldown_s;
+            match thermal::decide(plan, got.report.thermal.throttle_detected, kept.discarded) {
+                thermal::Decision::Again => kept.discarded += 1,
+                d => {
+                    kept.abort = d == thermal::Decision::Abort;
+                    kept.got = Some(got);
+                    return kept;
+                }
+            }
+        }
     }
 
     /// Run `iters` iterations as a sample does, without a window: the time they took, s.
@@ -242,6 +297,8 @@ impl<'m> Bencher<'m> {
                 units,
                 counted,
                 start_temp_c,
+                delay_s: delay,
+                cooldown_s: None,
             }),
             Err(e) => {
                 push_once(
@@ -465,12 +522,6 @@ fn aliasing_warning(
     }
 }
 
-fn push_once(warnings: &mut Vec<String>, msg: String) {
-    if !warnings.contains(&msg) {
-        warnings.push(msg);
-    }
-}
-
 /// A measured sample: its report, the units it produced, whether the routine returned
 /// units, and the highest device temperature at its start.
 struct Got {
@@ -478,6 +529,17 @@ struct Got {
     units: f64,
     counted: bool,
     start_temp_c: Option<f64>,
+    delay_s: f64,
+    cooldown_s: Option<f64>,
+}
+
+/// The sample kept for one slot, the throttled ones discarded before it, and whether it
+/// ends the benchmark (`on_throttle = "abort"`).
+#[derive(Default)]
+struct Kept {
+    got: Option<Got>,
+    discarded: usize,
+    abort: bool,
 }
 
 /// The bencher's routine as the sizing's pilots run it.

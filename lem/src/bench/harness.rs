@@ -272,6 +272,10 @@ pub fn run_with(args: HarnessArgs) -> i32 {
         }
         let (row, written) = run.save(meter, inst, &outcome);
         csv_rows.extend(row);
+        if let Some(why) = &outcome.aborted {
+            eprintln!("lem: error: {}: {why}", inst.name);
+            failures += 1;
+        }
         if let Err(e) = written {
             eprintln!("lem: error: {e}");
             failures += 1;

@@ -15,8 +15,9 @@ mod plan;
 mod progress;
 mod sizing;
 mod summary;
+mod thermal;
 
 pub use bencher::{run_one, Bencher};
 pub use harness::{run_main, run_with, BenchDef, HarnessArgs};
 pub use outcome::{BenchOutcome, BenchStats, SampleRecord};
-pub use plan::BenchOptions;
+pub use plan::{BenchOptions, ThrottlePolicy};

@@ -39,6 +39,9 @@ pub struct SampleRecord {
     /// The random delay before the sample started, s.
     #[serde(default)]
     pub start_delay_s: f64,
+    /// Time waited for the devices to cool before the sample (`cooldown_c`), s.
+    #[serde(default)]
+    pub cooldown_s: Option<f64>,
 }
 
 /// Per-iteration statistics of a benchmark (the `bench` section of its result).
@@ -104,6 +107,13 @@ pub struct BenchStats {
     /// The `max_uncertainty` asked for.
     #[serde(default)]
     pub max_uncertainty: Option<f64>,
+    /// Throttled samples measured again (`on_throttle = "discard"`).
+    #[serde(default)]
+    pub discarded_samples: usize,
+    /// Total time waited for the devices to cool before samples, s (`null` without
+    /// `cooldown_c`).
+    #[serde(default)]
+    pub cooldown_s: Option<f64>,
     /// The seed of the random start delays (`null`: samples started without one).
     #[serde(default)]
     pub start_delay_seed: Option<u64>,
@@ -139,6 +149,9 @@ pub struct BenchOutcome {
     pub report: Option<EnergyReport>,
     /// Things to tell the reader.
     pub warnings: Vec<String>,
+    /// Why the benchmark stopped early with an error (`on_throttle = "abort"`); its samples
+    /// so far are kept.
+    pub aborted: Option<String>,
 }
 
 /// The mean of `f` over the samples that have it; `None` if none has.
@@ -247,6 +260,10 @@ pub(super) fn stats_of(plan: &Plan, records: &[SampleRecord], judged: Option<&st
             .reduce(f64::max),
         relative_uncertainty_of: judged.map(str::to_string),
         max_uncertainty: plan.max_uncertainty,
+        discarded_samples: 0,
+        cooldown_s: plan
+            .cooldown
+            .map(|_| records.iter().filter_map(|r| r.cooldown_s).sum()),
         start_delay_seed: plan.random_start,
         per_sample: records.to_vec(),
     }
@@ -271,6 +288,7 @@ mod tests {
             throttled: false,
             start_temp_c: None,
             start_delay_s: 0.0,
+            cooldown_s: None,
         }
     }
 

@@ -32,6 +32,16 @@ pub struct BenchOptions {
     /// sized for `max_uncertainty` fit in it (the target is then not met, and said), and no
     /// sample starts that would end past it (fewer samples, said).
     pub max_time_s: Option<f64>,
+    /// Before each sample, wait until every device is within this many °C of its idle
+    /// temperature (from the baseline): thermally stable samples. Default: no wait.
+    pub cooldown_c: Option<f64>,
+    /// Longest cooldown before a sample, s (default 300); the sample then starts warm, and
+    /// a warning says so.
+    pub cooldown_timeout_s: Option<f64>,
+    /// What a throttled sample does: `continue` (default: kept, warned about), `discard`
+    /// (measured again, at most 3 times) or `abort` (the benchmark stops with an error,
+    /// keeping what was measured).
+    pub on_throttle: Option<ThrottlePolicy>,
     /// Repetitions of warmup + samples (default 1).
     pub cycles: Option<usize>,
     /// Idle gap between cycles in seconds (default 0).
@@ -67,6 +77,9 @@ impl BenchOptions {
         min_sample_s: None,
         max_uncertainty: None,
         max_time_s: None,
+        cooldown_c: None,
+        cooldown_timeout_s: None,
+        on_throttle: None,
         cycles: None,
         cycle_gap_s: None,
         units: None,
@@ -106,6 +119,9 @@ pub(crate) struct Plan {
     pub min_sample_s: f64,
     pub max_uncertainty: Option<f64>,
     pub max_time_s: f64,
+    /// Cooldown margin, °C, and its timeout.
+    pub cooldown: Option<(f64, Duration)>,
+    pub on_throttle: ThrottlePolicy,
     pub cycles: usize,
     pub cycle_gap: Duration,
     pub units: Option<&'static str>,
@@ -147,6 +163,18 @@ impl Plan {
                 Some(v) => v,
                 None => DEFAULT_MAX_TIME_S,
             },
+            cooldown: options.cooldown_c.map(|c| {
+                (
+                    c.max(0.0),
+                    Duration::from_secs_f64(
+                        options
+                            .cooldown_timeout_s
+                            .unwrap_or(DEFAULT_COOLDOWN_TIMEOUT_S)
+                            .clamp(0.0, 86_400.0),
+                    ),
+                )
+            }),
+            on_throttle: options.on_throttle.unwrap_or_default(),
             cycles: options.cycles.unwrap_or(1).max(1),
             cycle_gap: Duration::from_secs_f64(options.cycle_gap_s.unwrap_or(0.0).max(0.0)),
             units: options.units,
@@ -158,6 +186,25 @@ impl Plan {
         })
     }
 }
+
+/// The default longest cooldown before a sample, s.
+pub const DEFAULT_COOLDOWN_TIMEOUT_S: f64 = 300.0;
+
+/// What a throttled sample does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThrottlePolicy {
+    /// Keep it, with a warning.
+    #[default]
+    Continue,
+    /// Measure it again (at most [`MAX_DISCARDS`] times in a row).
+    Discard,
+    /// Stop the benchmark with an error, keeping the samples measured so far.
+    Abort,
+}
+
+/// How many throttled samples in a row `discard` measures again before keeping one.
+pub const MAX_DISCARDS: usize = 3;
 
 /// The default limit on one benchmark's measuring time, s.
 pub const DEFAULT_MAX_TIME_S: f64 = 600.0;

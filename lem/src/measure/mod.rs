@@ -6,6 +6,7 @@
 pub mod accounting;
 pub mod baseline;
 pub mod builder;
+pub mod cooldown;
 pub mod meter;
 pub mod probe;
 pub mod sampler;

@@ -81,8 +81,10 @@ fn num(x: f64) -> String {
         format!("{x:.1}")
     } else if a >= 1.0 {
         format!("{x:.3}")
+    } else if a >= 0.001 {
+        format!("{x:.4}")
     } else {
-        format!("{x:.4e}")
+        format!("{x:.3e}")
     }
 }
 
@@ -101,7 +103,13 @@ fn ci(c: &Comparison) -> String {
 }
 
 fn p(c: &Comparison) -> String {
-    c.p_value.map_or("-".into(), |p| format!("{p:.3}"))
+    c.p_value.map_or("-".into(), |p| {
+        if p < 0.001 {
+            "< 0.001".into()
+        } else {
+            format!("{p:.3}")
+        }
+    })
 }
 
 fn notes(cs: &[Comparison], margin: f64) -> Vec<String> {

@@ -46,7 +46,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Measure a command from spawn to exit: lem run [OPTIONS] -- CMD [ARGS...]
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Measure, show or clear idle baselines.
     #[command(subcommand)]
     Baseline(BaselineCmd),
@@ -217,7 +217,7 @@ fn main() -> ExitCode {
     };
     let ui = ui::Ui::new(cli.quiet, cli.json);
     let result = match cli.cmd {
-        Cmd::Run(a) => run::run(&ui, a),
+        Cmd::Run(a) => run::run(&ui, *a),
         Cmd::Baseline(BaselineCmd::Measure(a)) => {
             commands::baseline_measure(&ui, a.device.as_deref(), a.duration.as_deref(), a.force)
                 .map(|()| 0)

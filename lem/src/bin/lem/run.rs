@@ -33,6 +33,13 @@ pub struct RunArgs {
     /// every time.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// Before each cycle, wait until every device is within C °C of its idle temperature
+    /// (measured with the baseline): thermally stable cycles. Recorded as `cooldown`.
+    #[arg(long, value_name = "C")]
+    cooldown: Option<f64>,
+    /// Longest cooldown before a cycle, s (then the cycle starts warm, with a warning).
+    #[arg(long, default_value = "300", value_name = "S")]
+    cooldown_timeout_s: String,
     /// Replace this process's earlier results under OUTPUT/raw/<experiment_id>/ (removed
     /// before the run); without it, a run whose process already has files there is refused.
     #[arg(long)]
@@ -213,6 +220,7 @@ fn measure_cycles(
         if interrupted_before(ui, cycle, a.cycles) {
             break;
         }
+        let cooldown = cool_before(ui, &meter, a, cycle)?;
         let delay = start_delay(&meter, a, experiment_id, cycle);
         if a.timeseries {
             // streamed as sampled, so that a killed run still leaves its samples
@@ -235,6 +243,7 @@ fn measure_cycles(
         let m = Measured {
             cycle,
             delay_s: delay,
+            cooldown,
             report,
             outcome,
             interrupted,
@@ -273,6 +282,41 @@ fn measure_cycles(
     Ok(signals::received().map_or(last_code, interrupted_code))
 }
 
+/// With `--cooldown`, wait before cycle `cycle` until the devices are near their idle
+/// temperature; what the wait did (`None` without `--cooldown`, or nothing to wait for,
+/// said once).
+fn cool_before(
+    ui: &Ui,
+    meter: &lem::Meter,
+    a: &RunArgs,
+    cycle: u32,
+) -> Result<Option<lem::cooldown::Cooldown>, Failure> {
+    let Some(margin) = a.cooldown else {
+        return Ok(None);
+    };
+    if !(margin.is_finite() && margin >= 0.0) {
+        return Err(Failure::new(format!(
+            "--cooldown: {margin} is not a number of degrees Celsius (>= 0)"
+        )));
+    }
+    let timeout = lem::parse_seconds("--cooldown-timeout-s", &a.cooldown_timeout_s)?;
+    let Some(c) = lem::cooldown::cool_down(meter, margin, timeout) else {
+        if cycle == 0 {
+            ui.warn("--cooldown: no device has an idle temperature from a baseline and a temperature reading; cycles start without waiting");
+        }
+        return Ok(None);
+    };
+    if !c.reached {
+        ui.warn(format!(
+            "cycle {}: cooldown timed out after {:.0} s, {:.1} °C above idle; the cycle starts warm",
+            cycle + 1,
+            c.waited_s,
+            c.excess_c.unwrap_or(f64::NAN)
+        ));
+    }
+    Ok(Some(c))
+}
+
 /// Where a run's results go.
 struct Place<'a> {
     output: &'a Path,
@@ -289,6 +333,7 @@ struct Place<'a> {
 struct Measured {
     cycle: u32,
     delay_s: f64,
+    cooldown: Option<lem::cooldown::Cooldown>,
     report: lem::EnergyReport,
     outcome: Outcome,
     interrupted: bool,
@@ -313,6 +358,12 @@ fn write_result(
     );
     rf.extra
         .insert("interrupted".into(), serde_json::json!(m.interrupted));
+    if let Some(c) = &m.cooldown {
+        rf.extra.insert(
+            "cooldown".into(),
+            serde_json::to_value(c).unwrap_or(serde_json::Value::Null),
+        );
+    }
     if let Some(w) = at.world_size {
         rf.extra.insert("world_size".into(), serde_json::json!(w));
     }

@@ -34,6 +34,9 @@ pub struct CacheEntry {
     pub power_cv: Option<f64>,
     /// Mean utilisation, %.
     pub mean_utilisation_pct: Option<f64>,
+    /// Mean temperature, °C.
+    #[serde(default)]
+    pub idle_temperature_c: Option<f64>,
     /// Simulated device.
     pub simulated: bool,
 }
@@ -144,6 +147,7 @@ mod tests {
             sample_count: 300,
             power_cv: Some(0.01),
             mean_utilisation_pct: Some(0.0),
+            idle_temperature_c: None,
             simulated: false,
         };
         std::thread::scope(|s| {
@@ -187,6 +191,7 @@ mod tests {
             sample_count: 1,
             power_cv: None,
             mean_utilisation_pct: None,
+            idle_temperature_c: None,
             simulated: true,
         };
         let p = write_cache(&sub, &entry).unwrap();

@@ -115,6 +115,9 @@ pub struct Baseline {
     pub power_cv: Option<f64>,
     /// Mean utilisation during the measurement, %.
     pub mean_utilisation_pct: Option<f64>,
+    /// Mean temperature while idle, °C (what a cooldown waits for).
+    #[serde(default)]
+    pub idle_temperature_c: Option<f64>,
     /// The device was not idle (utilisation or unsteady power): treat with care.
     pub busy: bool,
 }
@@ -162,6 +165,7 @@ impl Baseline {
             sample_count: 0,
             power_cv: None,
             mean_utilisation_pct: None,
+            idle_temperature_c: None,
             busy: false,
         }
     }
@@ -187,6 +191,8 @@ pub struct Measured {
     pub power_cv: Option<f64>,
     /// Mean utilisation, %.
     pub mean_utilisation_pct: Option<f64>,
+    /// Mean temperature, °C.
+    pub mean_temperature_c: Option<f64>,
     /// Actual measurement length, s.
     pub duration_s: f64,
 }
@@ -217,6 +223,7 @@ pub fn measure(
     let t0 = clock.now();
     let mut powers: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n];
     let mut utils: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut temps: Vec<Vec<f64>> = vec![Vec::new(); n];
     let rounds = (duration.as_secs_f64() / interval.as_secs_f64())
         .ceil()
         .max(1.0) as u64;
@@ -229,6 +236,9 @@ pub fn measure(
                 }
                 if let Some(u) = r.utilisation_pct {
                     utils[i].push(u);
+                }
+                if let Some(c) = r.temperature_c {
+                    temps[i].push(c);
                 }
             }
         }
@@ -254,6 +264,7 @@ pub fn measure(
                 sample_count: ps.len() as u64,
                 power_cv: stats.as_ref().and_then(|s| s.cv),
                 mean_utilisation_pct: crate::results::stats::Summary::of(&utils[i]).map(|s| s.mean),
+                mean_temperature_c: crate::results::stats::Summary::of(&temps[i]).map(|s| s.mean),
                 duration_s: elapsed,
             }
         })
@@ -350,6 +361,7 @@ fn cached(
         sample_count: e.sample_count,
         power_cv: e.power_cv,
         mean_utilisation_pct: e.mean_utilisation_pct,
+        idle_temperature_c: e.idle_temperature_c,
         busy: false,
     })
 }
@@ -396,6 +408,7 @@ fn fresh(
             sample_count: m.sample_count,
             power_cv: m.power_cv,
             mean_utilisation_pct: m.mean_utilisation_pct,
+            idle_temperature_c: m.mean_temperature_c,
             simulated: info.simulated,
         };
         if let Err(e) = write_cache(dir, &entry) {
@@ -413,6 +426,7 @@ fn fresh(
         sample_count: m.sample_count,
         power_cv: m.power_cv,
         mean_utilisation_pct: m.mean_utilisation_pct,
+        idle_temperature_c: m.mean_temperature_c,
         busy,
     }
 }
