@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lem::device::{Scenario, SimDevice};
-use lem::{BaselineMode, Clock, ManualClock, Meter, SharedDevice};
+use lem::{BaselineMode, ManualClock, Meter, SharedDevice};
 
 /// The system allocator, counting the bytes live.
 struct Counting;

@@ -467,7 +467,7 @@ fn random_trace(seed: u64, n: usize, total_s: f64) -> String {
     }
     format!(
         r#"{{"name": "Random", "idle_w": 65, "count": 2, "power_limit_w": 650, "violation_counters": {}, "segments": [{}]}}"#,
-        seed % 2 == 0,
+        seed.is_multiple_of(2),
         segs.join(",")
     )
 }
@@ -492,7 +492,7 @@ fn long_windows_fold_to_the_same_reports_as_all_their_samples() {
             trace: Box::leak(random_trace(seed, 150, 40.0).into_boxed_str()),
             faults: Faults::default(),
             interval_s: [0.1, 0.05, 0.02, 0.01][seed as usize - 1],
-            baseline: seed % 2 == 1,
+            baseline: !seed.is_multiple_of(2),
             windows: long,
         });
     }
