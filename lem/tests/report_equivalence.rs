@@ -288,6 +288,12 @@ fn cases() -> Vec<Case> {
 }
 
 fn run_case(case: &Case, cache: &Path) -> Value {
+    run_case_with(case, cache, false)
+}
+
+/// [`run_case`]; with `retain`, every sample of an open window is kept and the window is
+/// accounted from them at its close (the reference for the folded accounting).
+fn run_case_with(case: &Case, cache: &Path, retain: bool) -> Value {
     let clock = Arc::new(ManualClock::new());
     // faults wait until the meter is built (the baseline is measured first)
     let origin_bits = Arc::new(AtomicU64::new(f64::INFINITY.to_bits()));
@@ -325,6 +331,7 @@ fn run_case(case: &Case, cache: &Path) -> Value {
             BaselineMode::Off
         })
         .baseline_duration(Duration::from_millis(300))
+        .retain_window_samples(retain)
         .cache_dir(cache)
         .build()
         .unwrap();
@@ -425,6 +432,88 @@ fn reports_are_identical_to_the_recorded_ones() {
         out.len(),
         out.join("\n")
     );
+}
+
+/// A random trace of `n` segments over `total_s`: power, throttle reasons, temperature,
+/// memory and utilisation changing at random times.
+fn random_trace(seed: u64, n: usize, total_s: f64) -> String {
+    let mut x = seed;
+    let mut next = move || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let reasons = [
+        "",
+        r#""sw_power_cap""#,
+        r#""hw_thermal_slowdown""#,
+        r#""hw_power_brake_slowdown""#,
+        r#""sw_thermal_slowdown", "sw_power_cap""#,
+    ];
+    let mut t = 0.2;
+    let mut segs = Vec::new();
+    for _ in 0..n {
+        let end = t + next() * 2.0 * total_s / n as f64;
+        let r = reasons[(next() * 5.0) as usize % 5];
+        segs.push(format!(
+            r#"{{"start_s": {t}, "end_s": {end}, "power_w": {}, "temperature_c": {}, "memory_used_mb": {}, "utilisation_pct": {}, "throttle": [{r}]}}"#,
+            50.0 + next() * 550.0,
+            40.0 + next() * 50.0,
+            (next() * 40000.0).round(),
+            (next() * 100.0).round()
+        ));
+        t = end;
+    }
+    format!(
+        r#"{{"name": "Random", "idle_w": 65, "count": 2, "power_limit_w": 650, "violation_counters": {}, "segments": [{}]}}"#,
+        seed.is_multiple_of(2),
+        segs.join(",")
+    )
+}
+
+#[test]
+fn long_windows_fold_to_the_same_reports_as_all_their_samples() {
+    // Long windows, whose middles are folded as they are sampled, against the same windows
+    // accounted from every sample kept to their close: every field equal, to the bit. They
+    // start and end where the fault cases fail a read, lose the GPU or freeze the counter.
+    let long: &'static [(&str, f64, f64)] = &[
+        ("all", 0.5, 40.0),
+        ("inner", 3.0, 25.0),
+        ("edge_read_fails_at_start", 2.0, 30.0),
+        ("counter_read_fails_at_end", 1.0, 6.3),
+        ("late", 20.0, 40.0),
+        ("short", 39.0, 39.5),
+    ];
+    let mut cases = cases();
+    for seed in 1..=4 {
+        cases.push(Case {
+            name: "random",
+            trace: Box::leak(random_trace(seed, 150, 40.0).into_boxed_str()),
+            faults: Faults::default(),
+            interval_s: [0.1, 0.05, 0.02, 0.01][seed as usize - 1],
+            baseline: !seed.is_multiple_of(2),
+            windows: long,
+        });
+    }
+    let cache = tempfile::tempdir().unwrap();
+    for case in cases {
+        let case = Case {
+            windows: long,
+            ..case
+        };
+        let folded = run_case_with(&case, cache.path(), false);
+        let kept = run_case_with(&case, cache.path(), true);
+        for (i, (a, b)) in folded
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(kept.as_array().unwrap())
+            .enumerate()
+        {
+            assert_eq!(a, b, "{}: window {}", case.name, long[i].0);
+        }
+    }
 }
 
 #[test]

@@ -22,6 +22,7 @@ pub struct MeterBuilder {
     interval: Duration,
     baseline: BaselineConfig,
     keep_timeseries: bool,
+    retain_window_samples: bool,
     sync: Option<SyncHook>,
     powercap_root: Option<PathBuf>,
     progress: Option<Box<dyn FnMut(f64) + Send>>,
@@ -50,6 +51,7 @@ impl Default for MeterBuilder {
             interval: sampler::DEFAULT_INTERVAL,
             baseline: BaselineConfig::default(),
             keep_timeseries: false,
+            retain_window_samples: false,
             sync: None,
             powercap_root: None,
             progress: None,
@@ -223,6 +225,16 @@ impl MeterBuilder {
         self
     }
 
+    /// Keep every sample of an open window until it closes and account the window from
+    /// them then, instead of folding its middle as it is sampled. The reports are the same;
+    /// memory grows with the window. For tests that compare the two.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn retain_window_samples(mut self, retain: bool) -> Self {
+        self.retain_window_samples = retain;
+        self
+    }
+
     /// Run `f` at both ends of every scope, e.g. a CUDA device synchronise.
     #[must_use]
     pub fn sync(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
@@ -313,7 +325,7 @@ impl MeterBuilder {
             )?
         };
         notices.extend(outcome.warnings);
-        let counter_updates = devices
+        let counter_updates: Vec<(f64, Option<String>)> = devices
             .iter()
             .map(|d| {
                 crate::measure::probe::counter_update_for(
@@ -324,6 +336,14 @@ impl MeterBuilder {
             .collect();
         let sensors = self.sensors(&devices)?;
         let sampler = Sampler::start(devices.clone(), clock.clone(), self.interval)?;
+        sampler
+            .shared()
+            .set_retain_windows(self.retain_window_samples);
+        sampler.shared().set_tail_s(tail_s(
+            &counter_updates,
+            &sensors,
+            self.interval.as_secs_f64(),
+        ));
         let origin_s = clock.now().as_secs_f64();
         let origin_unix_s = crate::base::timefmt::unix_now_s();
         let meter = Meter {
@@ -389,6 +409,32 @@ impl MeterBuilder {
             })
             .collect()
     }
+}
+
+/// How long samples stay raw in the sampler's buffer before open windows fold them, s: what
+/// the terms at a window's end read (the power over a counter update period, the 1 s power
+/// average and a sampling interval before it; the stretch a held reading may cover), plus
+/// two intervals.
+fn tail_s(
+    counter_updates: &[(f64, Option<String>)],
+    sensors: &[SensorProfile],
+    interval: f64,
+) -> f64 {
+    let average = crate::measure::accounting::POWER_AVERAGE_S;
+    let period = counter_updates.iter().map(|c| c.0).fold(0.0, f64::max);
+    let refresh = sensors
+        .iter()
+        .map(|s| s.refresh_s.max(s.period_s))
+        .fold(0.0, f64::max);
+    let need = [
+        crate::measure::sampler::LOOKBACK_S,
+        2.0 * average,
+        period + average + interval,
+        refresh,
+    ]
+    .into_iter()
+    .fold(0.0, f64::max);
+    need + 2.0 * interval
 }
 
 /// Parse a fraction in (0, 1]; `field` names the option in errors.

@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::accounting::stream::WindowStream;
 use crate::base::clock::Clock;
 use crate::device::{Sample, SharedDevice};
 use crate::error::{Error, Result};
@@ -47,8 +48,14 @@ struct Buffer {
     rounds: VecDeque<f64>,
     failed_reads: u64,
     total_rounds: u64,
-    /// Open scopes: (id, start time).
-    active: Vec<(u64, f64)>,
+    /// Keep every sample an open window needs until it closes, and account it then (the
+    /// reference the folded accounting is tested against; memory grows with the window).
+    retain_windows: bool,
+    /// How long samples stay here before open windows fold them, s (at least the margin
+    /// below).
+    tail_s: f64,
+    /// Open windows, each with what it folded of the samples that left.
+    active: Vec<WindowStream>,
     /// Per device (by position): since when, and why, it has failed every read (cleared by
     /// the next good read).
     down: Vec<Option<(f64, String)>>,
@@ -147,28 +154,101 @@ impl Shared {
         b.failed_reads += failed;
         b.total_rounds += 1;
         b.rounds.push_back(round_t);
-        // Keep what open scopes need (plus a little before their start: the state at the
-        // window's left edge, and the power during the counter update period and the 1 s
-        // power average before it) or, with none open, only that much history.
+        self.prune(&mut b, round_t);
+    }
+
+    /// Let samples older than the buffer's span (the last `tail_s`, at least a little
+    /// history: the state at a window's left edge, and the power during the counter update
+    /// period and the 1 s power average before it) go, each folded into the open windows.
+    fn prune(&self, b: &mut Buffer, round_t: f64) {
         let margin = 2.0 * self.interval.as_secs_f64() + LOOKBACK_S;
-        let horizon = match b.active.iter().map(|(_, s)| *s).reduce(f64::min) {
-            Some(oldest) => oldest - margin,
-            None => round_t - margin,
-        };
-        while b.samples.len() > 1 && b.samples.front().is_some_and(|s| s.t_s < horizon) {
-            b.samples.pop_front();
+        let mut horizon = round_t - margin.max(b.tail_s);
+        if b.retain_windows {
+            for w in &b.active {
+                horizon = horizon.min(w.t0 - margin);
+                for d in &w.devices {
+                    horizon = horizon.min(d.from);
+                }
+            }
         }
-        while b.rounds.front().is_some_and(|t| *t < horizon) {
-            b.rounds.pop_front();
+        let Buffer {
+            samples,
+            rounds,
+            active,
+            ..
+        } = b;
+        while samples.len() > 1 && samples.front().is_some_and(|s| s.t_s < horizon) {
+            let Some(s) = samples.pop_front() else { break };
+            if !active.is_empty() {
+                let position = self.position(s.device);
+                for w in active.iter_mut() {
+                    w.take(position, &s);
+                }
+            }
+        }
+        while let Some(t) = rounds.front().copied().filter(|t| *t < horizon) {
+            rounds.pop_front();
+            for w in active.iter_mut() {
+                w.take_round(t);
+            }
         }
     }
 
-    pub(crate) fn register(&self, id: u64, start_s: f64) {
-        lock(&self.buf).active.push((id, start_s));
+    /// A device's position among the sampled devices, from its index.
+    fn position(&self, device: u32) -> usize {
+        self.devices
+            .iter()
+            .position(|d| d.info().index == device)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Open window `w`: the samples it reads start with each device's last one before
+    /// `w.t0 - w.lookback_s` (at most [`LOOKBACK_S`]).
+    pub(crate) fn register(&self, mut w: WindowStream) {
+        let mut b = lock(&self.buf);
+        let from = w.t0 - w.lookback_s.clamp(0.0, LOOKBACK_S);
+        let first_inside = b.samples.partition_point(|s| s.t_s < from);
+        for (i, d) in w.devices.iter_mut().enumerate() {
+            let idx = w_index(&self.devices, i);
+            d.from = b
+                .samples
+                .range(..first_inside)
+                .rev()
+                .find(|s| Some(s.device) == idx)
+                .map_or(from, |s| s.t_s);
+        }
+        b.active.push(w);
     }
 
     pub(crate) fn unregister(&self, id: u64) {
-        lock(&self.buf).active.retain(|(i, _)| *i != id);
+        lock(&self.buf).active.retain(|w| w.id != id);
+    }
+
+    /// Close window `id` at `t1`: what it folded, and its samples still here, taken and the
+    /// window unregistered under one lock (no round can fold or drop any in between).
+    pub(crate) fn close(&self, id: u64, t1: f64) -> Option<Closed> {
+        let mut b = lock(&self.buf);
+        let at = b.active.iter().position(|w| w.id == id)?;
+        let w = b.active.swap_remove(at);
+        let mut peak = w.peak;
+        let mut samples = Vec::new();
+        for s in b.samples.iter().filter(|s| s.t_s <= t1) {
+            let from = w.devices.get(self.position(s.device)).map(|d| d.from);
+            if from.is_some_and(|f| s.t_s >= f) {
+                samples.push(*s);
+            }
+            if s.t_s >= w.t0 {
+                peak.push(s.device, s.reading.power_w);
+            }
+        }
+        let inside = b.rounds.iter().filter(|t| **t >= w.t0 && **t <= t1).count();
+        Some(Closed {
+            rounds: w.rounds + inside as u64,
+            failed_reads: b.failed_reads,
+            peak_w: peak.finish(),
+            samples,
+            stream: w,
+        })
     }
 
     #[cfg(test)]
@@ -190,22 +270,7 @@ impl Shared {
         self.collect(&lock(&self.buf), from_s, to_s, lookback_s)
     }
 
-    /// Close window `id`: its samples (as [`window_with_lookback`](Self::window_with_lookback))
-    /// read and the window unregistered under one lock, so that no sampling round can prune
-    /// the window's early samples between the two.
-    pub(crate) fn close(
-        &self,
-        id: u64,
-        from_s: f64,
-        to_s: f64,
-        lookback_s: f64,
-    ) -> (Vec<Sample>, u64, u64) {
-        let mut b = lock(&self.buf);
-        let out = self.collect(&b, from_s, to_s, lookback_s);
-        b.active.retain(|(i, _)| *i != id);
-        out
-    }
-
+    #[cfg(test)]
     fn collect(
         &self,
         b: &Buffer,
@@ -252,9 +317,38 @@ impl Shared {
         *lock(&self.stream) = stream;
     }
 
+    /// Keep every sample of open windows until they close (see `Buffer::retain_windows`).
+    pub(crate) fn set_retain_windows(&self, retain: bool) {
+        lock(&self.buf).retain_windows = retain;
+    }
+
+    /// Keep samples this long before folding them into open windows, s.
+    pub(crate) fn set_tail_s(&self, tail_s: f64) {
+        lock(&self.buf).tail_s = tail_s;
+    }
+
     pub(crate) fn failed_reads(&self) -> u64 {
         lock(&self.buf).failed_reads
     }
+}
+
+/// The index of the device at `position`.
+fn w_index(devices: &[SharedDevice], position: usize) -> Option<u32> {
+    devices.get(position).map(|d| d.info().index)
+}
+
+/// A closed window: what it folded, and its samples that had not left the buffer yet.
+#[derive(Debug)]
+pub(crate) struct Closed {
+    /// The window's samples still in the buffer, up to its end, in the order taken.
+    pub samples: Vec<Sample>,
+    /// Sampling rounds inside the window.
+    pub rounds: u64,
+    /// Failed reads so far (the meter's whole life).
+    pub failed_reads: u64,
+    /// The highest total power of a round inside the window in which every device answered.
+    pub peak_w: Option<f64>,
+    pub stream: WindowStream,
 }
 
 /// A background sampling thread; dropping it stops the thread (waiting at most about one
@@ -388,8 +482,23 @@ mod tests {
         assert!(e.to_string().contains("LEM_INTERVAL_MS"));
     }
 
+    /// An open window over `n` devices (indices 0..n) from `t0`.
+    fn open(id: u64, t0: f64, n: u32) -> WindowStream {
+        use crate::measure::accounting::stream::DeviceStream;
+        WindowStream {
+            id,
+            t0,
+            lookback_s: 0.0,
+            devices: (0..n)
+                .map(|i| DeviceStream::new(i, t0, None, 0.0, 1.2))
+                .collect(),
+            rounds: 0,
+            peak: crate::measure::accounting::fold::TotalPeak::new(n as usize),
+        }
+    }
+
     #[test]
-    fn closing_reads_the_window_before_a_round_can_prune_it() {
+    fn open_windows_fold_what_leaves_and_the_buffer_keeps_only_its_span() {
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
         let devices = sim(clock.clone(), 1);
         let s = Sampler::start(devices, clock.clone(), Duration::from_millis(100)).unwrap();
@@ -400,28 +509,22 @@ mod tests {
                 sh.sample_round();
             }
         };
-        sh.register(1, 0.0);
-        sh.register(2, 0.0);
-        tick(100);
-        // unregistered first, a round in between prunes everything older than ~2 s
+        sh.register(open(1, 0.0, 1));
+        sh.register(open(2, 0.0, 1));
+        tick(1000);
+        // however long a window is open, the buffer holds its span (2 s + two intervals)
+        let kept = sh.window(0.0, 1000.0).0.len();
+        assert!(kept <= 24, "{kept}");
         sh.unregister(1);
-        let (kept, _, _) = sh.window(0.0, 10.0);
-        assert!(kept.len() >= 100, "{}", kept.len());
-        sh.unregister(2);
-        tick(1);
-        let (pruned, _, _) = sh.window(0.0, 10.1);
-        assert!(
-            pruned.len() < 30,
-            "a round after unregistering prunes: {}",
-            pruned.len()
-        );
-        // close() reads and unregisters under one lock: nothing can run in between
-        sh.register(3, 10.1);
-        tick(100);
-        let (closed, _, _) = sh.close(3, 10.1, 20.1, 0.0);
-        tick(1);
-        assert!(closed.len() >= 100, "{}", closed.len());
-        assert!(sh.window(10.1, 20.1).0.len() < 30, "and it is unregistered");
+        // the other window counted every round and kept only its head raw
+        let c = sh.close(2, 100.05).unwrap();
+        assert_eq!(c.rounds, 1000);
+        assert!(c.samples.len() <= 24, "{}", c.samples.len());
+        let d = &c.stream.devices[0];
+        assert!(!d.is_whole());
+        assert!(d.head().len() <= 14, "{}", d.head().len());
+        assert!(sh.close(2, 100.05).is_none(), "and it is unregistered");
+        assert!(lock(&sh.buf).active.is_empty());
     }
 
     #[test]
@@ -434,7 +537,7 @@ mod tests {
             sh.sample_round();
             clock.advance_s(0.1);
         }
-        sh.register(1, 1.0);
+        sh.register(open(1, 1.0, 2));
         for _ in 0..10 {
             sh.sample_round();
             clock.advance_s(0.1);
@@ -465,7 +568,7 @@ mod tests {
         let interval = Duration::from_millis(5);
         let mut s = Sampler::start(sim(clock.clone(), 1), clock.clone(), interval).unwrap();
         assert!(s.is_running());
-        s.shared().register(7, 0.0);
+        s.shared().register(open(7, 0.0, 1));
         // wait (on a condition, not a fixed sleep) until 40 rounds have been taken
         let started = Instant::now();
         while lock(&s.shared().buf).total_rounds < 40 {

@@ -6,9 +6,12 @@ use std::sync::atomic::Ordering;
 
 use crate::base::clock::at_middle;
 
-use super::accounting::{account, DeviceWindow};
+use super::accounting::fold::TotalPeak;
+use super::accounting::stream::{DeviceClose, DeviceStream, WindowStream};
+use super::accounting::{account, account_folded, DeviceWindow};
 use super::baseline::BaselineMode;
 use super::meter::Meter;
+use super::sampler::Closed;
 use crate::device::{Reading, Sample, Violations};
 use crate::error::{Error, Result};
 use crate::results::report::{
@@ -86,10 +89,10 @@ impl Meter {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = self.sampler.shared();
-        // samples are kept from before the first read; the window itself starts at it, so
-        // that a single device's span and the window's are one
-        shared.register(id, t0);
+        // the window starts at the first device's read, so that a single device's span and
+        // the window's are one
         let t0 = starts.iter().map(|s| s.t_s).reduce(f64::min).unwrap_or(t0);
+        shared.register(self.window_stream(id, t0, &starts));
         Ok(OpenWindow {
             meter_id: self.meter_id,
             id,
@@ -147,20 +150,17 @@ impl Meter {
         let (ends, failed_at_end) = self.read_ends();
         // the window ends at the last device's read
         let t1 = ends.iter().map(|e| e.t_s).reduce(f64::max).unwrap_or(t1);
-        // Samples from a little before the window too: the counter's staleness at the start
-        // depends on the power during the update period before it.
-        let lookback = self.counter_updates.iter().map(|c| c.0).fold(0.0, f64::max)
-            + self.interval.as_secs_f64()
-            + crate::measure::accounting::POWER_AVERAGE_S;
-        let (samples, rounds, failed_total) = self
-            .sampler
-            .shared()
-            .close(scope.id, scope.t0, t1, lookback);
+        let closed = self.sampler.shared().close(scope.id, t1);
+        let (rounds, failed_total, peak_w) = closed
+            .as_ref()
+            .map_or((0, self.sampler.shared().failed_reads(), None), |c| {
+                (c.rounds, c.failed_reads, c.peak_w)
+            });
         let t0 = scope.t0;
         let duration = (t1 - t0).max(0.0);
 
         let mut warnings: Vec<String> = self.notices.clone();
-        let (devices, events) = self.account_devices(scope, t1, &ends, &samples, &mut warnings);
+        let (devices, events) = self.account_devices(scope, t1, &ends, closed, &mut warnings);
         let energy = self.energy_summary(&devices, &mut warnings);
         let thermal = thermal_summary(&devices, events);
         let sampling = self.sampling_summary(
@@ -176,7 +176,7 @@ impl Meter {
             mean_w: energy
                 .raw_j
                 .and(device_means.filter(|_| !devices.is_empty())),
-            peak_w: total_peak(&samples, t0, self.devices.len()),
+            peak_w,
         };
         EnergyReport {
             schema_version: SCHEMA_VERSION.to_string(),
@@ -190,6 +190,35 @@ impl Meter {
             thermal,
             sampling,
             warnings,
+        }
+    }
+
+    /// What window `id`, starting at `t0`, keeps of its samples as they are taken.
+    fn window_stream(&self, id: u64, t0: f64, starts: &[DeviceStart]) -> WindowStream {
+        let interval = self.interval.as_secs_f64();
+        let average = crate::measure::accounting::POWER_AVERAGE_S;
+        // Samples from a little before the window too: the counter's staleness at the start
+        // depends on the power during the update period before it.
+        let lookback_s =
+            self.counter_updates.iter().map(|c| c.0).fold(0.0, f64::max) + interval + average;
+        // and the first moments after it: the power average's range and the nearest readings
+        let head_s = average + 2.0 * interval;
+        WindowStream {
+            id,
+            t0,
+            lookback_s,
+            devices: self
+                .devices
+                .iter()
+                .zip(starts)
+                .zip(&self.sensors)
+                .map(|((d, st), sensor)| {
+                    let index = d.info().index;
+                    DeviceStream::new(index, st.t_s, st.edge0.as_ref(), sensor.period_s, head_s)
+                })
+                .collect(),
+            rounds: 0,
+            peak: TotalPeak::new(self.devices.len()),
         }
     }
 
@@ -242,17 +271,24 @@ impl Meter {
         scope: &OpenWindow,
         t1: f64,
         ends: &[DeviceEnd],
-        samples: &[Sample],
+        closed: Option<Closed>,
         warnings: &mut Vec<String>,
     ) -> (Vec<DeviceReport>, Vec<ThrottleEvent>) {
         let shared = self.sampler.shared();
         let mut devices = Vec::with_capacity(self.devices.len());
         let mut events = Vec::new();
+        let (samples, mut streams) = match closed {
+            Some(c) => (c.samples, c.stream.devices.into_iter().map(Some).collect()),
+            None => (Vec::new(), Vec::new()),
+        };
         for (i, d) in self.devices.iter().enumerate() {
             let info = d.info();
-            let mine: Vec<Sample> = samples
+            let stream: Option<DeviceStream> = streams.get_mut(i).and_then(Option::take);
+            // the samples at hand raw: the window's head, then those still in the buffer
+            let head = stream.as_ref().map_or(&[][..], |s| s.head());
+            let mine: Vec<Sample> = head
                 .iter()
-                .filter(|s| s.device == info.index)
+                .chain(samples.iter().filter(|s| s.device == info.index))
                 .copied()
                 .collect();
             let st = scope.starts[i];
@@ -291,7 +327,22 @@ impl Meter {
                 baseline_method: b.map_or(BaselineMethod::Unavailable, |b| b.method),
                 sensor: &self.sensors[i],
             };
-            let (rep, ev, warn) = account(&w);
+            let (rep, ev, warn) = match stream.filter(|s| !s.is_whole()) {
+                None => account(&w),
+                Some(stream) => {
+                    let tail = &mine[stream.head().len()..];
+                    let folded = stream.finish(
+                        tail,
+                        DeviceClose {
+                            t1: end.t_s,
+                            edges: w.edges.is_some(),
+                            edge1: end.edge.as_ref(),
+                            lost_at: w.lost.as_ref().map(|l| l.0),
+                        },
+                    );
+                    account_folded(&w, folded)
+                }
+            };
             devices.push(rep);
             events.extend(ev);
             warnings.extend(warn);
@@ -407,31 +458,6 @@ fn thermal_summary(devices: &[DeviceReport], events: Vec<ThrottleEvent>) -> Ther
             .reduce(f64::max),
         events,
     }
-}
-
-/// The highest total power of one sampling round inside the window, over rounds in which all
-/// `n` devices answered. Samples arrive round by round, devices in order.
-fn total_peak(samples: &[Sample], t0: f64, n: usize) -> Option<f64> {
-    let mut best: Option<f64> = None;
-    let (mut sum, mut seen, mut last) = (0.0, 0usize, None::<u32>);
-    let close = |sum: f64, seen: usize, best: &mut Option<f64>| {
-        if seen == n && n > 0 {
-            *best = Some(best.map_or(sum, |b: f64| b.max(sum)));
-        }
-    };
-    for s in samples.iter().filter(|s| s.t_s >= t0) {
-        if last.is_some_and(|l| s.device <= l) {
-            close(sum, seen, &mut best);
-            (sum, seen) = (0.0, 0);
-        }
-        if let Some(p) = s.reading.power_w {
-            sum += p;
-            seen += 1;
-        }
-        last = Some(s.device);
-    }
-    close(sum, seen, &mut best);
-    best
 }
 
 /// What was read from one device at a window's end.

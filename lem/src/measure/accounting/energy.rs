@@ -89,6 +89,13 @@ fn until(trace: &PowerTrace<'_>, t0: f64, lost_at: f64) -> Option<(f64, f64)> {
     if lost_at <= t0 {
         return None;
     }
+    if let Some(f) = &trace.folded {
+        let (j, bound) = f.until_lost?;
+        let u = bound
+            + super::uncertainty::POWER_RESOLUTION_W * (lost_at - t0)
+            + super::uncertainty::MIN_COUNTER_STEP_J;
+        return Some((j?, u));
+    }
     let before: Vec<(f64, f64)> = trace
         .points
         .iter()
@@ -201,11 +208,12 @@ fn disagreement(
         CROSS_CHECK_MIN_S
     };
     let points = &trace.points;
+    let (count, gap) = match &trace.folded {
+        Some(f) => (f.points_len, f.largest_gap),
+        None => (points.len(), largest_gap(points, w.t0, w.t1)),
+    };
     let i = trace.integrated.filter(|i| {
-        duration >= min_s
-            && *i > 0.0
-            && points.len() >= 5
-            && largest_gap(points, w.t0, w.t1) <= (0.1 * duration).max(0.5)
+        duration >= min_s && *i > 0.0 && count >= 5 && gap <= (0.1 * duration).max(0.5)
     })?;
     // stale and part-time readings lag and miss changes too: the samples may be off by as
     // much as their own bound says

@@ -11,8 +11,10 @@
 //! [`account`] runs them in order and assembles the device's report.
 
 pub mod energy;
+pub mod fold;
 pub mod input;
 pub mod readings;
+pub mod stream;
 pub mod throttle;
 pub mod trace;
 pub mod uncertainty;
@@ -27,14 +29,29 @@ pub use uncertainty::POWER_AVERAGE_S;
 /// Account one device over one window: its report, its throttle events and warnings (in a
 /// fixed order: energy, power source, baseline, MIG, throttling).
 pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>, Vec<String>) {
+    account_trace(w, &trace::PowerTrace::of(w))
+}
+
+/// [`account`] for a window whose middle was folded as it was sampled: `w.samples` holds
+/// the samples kept raw at its ends, `folded` the whole window's sums (the same numbers).
+pub(crate) fn account_folded(
+    w: &DeviceWindow<'_>,
+    folded: stream::Folded,
+) -> (DeviceReport, Vec<ThrottleEvent>, Vec<String>) {
+    account_trace(w, &trace::PowerTrace::streamed(w, folded))
+}
+
+fn account_trace(
+    w: &DeviceWindow<'_>,
+    trace: &trace::PowerTrace<'_>,
+) -> (DeviceReport, Vec<ThrottleEvent>, Vec<String>) {
     let info = w.info;
     let dev = format!("device {} ({})", info.index, info.name);
     let mut warnings = Vec::new();
-    let trace = trace::PowerTrace::of(w);
-    let bounds = uncertainty::Bounds::of(w, &trace);
-    let raw = energy::raw_energy(w, &trace, &bounds, &dev, &mut warnings);
-    power_source_warning(w, &trace, &dev, &mut warnings);
-    let bound = uncertainty::window_bound(w, &trace, &bounds, raw.method);
+    let bounds = uncertainty::Bounds::of(w, trace);
+    let raw = energy::raw_energy(w, trace, &bounds, &dev, &mut warnings);
+    power_source_warning(w, trace, &dev, &mut warnings);
+    let bound = uncertainty::window_bound(w, trace, &bounds, raw.method);
     if raw.raw_j.is_some() && bound.uncertainty_j.is_none() {
         warnings.push(format!(
             "{dev}: no meaningful error bound: the window rests on one held power reading and nothing (no variation nearby, no power limit, no baseline) bounds how far the power moved since"
@@ -46,8 +63,8 @@ pub(crate) fn account(w: &DeviceWindow<'_>) -> (DeviceReport, Vec<ThrottleEvent>
             "{dev}: MIG mode: NVML reports the whole GPU's energy, not this slice's"
         ));
     }
-    let (throttle, events) = throttle::device_throttle(w, &dev, &mut warnings);
-    let stats = readings::reading_stats(w, &trace, raw.raw_j);
+    let (throttle, events) = throttle::device_throttle(w, trace, &dev, &mut warnings);
+    let stats = readings::reading_stats(w, trace, raw.raw_j);
     let report = DeviceReport {
         index: info.index,
         uuid: info.uuid.clone(),

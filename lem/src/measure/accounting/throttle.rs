@@ -1,26 +1,11 @@
 //! Throttle time over one window: sampled reasons held until the next sample, refined by the
 //! device's violation counters where it keeps them.
 
+use super::fold::SampledThrottle;
 use super::input::DeviceWindow;
+use super::trace::PowerTrace;
 use crate::device::ThrottleReasons;
 use crate::results::report::{DeviceThrottle, ThrottleEvent, ThrottleSource};
-
-/// Throttle time from sampled reasons, each held until the next sample.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct SampledThrottle {
-    /// Time slowed down (thermal, HW slowdown, power brake), s.
-    pub slowdown: f64,
-    /// Time thermally throttled, s.
-    pub thermal: f64,
-    /// Time at the power cap or braked, s.
-    pub power: f64,
-    /// Time braked while not at the power cap (what the power counter misses), s.
-    pub brake_without_cap: f64,
-    /// Every throttling reason seen.
-    pub seen: ThrottleReasons,
-    /// Intervals with any throttling reason.
-    pub events: Vec<ThrottleEvent>,
-}
 
 /// Throttle time and events from sampled reasons, each held until the next sample.
 pub(crate) fn throttle_from_samples(
@@ -76,16 +61,22 @@ pub(crate) fn throttle_from_samples(
 /// slowed down.
 pub(crate) fn device_throttle(
     w: &DeviceWindow<'_>,
+    trace: &PowerTrace<'_>,
     dev: &str,
     warnings: &mut Vec<String>,
 ) -> (DeviceThrottle, Vec<ThrottleEvent>) {
     let duration = w.duration_s();
-    let reasons: Vec<(f64, ThrottleReasons)> = w
-        .samples
-        .iter()
-        .filter_map(|s| s.reading.throttle.map(|r| (s.t_s, r)))
-        .collect();
-    let sampled = throttle_from_samples(w.info.index, &reasons, w.t0, w.t1);
+    let sampled = match &trace.folded {
+        Some(f) => f.throttle.clone(),
+        None => {
+            let reasons: Vec<(f64, ThrottleReasons)> = w
+                .samples
+                .iter()
+                .filter_map(|s| s.reading.throttle.map(|r| (s.t_s, r)))
+                .collect();
+            throttle_from_samples(w.info.index, &reasons, w.t0, w.t1)
+        }
+    };
     let (mut slowdown, mut thermal, mut power) = (sampled.slowdown, sampled.thermal, sampled.power);
     let mut source = ThrottleSource::Samples;
     if let Some((v0, v1)) = w.violations {

@@ -2,6 +2,7 @@
 //! accounting.
 
 use super::input::DeviceWindow;
+use super::stream::Folded;
 use crate::device::{PowerSource, Sample};
 use crate::results::stats::integrate;
 
@@ -20,6 +21,10 @@ pub(crate) struct PowerTrace<'a> {
     pub averaged: bool,
     /// The integrated trace over the window; `None` without any point.
     pub integrated: Option<f64>,
+    /// For a window whose middle was folded as it was sampled: the whole window's sums,
+    /// extremes and counts. The arrays above then hold its two ends only (the samples kept
+    /// raw, and the last folded point between them), which is all the edge terms read.
+    pub folded: Option<Folded>,
 }
 
 impl<'a> PowerTrace<'a> {
@@ -63,6 +68,27 @@ impl<'a> PowerTrace<'a> {
             inside,
             averaged,
             integrated,
+            folded: None,
         }
+    }
+
+    /// The trace of a window whose middle was folded: `w.samples` holds the samples kept raw
+    /// at its two ends, `folded` the rest.
+    pub(crate) fn streamed(w: &DeviceWindow<'a>, folded: Folded) -> Self {
+        let mut trace = Self::of(w);
+        if let Some(p) = folded.last_point {
+            if !trace.near_points.iter().any(|q| q.0 == p.0) {
+                trace.near_points.push(p);
+                trace.near_points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                if p.0 > w.t0 || w.edges.is_none() {
+                    trace.points.push(p);
+                    trace.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                }
+            }
+        }
+        trace.integrated = folded.integrated;
+        trace.averaged = folded.inside.averaged;
+        trace.folded = Some(folded);
+        trace
     }
 }

@@ -1,12 +1,12 @@
 //! The bound on |raw − truth| of one window, for each way the energy can be obtained, and
 //! the inputs it was computed from (reported beside it).
 
+use super::fold::Steps;
 use super::input::DeviceWindow;
 use super::trace::PowerTrace;
 use crate::results::report::{EnergyMethod, UncertaintyInputs, UncertaintyMethod};
 
-/// The averaging window of `nvmlDeviceGetPowerUsage` on Ampere and newer, s.
-pub const POWER_AVERAGE_S: f64 = 1.0;
+pub use super::fold::POWER_AVERAGE_S;
 
 /// Both models' bounds, computed before the energy is chosen: the cross-check between
 /// counter and samples only flags a disagreement larger than the two bounds allow.
@@ -48,7 +48,11 @@ impl Bounds {
     pub(crate) fn of(w: &DeviceWindow<'_>, trace: &PowerTrace<'_>) -> Self {
         let period = w.counter_update.0;
         let points = &trace.points;
-        let peak_seen = points.iter().map(|p| p.1).reduce(f64::max);
+        let folded = trace.folded.as_ref();
+        let peak_seen = match folded {
+            Some(f) => f.peak_seen,
+            None => points.iter().map(|p| p.1).reduce(f64::max),
+        };
         let lead = if trace.averaged { POWER_AVERAGE_S } else { 0.0 };
         let near = |t: f64| {
             max_power_near(&trace.near_points, t - period - lead - w.interval_s, t)
@@ -77,9 +81,15 @@ impl Bounds {
         };
         let sensor = &w.sensor;
         // every change seen around the window, for the terms that scale with changes
-        let seen = one_way_steps(&trace.near_points, w.t0 - sensor.period_s, w.t1);
+        let (seen, inside, sampling_j) = match folded {
+            Some(f) => (f.seen, f.inside_steps.total(), f.sampling_j),
+            None => (
+                one_way_steps(&trace.near_points, w.t0 - sensor.period_s, w.t1),
+                one_way_steps(points, w.t0, w.t1).total(),
+                integration_bound(points, w.t0, w.t1),
+            ),
+        };
         let part_time = seen.part_time(sensor.unobserved_s());
-        let inside = one_way_steps(points, w.t0, w.t1).total();
         Self {
             near0_w,
             near1_w,
@@ -87,7 +97,7 @@ impl Bounds {
             low1_w,
             steps: seen,
             counter_j: counter_j.map(|c| c.max(MIN_COUNTER_STEP_J)),
-            sampling_j: integration_bound(points, w.t0, w.t1),
+            sampling_j,
             averaging_j,
             part_time,
             part_time_j: part_time.0.max(part_time.1),
@@ -147,23 +157,9 @@ impl Bounds {
 fn one_way_steps(points: &[(f64, f64)], from: f64, to: f64) -> Steps {
     let mut s = Steps::default();
     for p in points_near(points, from, to).windows(2) {
-        let d = p[1].1 - p[0].1;
-        if d > 0.0 {
-            s.rises += d;
-        } else {
-            s.falls -= d;
-        }
-        s.squares += d * d;
+        s.add(p[0], p[1]);
     }
     s
-}
-
-/// Power changes seen around a window, W (and W² for the sum of squares).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Steps {
-    rises: f64,
-    falls: f64,
-    squares: f64,
 }
 
 /// The normal quantile for 99 % two-sided coverage.
