@@ -157,3 +157,81 @@ fn the_same_load_compared_forty_times_is_rarely_called_regressed() {
     }
     assert!(regressed <= 2, "{regressed} of 40 flagged regressed");
 }
+
+#[test]
+fn directories_are_matched_by_experiment_and_llm_metrics_are_compared() {
+    let sb = Sandbox::new();
+    // the same experiment id in two output directories, and one only in the base
+    for (out, watts) in [("a", 300.0), ("b", 330.0)] {
+        let dev = sb.scenario(&format!("{out}.json"), &format!(r#"{{"idle_w": {watts}}}"#));
+        for id in ["decode", &format!("only-{out}")] {
+            let o = sb.run(&[
+                "run",
+                "--device",
+                &dev,
+                "--experiment-id",
+                id,
+                "--output",
+                out,
+                "--no-baseline",
+                "--cycles",
+                "3",
+                "--",
+                "sleep",
+                "0.2",
+            ]);
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+    }
+    let o = sb.run(&[
+        "compare",
+        "a/aggregated",
+        "b/aggregated",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    let names: std::collections::BTreeSet<&str> = v["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), ["decode"]);
+    assert_eq!(find(&v, "energy.raw_j")["verdict"], "regressed");
+    // two directories with nothing in common: one line
+    std::fs::create_dir_all(sb.path().join("c")).unwrap();
+    std::fs::copy(
+        sb.path().join("b/aggregated/only-b.json"),
+        sb.path().join("c/only-b.json"),
+    )
+    .unwrap();
+    let o = sb.run(&["compare", "a/aggregated", "c"]);
+    assert_clean_error(&o, "namesake");
+
+    // llm_energy results: energy per output token (with its bound), TTFT and ITL p50
+    let llm = |name: &str, per_token: f64| {
+        let p = sb.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                r#"{{"experiment_id": "{name}", "energy": {{"raw_j": 100.0, "uncertainty_j": 1.0}},
+                "duration_s": 2.0, "metrics": {{"energy_per_output_token_j": {per_token},
+                "energy_per_output_token_uncertainty_j": 0.01, "ttft_ms": 50.0,
+                "itl_ms": {{"p50": 12.0}}}}}}"#
+            ),
+        )
+        .unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (b, n) = (llm("llm-base", 1.0), llm("llm-new", 1.2));
+    let o = sb.run(&["compare", &b, &n, "--format", "json"]);
+    let v = json(&o);
+    let t = find(&v, "metrics.energy_per_output_token_j");
+    assert_eq!(t["verdict"], "regressed");
+    assert_eq!(t["interval_from"], "uncertainty");
+    assert!((t["change_pct"].as_f64().unwrap() - 20.0).abs() < 1e-9);
+    assert_eq!(find(&v, "metrics.ttft_ms")["verdict"], "inconclusive");
+    assert_eq!(find(&v, "metrics.itl_ms.p50")["base"], 12.0);
+}
