@@ -238,9 +238,25 @@ fn a_saved_baseline_finds_a_changed_load_and_fails_only_when_asked() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("regressed by more than 5 %"));
-    // a baseline never saved is a one-line error
+    // the bench directory (saved baselines inside it) against a baseline, with lem compare
+    let o = Command::new(common::lem_bin())
+        .args(["compare", "--format", "json"])
+        .arg(d.join("out/baselines/main"))
+        .arg(d.join("out"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "spin_1ms" && c["verdict"] == "regressed"));
+    // a baseline never saved is a one-line error, and the measurement is still written
+    std::fs::remove_file(d.join("out/spin_1ms.json")).unwrap();
     let o = run_at(d, 250, &[&bench[..], &["--baseline", "nope"]].concat());
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--baseline") && err.contains("nope"), "{err}");
+    assert!(d.join("out/spin_1ms.json").is_file());
 }

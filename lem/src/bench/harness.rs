@@ -375,6 +375,14 @@ fn against_of(args: &HarnessArgs) -> Result<Against, String> {
     })
 }
 
+/// Whether a result file records a comparison (`bench.change`).
+fn rf_has_change(rf: &crate::results::output::ResultFile) -> bool {
+    rf.extra
+        .get("bench")
+        .and_then(|b| b.get("change"))
+        .is_some()
+}
+
 /// What every benchmark of one run shares.
 struct Run {
     against: Against,
@@ -439,7 +447,11 @@ impl Run {
                 }
             }
             Ok(None) => {}
-            Err(e) => return (None, Err(crate::error::Error::config("--baseline", e))),
+            Err(e) => {
+                // the measurement is still written; the missing baseline fails the run
+                eprintln!("lem: error: {e}");
+                regressed = true;
+            }
         }
         let row = csv_row(outcome, simulated, &gpu, &self.command.join(" "));
         let mut written = crate::results::output::write_result(&path, &mut rf, None);
@@ -454,14 +466,18 @@ impl Run {
             }
         }
         if regressed && written.is_ok() {
-            written = Err(crate::error::Error::config(
-                "--fail-on-regression",
-                format!(
-                    "{}: regressed by more than {} %",
-                    inst.name,
-                    self.against.fail_pct.unwrap_or_default()
+            written = Err(match &self.against.fail_pct {
+                Some(p) if self.against.baseline.is_none() || rf_has_change(&rf) => {
+                    crate::error::Error::config(
+                        "--fail-on-regression",
+                        format!("{}: regressed by more than {p} %", inst.name),
+                    )
+                }
+                _ => crate::error::Error::config(
+                    "--baseline",
+                    format!("{}: compared with nothing (see above)", inst.name),
                 ),
-            ));
+            });
         }
         (Some(row), written)
     }

@@ -13,7 +13,7 @@ pub(super) fn cooldown(plan: &Plan, meter: &Meter, warnings: &mut Vec<String>) -
         push_once(
             warnings,
             format!(
-                "{}: cooldown_c is set but no device has an idle temperature from a baseline and a temperature reading: samples start without waiting",
+                "{}: cooldown_c is set but no device has an idle temperature from a baseline and a temperature reading (a baseline cached by an older lem has none: measure it again with LEM_BASELINE=force): samples start without waiting",
                 plan.name
             ),
         );

@@ -56,6 +56,10 @@ struct Buffer {
     tail_s: f64,
     /// Open windows, each with what it folded of the samples that left.
     active: Vec<WindowStream>,
+    /// Windows being opened (their devices still being read): (id, start time). Nothing
+    /// from their look-back on leaves the buffer until they are registered, however slow
+    /// the reads at their start.
+    opening: Vec<(u64, f64)>,
     /// Per device (by position): since when, and why, it has failed every read (cleared by
     /// the next good read).
     down: Vec<Option<(f64, String)>>,
@@ -163,6 +167,9 @@ impl Shared {
     fn prune(&self, b: &mut Buffer, round_t: f64) {
         let margin = 2.0 * self.interval.as_secs_f64() + LOOKBACK_S;
         let mut horizon = round_t - margin.max(b.tail_s);
+        for (_, t0) in &b.opening {
+            horizon = horizon.min(t0 - margin);
+        }
         if b.retain_windows {
             for w in &b.active {
                 horizon = horizon.min(w.t0 - margin);
@@ -204,8 +211,14 @@ impl Shared {
 
     /// Open window `w`: the samples it reads start with each device's last one before
     /// `w.t0 - w.lookback_s` (at most [`LOOKBACK_S`]).
+    /// Hold back what a window that starts at `t0` will need while its devices are read.
+    pub(crate) fn opening(&self, id: u64, t0: f64) {
+        lock(&self.buf).opening.push((id, t0));
+    }
+
     pub(crate) fn register(&self, mut w: WindowStream) {
         let mut b = lock(&self.buf);
+        b.opening.retain(|(i, _)| *i != w.id);
         let from = w.t0 - w.lookback_s.clamp(0.0, LOOKBACK_S);
         let first_inside = b.samples.partition_point(|s| s.t_s < from);
         for (i, d) in w.devices.iter_mut().enumerate() {

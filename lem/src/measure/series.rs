@@ -105,6 +105,11 @@ impl Meter {
 
     /// Wait until every round taken so far is in the stream; its path.
     fn synced_stream(&self) -> Result<PathBuf> {
+        Ok(self.synced_stream_dropped()?.0)
+    }
+
+    /// [`synced_stream`](Self::synced_stream), with the rounds the writer dropped so far.
+    fn synced_stream_dropped(&self) -> Result<(PathBuf, u64)> {
         let g = lock(&self.series);
         let (writer, _) = g.as_ref().ok_or_else(|| {
             Error::config(
@@ -113,7 +118,7 @@ impl Meter {
             )
         })?;
         writer.sync()?;
-        Ok(writer.path().to_path_buf())
+        Ok((writer.path().to_path_buf(), writer.dropped_rounds()))
     }
 
     /// The samples inside a finished scope's window, with times relative to the window's
@@ -163,7 +168,12 @@ impl Meter {
         if !timeseries {
             return crate::results::output::write_result(path, result, None);
         }
-        let stream = self.synced_stream()?;
+        let (stream, dropped) = self.synced_stream_dropped()?;
+        if dropped > 0 {
+            result.report.warnings.push(format!(
+                "time series: {dropped} sampling round(s) were not written because the disk writer fell behind: the series has gaps (the energy is unaffected)"
+            ));
+        }
         let report = &result.report;
         let devices = self
             .devices

@@ -59,6 +59,11 @@ impl Meter {
         // The window starts before the first device is read; each device's own span starts
         // at its own counter read, so that energy, duration and baseline cover one span.
         let t0 = self.clock.now().as_secs_f64();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let shared = self.sampler.shared();
+        // slow reads at the start (a GPU that takes seconds to answer) must not let the
+        // sampler drop what the window needs before it is registered
+        shared.opening(id, t0);
         for d in &self.devices {
             let info = d.info();
             let (e0, t_s) = at_middle(self.clock.as_ref(), || {
@@ -87,8 +92,6 @@ impl Meter {
                 },
             });
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let shared = self.sampler.shared();
         // the window starts at the first device's read, so that a single device's span and
         // the window's are one
         let t0 = starts.iter().map(|s| s.t_s).reduce(f64::min).unwrap_or(t0);

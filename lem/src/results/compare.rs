@@ -358,6 +358,15 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Measurement>> {
         };
         match out.get(&m.name) {
             Some(seen) if seen.kind == "aggregate" && m.kind == "result" => {}
+            Some(seen) if seen.kind == "result" && m.kind == "result" => {
+                return Err(bad(
+                    path,
+                    &format!(
+                        "`{}` has several process or cycle results and no aggregate: run `lem aggregate` on its raw directory, or compare the aggregates",
+                        m.name
+                    ),
+                ));
+            }
             Some(seen) if !(seen.kind == "result" && m.kind == "aggregate") => {
                 return Err(bad(
                     f,
@@ -390,6 +399,10 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
+            // saved bench baselines are inputs of their own, never part of the results
+            if p.file_name().is_some_and(|n| n == "baselines") {
+                continue;
+            }
             collect(&p, out)?;
         } else if p.extension().is_some_and(|x| x == "json")
             && !p.to_string_lossy().ends_with("_timeseries.json")

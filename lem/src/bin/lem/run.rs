@@ -302,7 +302,7 @@ fn cool_before(
     let timeout = lem::parse_seconds("--cooldown-timeout-s", &a.cooldown_timeout_s)?;
     let Some(c) = lem::cooldown::cool_down(meter, margin, timeout) else {
         if cycle == 0 {
-            ui.warn("--cooldown: no device has an idle temperature from a baseline and a temperature reading; cycles start without waiting");
+            ui.warn("--cooldown: no device has an idle temperature from a baseline and a temperature reading (a baseline cached by an older lem has none: add --force-baseline); cycles start without waiting");
         }
         return Ok(None);
     };

@@ -115,6 +115,11 @@ impl StreamWriter {
         &self.path
     }
 
+    /// Sampling rounds dropped so far because the writer fell behind.
+    pub fn dropped_rounds(&self) -> u64 {
+        self.sender.dropped.load(Ordering::Relaxed)
+    }
+
     /// A producer's handle.
     pub fn sender(&self) -> StreamSender {
         self.sender.clone()
