@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::process::{GpuProcess, ProcessResult, ProcessSamples, ProcessUnavailable};
 use super::scenario::{Scenario, Seg, SensorSpec};
 use super::sensor::SensorProfile;
 use super::source::{DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, Violations};
@@ -16,6 +17,8 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub struct SimDevice {
     info: DeviceInfo,
+    /// Its position among the scenario's `count` devices.
+    position: u32,
     scenario: Scenario,
     segs: Vec<Seg>,
     resets: Vec<f64>,
@@ -62,7 +65,7 @@ impl SimDevice {
             compute_capability: None,
             memory_total_mb: scenario.memory_total_mb,
             power_limit_w: scenario.power_limit_w,
-            mig: false,
+            mig: scenario.mig,
             simulated: true,
             energy_counter: scenario.energy_counter,
             // a sensed counter moves once per sensor period
@@ -89,6 +92,7 @@ impl SimDevice {
         let opened_at_s = clock.now().as_secs_f64();
         Self {
             info,
+            position: i,
             scenario: scenario.clone(),
             segs: scenario.resolved(),
             resets,
@@ -327,6 +331,39 @@ impl EnergySource for SimDevice {
 
     fn driver_version(&self) -> Option<String> {
         Some("simulated".into())
+    }
+
+    fn processes(&self) -> ProcessResult<Vec<GpuProcess>> {
+        self.processes_at(self.elapsed_s())
+    }
+
+    fn process_utilisation(&self, since_us: u64) -> ProcessResult<ProcessSamples> {
+        self.process_samples_at(self.elapsed_s(), since_us)
+    }
+}
+
+impl SimDevice {
+    /// The processes on this device at `t` s since open (the scenario's `processes` block).
+    ///
+    /// # Errors
+    /// Not applicable without a `processes` block; as its `support` says.
+    pub fn processes_at(&self, t: f64) -> ProcessResult<Vec<GpuProcess>> {
+        match &self.scenario.processes {
+            Some(p) => p.processes_at(self.position, t),
+            None => Err(ProcessUnavailable::not_applicable()),
+        }
+    }
+
+    /// The per-process utilisation samples newer than `since_us` (µs since open) at `t` s
+    /// since open.
+    ///
+    /// # Errors
+    /// Not applicable without a `processes` block; as its `support` says; MIG.
+    pub fn process_samples_at(&self, t: f64, since_us: u64) -> ProcessResult<ProcessSamples> {
+        match &self.scenario.processes {
+            Some(p) => p.samples_at(self.position, t, since_us, self.scenario.mig),
+            None => Err(ProcessUnavailable::not_applicable()),
+        }
     }
 }
 
