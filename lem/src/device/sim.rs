@@ -27,6 +27,9 @@ pub struct SimDevice {
     /// Device times (s since open) at which the trace (re)started: the first at 0, later
     /// ones from [`restart_trace`](Self::restart_trace).
     restarts: Mutex<Vec<f64>>,
+    /// The pid `"child"` process traces name: the first child of this process seen, kept
+    /// after it ends (its buffered samples still come).
+    child: Mutex<Option<u32>>,
     /// With a sensor: the sensed energy before each sensor period's start (prefix sums),
     /// grown on demand.
     sensed: Mutex<Vec<f64>>,
@@ -99,6 +102,7 @@ impl SimDevice {
             clock,
             opened_at_s,
             restarts: Mutex::new(vec![0.0]),
+            child: Mutex::new(None),
             sensed: Mutex::new(vec![0.0]),
         }
     }
@@ -349,9 +353,18 @@ impl SimDevice {
     /// Not applicable without a `processes` block; as its `support` says.
     pub fn processes_at(&self, t: f64) -> ProcessResult<Vec<GpuProcess>> {
         match &self.scenario.processes {
-            Some(p) => p.processes_at(self.position, t),
+            Some(p) => p.processes_at(self.position, t, self.child()),
             None => Err(ProcessUnavailable::not_applicable()),
         }
+    }
+
+    /// What `"child"` names: the first child of this process seen (kept once seen).
+    fn child(&self) -> Option<u32> {
+        let mut c = lock(&self.child);
+        if c.is_none() {
+            *c = super::sim_process::child_of_self();
+        }
+        *c
     }
 
     /// The per-process utilisation samples newer than `since_us` (µs since open) at `t` s
@@ -361,7 +374,7 @@ impl SimDevice {
     /// Not applicable without a `processes` block; as its `support` says; MIG.
     pub fn process_samples_at(&self, t: f64, since_us: u64) -> ProcessResult<ProcessSamples> {
         match &self.scenario.processes {
-            Some(p) => p.samples_at(self.position, t, since_us, self.scenario.mig),
+            Some(p) => p.samples_at(self.position, t, since_us, self.scenario.mig, self.child()),
             None => Err(ProcessUnavailable::not_applicable()),
         }
     }

@@ -155,11 +155,17 @@ impl ProcessScenario {
         }
     }
 
-    /// The processes on device `device` at `t` s since open.
-    pub fn processes_at(&self, device: u32, t: f64) -> ProcessResult<Vec<GpuProcess>> {
+    /// The processes on device `device` at `t` s since open; `child` is what `"child"`
+    /// names (see [`child_of_self`]).
+    pub fn processes_at(
+        &self,
+        device: u32,
+        t: f64,
+        child: Option<u32>,
+    ) -> ProcessResult<Vec<GpuProcess>> {
         self.check(false, false)?;
         Ok(self
-            .on(device)
+            .on(device, child)
             .filter_map(|(p, pid)| {
                 let seg = p.segments.iter().find(|s| s.start_s <= t && t < s.end_s)?;
                 Some(GpuProcess {
@@ -174,7 +180,10 @@ impl ProcessScenario {
     /// The utilisation samples of device `device` newer than `since_us` (µs since open) up
     /// to `t` s since open: one per process and period `((k-1)P, kP]` it ran in, with the
     /// mean SM utilisation of its trace over the period; none older than
-    /// [`PROCESS_BUFFER_S`]. `mig`: the device is in MIG mode.
+    /// [`PROCESS_BUFFER_S`]. `mig`: the device is in MIG mode. While a `"child"` trace has
+    /// no child to name yet, the driver holds every sample back (they come with a later
+    /// read, as a real driver's buffered samples do), so that the command `lem run` spawned
+    /// gets its trace from the window's start.
     ///
     /// # Errors
     /// As the scenario's `support` says, or MIG.
@@ -184,15 +193,27 @@ impl ProcessScenario {
         t: f64,
         since_us: u64,
         mig: bool,
+        child: Option<u32>,
     ) -> ProcessResult<ProcessSamples> {
         self.check(true, mig)?;
+        let waiting = child.is_none()
+            && self
+                .list
+                .iter()
+                .any(|p| p.device == device && p.pid == PidSpec::Named("child".into()));
+        if waiting {
+            return Ok(ProcessSamples {
+                now_us: (t * 1e6).round() as u64,
+                samples: Vec::new(),
+            });
+        }
         let period = self.sample_ms / 1000.0;
         let to_us = |k: u64| (k as f64 * self.sample_ms * 1000.0).round() as u64;
         let last = (t / period + 1e-9).floor().max(0.0) as u64;
         let oldest = ((t - PROCESS_BUFFER_S) / period).ceil().max(1.0) as u64;
         let after = (since_us as f64 / 1e6 / period).floor().max(0.0) as u64;
         let mut samples = Vec::new();
-        let procs: Vec<(&ProcessTrace, u32)> = self.on(device).collect();
+        let procs: Vec<(&ProcessTrace, u32)> = self.on(device, child).collect();
         for k in oldest.max(after).max(1)..=last {
             let t_us = to_us(k);
             if t_us <= since_us {
@@ -224,9 +245,8 @@ impl ProcessScenario {
         })
     }
 
-    /// The traces on `device` whose pid resolves now, with their pids.
-    fn on(&self, device: u32) -> impl Iterator<Item = (&ProcessTrace, u32)> {
-        let child = std::cell::OnceCell::new();
+    /// The traces on `device` whose pid resolves, with their pids.
+    fn on(&self, device: u32, child: Option<u32>) -> impl Iterator<Item = (&ProcessTrace, u32)> {
         self.list
             .iter()
             .filter(move |p| p.device == device)
@@ -234,7 +254,7 @@ impl ProcessScenario {
                 let pid = match &p.pid {
                     PidSpec::Pid(n) => Some(*n),
                     PidSpec::Named(n) if n == "self" => Some(std::process::id()),
-                    PidSpec::Named(_) => *child.get_or_init(child_of_self),
+                    PidSpec::Named(_) => child,
                 }?;
                 Some((p, pid))
             })
@@ -242,7 +262,7 @@ impl ProcessScenario {
 }
 
 /// The lowest-numbered live child of this process (the command `lem run` spawned), if any.
-fn child_of_self() -> Option<u32> {
+pub fn child_of_self() -> Option<u32> {
     let me = std::process::id();
     let dir = std::fs::read_dir("/proc").ok()?;
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())

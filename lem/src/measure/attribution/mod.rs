@@ -23,6 +23,9 @@ pub const PROCESS_READ_S: f64 = 0.5;
 /// it, s (about 1/6 s on many products).
 pub const DEFAULT_PROCESS_PERIOD_S: f64 = 1.0 / 6.0;
 
+/// Samples of one process at most this many periods apart cover the time between them.
+const CONTIGUOUS: f64 = 1.5;
+
 /// How deep a process's ancestry is followed.
 const MAX_ANCESTRY: usize = 64;
 
@@ -191,6 +194,11 @@ impl ProcessTracker {
                     Ok(list) => {
                         for p in list {
                             let acc = entry(dp, p.pid, p.command.as_deref());
+                            // the name can change after it was first seen (a fork that then
+                            // runs another program)
+                            if let Some(c) = comm(p.pid) {
+                                acc.command = Some(c);
+                            }
                             if let Some(m) = p.memory_mb {
                                 acc.peak_memory_mb =
                                     Some(acc.peak_memory_mb.map_or(m, |x| x.max(m)));
@@ -260,9 +268,12 @@ fn place(
         .iter()
         .map(|s| {
             let b = at(s);
+            // a sample covers the time since the process's previous one when that is about
+            // a period ago (timestamps placed read by read jitter by microseconds); after a
+            // longer gap, one period
             let a = match prev.insert(s.pid, b) {
-                Some(p) => b - (b - p).min(period),
-                None => b - period,
+                Some(p) if b - p <= CONTIGUOUS * period => p,
+                _ => b - period,
             };
             Span {
                 pid: s.pid,
@@ -279,14 +290,18 @@ fn place(
 /// The process `pid`'s entry, made (with its command and ancestry) when first seen.
 fn entry<'a>(dp: &'a mut DeviceProcs, pid: u32, command: Option<&str>) -> &'a mut ProcAcc {
     dp.procs.entry(pid).or_insert_with(|| ProcAcc {
-        command: std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .ok()
-            .map(|c| c.trim_end().to_string())
-            .or_else(|| command.map(str::to_string)),
+        command: comm(pid).or_else(|| command.map(str::to_string)),
         ancestors: ancestry(pid),
         visible: std::path::Path::new(&format!("/proc/{pid}")).exists(),
         ..ProcAcc::default()
     })
+}
+
+/// `pid`'s command name from `/proc/<pid>/comm`, where readable.
+fn comm(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim_end().to_string())
 }
 
 /// `pid`'s ancestors, parent first, as far as `/proc` shows them.
