@@ -123,7 +123,7 @@ fn sums_add_up(v: &Value) {
     ));
 }
 
-fn process<'a>(v: &'a Value, pid: u32) -> &'a Value {
+fn process(v: &Value, pid: u32) -> &Value {
     v["attribution"]["processes"]
         .as_array()
         .unwrap()
