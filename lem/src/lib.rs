@@ -53,7 +53,9 @@ pub use measure::probe;
 pub use measure::warmup;
 #[cfg(feature = "plot")]
 pub use results::plot;
-pub use results::{aggregate, compare, env, export, output, report, stats, timeseries};
+pub use results::{
+    aggregate, attribution, compare, env, export, output, report, stats, timeseries,
+};
 
 #[cfg(feature = "bench")]
 pub use bench::{BenchOptions, Bencher};

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+use super::sim_process::ProcessScenario;
 use super::throttle_reasons::ThrottleReasons;
 use crate::error::{Error, Result};
 
@@ -54,6 +55,14 @@ pub struct Scenario {
     /// the exact power at any instant).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sensor: Option<SensorSpec>,
+    /// MIG mode is enabled (per-process utilisation is then unavailable); default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mig: bool,
+    /// The processes using the device: per-process SM-utilisation and memory traces (what
+    /// NVML's process calls answer). Without it the device lists no processes and lem does
+    /// not attribute its energy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<ProcessScenario>,
     /// Driver-level behaviour for the NVML driver simulator (`tools/fake-nvml`): architecture,
     /// supported calls, identities. `sim:` ignores it, so one file drives both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -210,6 +219,9 @@ impl Scenario {
         }
         if let Some(sn) = &self.sensor {
             sn.validate()?;
+        }
+        if let Some(p) = &self.processes {
+            p.validate(self.count)?;
         }
         let mut order: Vec<&Segment> = self.segments.iter().collect();
         order.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));

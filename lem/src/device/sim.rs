@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::process::{GpuProcess, ProcessResult, ProcessSamples, ProcessUnavailable};
 use super::scenario::{Scenario, Seg, SensorSpec};
 use super::sensor::SensorProfile;
 use super::source::{DeviceInfo, DeviceKind, EnergySource, PowerSource, Reading, Violations};
@@ -16,6 +17,8 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub struct SimDevice {
     info: DeviceInfo,
+    /// Its position among the scenario's `count` devices.
+    position: u32,
     scenario: Scenario,
     segs: Vec<Seg>,
     resets: Vec<f64>,
@@ -24,6 +27,9 @@ pub struct SimDevice {
     /// Device times (s since open) at which the trace (re)started: the first at 0, later
     /// ones from [`restart_trace`](Self::restart_trace).
     restarts: Mutex<Vec<f64>>,
+    /// The pid `"child"` process traces name: the first child of this process seen, kept
+    /// after it ends (its buffered samples still come).
+    child: Mutex<Option<u32>>,
     /// With a sensor: the sensed energy before each sensor period's start (prefix sums),
     /// grown on demand.
     sensed: Mutex<Vec<f64>>,
@@ -62,7 +68,7 @@ impl SimDevice {
             compute_capability: None,
             memory_total_mb: scenario.memory_total_mb,
             power_limit_w: scenario.power_limit_w,
-            mig: false,
+            mig: scenario.mig,
             simulated: true,
             energy_counter: scenario.energy_counter,
             // a sensed counter moves once per sensor period
@@ -89,12 +95,14 @@ impl SimDevice {
         let opened_at_s = clock.now().as_secs_f64();
         Self {
             info,
+            position: i,
             scenario: scenario.clone(),
             segs: scenario.resolved(),
             resets,
             clock,
             opened_at_s,
             restarts: Mutex::new(vec![0.0]),
+            child: Mutex::new(None),
             sensed: Mutex::new(vec![0.0]),
         }
     }
@@ -327,6 +335,48 @@ impl EnergySource for SimDevice {
 
     fn driver_version(&self) -> Option<String> {
         Some("simulated".into())
+    }
+
+    fn processes(&self) -> ProcessResult<Vec<GpuProcess>> {
+        self.processes_at(self.elapsed_s())
+    }
+
+    fn process_utilisation(&self, since_us: u64) -> ProcessResult<ProcessSamples> {
+        self.process_samples_at(self.elapsed_s(), since_us)
+    }
+}
+
+impl SimDevice {
+    /// The processes on this device at `t` s since open (the scenario's `processes` block).
+    ///
+    /// # Errors
+    /// Not applicable without a `processes` block; as its `support` says.
+    pub fn processes_at(&self, t: f64) -> ProcessResult<Vec<GpuProcess>> {
+        match &self.scenario.processes {
+            Some(p) => p.processes_at(self.position, t, self.child()),
+            None => Err(ProcessUnavailable::not_applicable()),
+        }
+    }
+
+    /// What `"child"` names: the first child of this process seen (kept once seen).
+    fn child(&self) -> Option<u32> {
+        let mut c = lock(&self.child);
+        if c.is_none() {
+            *c = super::sim_process::child_of_self();
+        }
+        *c
+    }
+
+    /// The per-process utilisation samples newer than `since_us` (µs since open) at `t` s
+    /// since open.
+    ///
+    /// # Errors
+    /// Not applicable without a `processes` block; as its `support` says; MIG.
+    pub fn process_samples_at(&self, t: f64, since_us: u64) -> ProcessResult<ProcessSamples> {
+        match &self.scenario.processes {
+            Some(p) => p.samples_at(self.position, t, since_us, self.scenario.mig, self.child()),
+            None => Err(ProcessUnavailable::not_applicable()),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
+use super::process::{GpuProcess, ProcessResult, ProcessSamples, ProcessUnavailable};
 use super::sensor::SensorProfile;
 use super::throttle_reasons::ThrottleReasons;
 use crate::error::Result;
@@ -163,6 +164,24 @@ pub trait EnergySource: Send + Sync + fmt::Debug {
     /// Cumulative throttle time from violation counters, where the device keeps them.
     fn violations(&self) -> Option<Violations> {
         None
+    }
+
+    /// The processes running on the device now (compute and graphics), with their memory.
+    ///
+    /// # Errors
+    /// Why the device cannot list them; by default, that it has no processes.
+    fn processes(&self) -> ProcessResult<Vec<GpuProcess>> {
+        Err(ProcessUnavailable::not_applicable())
+    }
+
+    /// The per-process SM-utilisation samples newer than `since_us` (the device's time base,
+    /// as in [`ProcessSamples`]; 0: every sample the driver still holds).
+    ///
+    /// # Errors
+    /// Why the device cannot give them; by default, that it has no processes.
+    fn process_utilisation(&self, since_us: u64) -> ProcessResult<ProcessSamples> {
+        let _ = since_us;
+        Err(ProcessUnavailable::not_applicable())
     }
 
     /// Driver version, where the device has a driver.

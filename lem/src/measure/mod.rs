@@ -4,6 +4,7 @@
 //! results schema (below), never the other way round.
 
 pub mod accounting;
+pub mod attribution;
 pub mod baseline;
 pub mod builder;
 pub mod cooldown;

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::accounting::stream::WindowStream;
+use super::attribution::ProcessTracker;
 use crate::base::clock::Clock;
 use crate::device::{Sample, SharedDevice};
 use crate::error::{Error, Result};
@@ -83,6 +84,8 @@ pub(crate) struct Shared {
     /// Where each round's samples go to be written (the time series), if anywhere: handed
     /// over without waiting; the writer runs on its own thread.
     stream: Mutex<Option<StreamSender>>,
+    /// Who used the devices: process reads folded into the open windows (`attribution`).
+    procs: Mutex<ProcessTracker>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -159,6 +162,21 @@ impl Shared {
         b.total_rounds += 1;
         b.rounds.push_back(round_t);
         self.prune(&mut b, round_t);
+        drop(b);
+        let mut procs = lock(&self.procs);
+        if procs.due(round_t) {
+            procs.read(&self.devices, &|| self.clock.now().as_secs_f64());
+        }
+    }
+
+    /// The process reads of the open windows.
+    pub(crate) fn processes(&self) -> MutexGuard<'_, ProcessTracker> {
+        lock(&self.procs)
+    }
+
+    /// The sampled devices.
+    pub(crate) fn devices(&self) -> &[SharedDevice] {
+        &self.devices
     }
 
     /// Let samples older than the buffer's span (the last `tail_s`, at least a little
@@ -388,6 +406,7 @@ impl Sampler {
             clock,
             interval,
             stream: Mutex::new(None),
+            procs: Mutex::new(ProcessTracker::default()),
         });
         let handle = if spawn {
             let s = shared.clone();

@@ -9,6 +9,7 @@ use crate::base::clock::at_middle;
 use super::accounting::fold::TotalPeak;
 use super::accounting::stream::{DeviceClose, DeviceStream, WindowStream};
 use super::accounting::{account, account_folded, DeviceWindow};
+use super::attribution::share::attribute;
 use super::baseline::BaselineMode;
 use super::meter::Meter;
 use super::sampler::Closed;
@@ -96,6 +97,9 @@ impl Meter {
         // the window's are one
         let t0 = starts.iter().map(|s| s.t_s).reduce(f64::min).unwrap_or(t0);
         shared.register(self.window_stream(id, t0, &starts));
+        shared
+            .processes()
+            .open(id, t0, vec![std::process::id()], self.devices.len());
         Ok(OpenWindow {
             meter_id: self.meter_id,
             id,
@@ -126,6 +130,7 @@ impl Meter {
     pub fn discard_window(&self, window: OpenWindow) {
         if window.meter_id == self.meter_id {
             self.sampler.shared().unregister(window.id);
+            self.sampler.shared().processes().forget(window.id);
         }
     }
 
@@ -154,6 +159,7 @@ impl Meter {
         // the window ends at the last device's read
         let t1 = ends.iter().map(|e| e.t_s).reduce(f64::max).unwrap_or(t1);
         let closed = self.sampler.shared().close(scope.id, t1);
+        let procs = self.close_processes(scope.id, t1);
         let (rounds, failed_total, peak_w) = closed
             .as_ref()
             .map_or((0, self.sampler.shared().failed_reads(), None), |c| {
@@ -165,6 +171,7 @@ impl Meter {
         let mut warnings: Vec<String> = self.notices.clone();
         let (devices, events) = self.account_devices(scope, t1, &ends, closed, &mut warnings);
         let energy = self.energy_summary(&devices, &mut warnings);
+        let attribution = procs.and_then(|p| attribute(&p, &devices, duration, &mut warnings));
         let thermal = thermal_summary(&devices, events);
         let sampling = self.sampling_summary(
             duration,
@@ -193,6 +200,7 @@ impl Meter {
             thermal,
             sampling,
             warnings,
+            attribution,
         }
     }
 

@@ -106,6 +106,14 @@ fn command_line(v: &Value) -> Option<Value> {
     Some(Value::from(parts.join(" ")))
 }
 
+/// The measured processes' fraction of the active energy (`attribution`).
+fn attributed_share(v: &Value) -> Option<Value> {
+    let a = v.get("attribution")?;
+    let mine = a.get("self_active_j")?.as_f64()?;
+    let active = a.get("active_j")?.as_f64()?;
+    Some(Value::from(if active > 0.0 { mine / active } else { 0.0 }))
+}
+
 fn warnings_count(v: &Value) -> Option<Value> {
     v.get("warnings")?.as_array().map(|a| Value::from(a.len()))
 }
@@ -144,6 +152,11 @@ const COLUMNS: &[(&str, Col)] = &[
         "energy_below_resolution",
         Col::Ptr(&["/energy/below_resolution"]),
     ),
+    (
+        "attributed_active_j",
+        Col::Ptr(&["/attribution/self_active_j"]),
+    ),
+    ("attributed_share", Col::Fn(attributed_share)),
     ("power_mean_w", Col::Fn(mean_power)),
     ("power_peak_w", Col::Fn(peak_power)),
     ("memory_peak_used_mb", Col::Fn(peak_memory)),
@@ -164,7 +177,6 @@ const COLUMNS: &[(&str, Col)] = &[
         Col::PerCycle("/thermal/power_duration_s", "power_duration_s"),
     ),
     ("thermal_max_temp_c", Col::Ptr(&["/thermal/max_temp_c"])),
-    ("sampling_interval_ms", Col::Ptr(&["/sampling/interval_ms"])),
     (
         "sampling_sample_count",
         Col::Ptr(&["/sampling/sample_count"]),
@@ -182,10 +194,8 @@ const COLUMNS: &[(&str, Col)] = &[
     ("env_cuda_version", Col::Ptr(&["/environment/cuda_version"])),
     ("env_in_container", Col::Ptr(&["/environment/in_container"])),
     ("env_hostname", Col::Ptr(&["/environment/hostname"])),
-    ("env_cpu_model", Col::Ptr(&["/environment/cpu_model"])),
     ("env_lem_version", Col::Ptr(&["/environment/lem_version"])),
     ("warmup_converged", Col::Ptr(&["/warmup/converged"])),
-    ("warmup_iterations", Col::Ptr(&["/warmup/iterations"])),
     ("warmup_final_cv", Col::Ptr(&["/warmup/final_cv"])),
     ("workload_model", Col::Ptr(&["/workload/model"])),
     ("workload_backend", Col::Ptr(&["/workload/backend"])),
@@ -408,6 +418,8 @@ mod tests {
             "tokens_out",
             "energy_per_output_token_j",
             "tokens_per_s",
+            "attributed_active_j",
+            "attributed_share",
         ] {
             assert!(h.contains(&c), "missing column {c}");
         }
@@ -437,6 +449,7 @@ mod tests {
         let get = |c: &str| r[h.iter().position(|x| *x == c).unwrap()].clone();
         assert_eq!(get("energy_raw_j"), "100.0");
         assert_eq!(get("energy_adjusted_j"), "");
+        assert_eq!(get("attributed_share"), "");
         assert_eq!(get("power_mean_w"), "50.0");
         assert_eq!(get("command"), "sleep 2");
         assert_eq!(get("simulated"), "true");

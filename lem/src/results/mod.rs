@@ -3,6 +3,7 @@
 //! readings, but nothing of how they are measured: it never imports the measuring layer.
 
 pub mod aggregate;
+pub mod attribution;
 pub mod compare;
 pub mod env;
 pub mod export;

@@ -99,6 +99,10 @@ pub struct EnergyReport {
     pub sampling: SamplingSummary,
     /// Everything the reader should know before trusting the numbers.
     pub warnings: Vec<String>,
+    /// Whose share of the active energy it was, where the devices list their processes
+    /// (absent where none does: CPUs, simulated GPUs without process traces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<crate::results::attribution::Attribution>,
 }
 
 /// Power of all devices together, in W.
@@ -533,6 +537,8 @@ pub fn merge_reports(name: &str, reports: &[EnergyReport]) -> Option<EnergyRepor
             failed_reads: reports.iter().map(|r| r.sampling.failed_reads).sum(),
         },
         warnings,
+        // shares of separate windows are not merged: each window's stays in its own report
+        attribution: None,
     })
 }
 /// One device over several windows (`mine`, in order, lasting `duration_s` together):

@@ -17,6 +17,7 @@
 #![allow(non_snake_case)]
 
 pub mod config;
+pub mod processes;
 pub mod state;
 
 use std::ffi::{c_char, c_int, c_uint, c_ulonglong, CStr};
@@ -33,11 +34,11 @@ use nvml_wrapper_sys::bindings::{
 use lem::device::EnergySource;
 use state::{Fake, Gpu, Handle};
 
-const SUCCESS: nvmlReturn_t = 0;
+pub(crate) const SUCCESS: nvmlReturn_t = 0;
 const UNINITIALIZED: nvmlReturn_t = 1;
-const INVALID_ARGUMENT: nvmlReturn_t = 2;
-const NOT_SUPPORTED: nvmlReturn_t = 3;
-const INSUFFICIENT_SIZE: nvmlReturn_t = 7;
+pub(crate) const INVALID_ARGUMENT: nvmlReturn_t = 2;
+pub(crate) const NOT_SUPPORTED: nvmlReturn_t = 3;
+pub(crate) const INSUFFICIENT_SIZE: nvmlReturn_t = 7;
 const DRIVER_NOT_LOADED: nvmlReturn_t = 9;
 const FUNCTION_NOT_FOUND: nvmlReturn_t = 13;
 const ARGUMENT_VERSION_MISMATCH: nvmlReturn_t = 25;
@@ -77,7 +78,7 @@ fn call(
 }
 
 /// A call on a device handle (a GPU's; MIG handles only where `mig_ok`).
-fn on_gpu(
+pub(crate) fn on_gpu(
     function: &'static str,
     device: nvmlDevice_t,
     body: impl FnOnce(&'static Fake, &'static Gpu, f64) -> nvmlReturn_t,
@@ -104,7 +105,7 @@ fn on_gpu(
 
 /// # Safety
 /// `p` is null or valid for a write of `T`.
-unsafe fn put<T>(p: *mut T, v: T) -> nvmlReturn_t {
+pub(crate) unsafe fn put<T>(p: *mut T, v: T) -> nvmlReturn_t {
     if p.is_null() {
         return INVALID_ARGUMENT;
     }

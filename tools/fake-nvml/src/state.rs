@@ -79,6 +79,8 @@ pub struct Gpu {
 #[derive(Debug)]
 pub struct Fake {
     origin: Instant,
+    /// The Unix time at `origin`, µs: NVML's CPU timestamps count from the epoch.
+    origin_unix_us: u64,
     /// The GPUs, by NVML index.
     pub gpus: Vec<Gpu>,
     /// Every handle: one per GPU (index = GPU), then one per MIG device.
@@ -248,7 +250,7 @@ impl Fake {
                     .pci_bus_id
                     .clone()
                     .unwrap_or_else(|| format!("00000000:{:02X}:00.0", 0x18 + 0x10 * i)),
-                mig: over.mig.unwrap_or(!mig_uuids.is_empty()),
+                mig: over.mig.unwrap_or(scenario.mig || !mig_uuids.is_empty()),
                 mig_uuids,
                 arch,
                 cc,
@@ -279,6 +281,9 @@ impl Fake {
             .map_err(|_| bad(format!("nvml.cuda_version `{cuda}` is not MAJOR.MINOR")))?;
         Ok(Self {
             origin: Instant::now(),
+            origin_unix_us: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
             gpus,
             handles: handles.into_boxed_slice(),
             faults,
@@ -290,6 +295,11 @@ impl Fake {
                 .unwrap_or_else(|| "580.95.05".into()),
             cuda_version,
         })
+    }
+
+    /// The Unix time, µs, at which [`now`](Self::now) was 0.
+    pub fn origin_unix_us(&self) -> u64 {
+        self.origin_unix_us
     }
 
     /// Seconds since the driver was initialised.

@@ -95,7 +95,8 @@ impl Outcome {
     }
 }
 
-fn spawn_and_wait(argv: &[String]) -> Result<Outcome, Failure> {
+/// Spawn `argv` and wait for it; `on_spawn` hears the child's pid as soon as it runs.
+fn spawn_and_wait(argv: &[String], on_spawn: impl FnOnce(u32)) -> Result<Outcome, Failure> {
     use std::os::unix::process::ExitStatusExt;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
@@ -116,6 +117,7 @@ fn spawn_and_wait(argv: &[String]) -> Result<Outcome, Failure> {
         }
     })?;
     signals::child_started(child.id());
+    on_spawn(child.id());
     let status = child.wait();
     signals::child_ended();
     let status = status.map_err(|e| Failure::new(format!("waiting for `{}`: {e}", argv[0])))?;
@@ -404,6 +406,21 @@ fn result_path(a: &RunArgs, at: &Place, cycle: u32) -> PathBuf {
     }
 }
 
+/// "this command: X J of Y J active (Z %, estimated from SM utilisation)", or why not.
+fn attribution_line(r: &lem::EnergyReport) -> Option<String> {
+    let a = r.attribution.as_ref()?;
+    Some(match (a.self_active_j, a.active_j, a.self_share()) {
+        (Some(x), Some(y), Some(z)) => format!(
+            "  this command: {x:.2} J of {y:.2} J active ({:.1} %, estimated from SM utilisation)",
+            100.0 * z
+        ),
+        _ => format!(
+            "  this command: share unavailable ({})",
+            a.reason.as_deref().unwrap_or("unknown")
+        ),
+    })
+}
+
 /// Measure `argv` from spawn to exit after a start delay of `delay_s`.
 fn measure_command(
     meter: &lem::Meter,
@@ -421,7 +438,8 @@ fn measure_command(
         });
     }
     let scope = meter.start("run")?;
-    let outcome = spawn_and_wait(argv);
+    // the energy is attributed to the command's process tree: its pid and descendants
+    let outcome = spawn_and_wait(argv, |pid| scope.attribute_to([pid]));
     let report = scope.finish()?;
     Ok((report, outcome?))
 }
@@ -640,6 +658,9 @@ fn summarise(
         (None, _) => format!("none ({})", e.baseline_method),
     };
     ui.say(format!("  baseline  {b}"));
+    if let Some(line) = attribution_line(r) {
+        ui.say(line);
+    }
     if r.thermal.throttle_detected {
         ui.warn(format!(
             "throttling detected: {:.2} s throttled (thermal {:.2} s, power {:.2} s)",

@@ -8,6 +8,7 @@
 
 use std::sync::OnceLock;
 
+mod processes;
 mod support;
 
 use support::*;
@@ -343,6 +344,19 @@ impl EnergySource for NvmlDevice {
             power_ns: read(s.violations_power, PerformancePolicy::Power),
             thermal_ns: read(s.violations_thermal, PerformancePolicy::Thermal),
         })
+    }
+
+    fn processes(
+        &self,
+    ) -> crate::device::process::ProcessResult<Vec<crate::device::process::GpuProcess>> {
+        self.running_processes()
+    }
+
+    fn process_utilisation(
+        &self,
+        since_us: u64,
+    ) -> crate::device::process::ProcessResult<crate::device::process::ProcessSamples> {
+        self.utilisation_samples(since_us)
     }
 
     fn driver_version(&self) -> Option<String> {
