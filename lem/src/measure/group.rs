@@ -241,8 +241,14 @@ impl Meter {
                 format!("`{}` was opened on another meter", w.name()),
             ));
         }
-        let mut report = self.close_window(w.window)?;
+        // the group's boundary before the window's own end (after the sync hook), as its
+        // start came after the window's own: its stretches lie inside its lifetime, so
+        // `shared_j <= raw_j` holds whatever the time between the reads
+        if let Some(s) = &self.sync {
+            s();
+        }
         let share = self.leave_group(&w.group, w.slot);
+        let mut report = self.close_window(w.window)?;
         report.energy.shared = Some(SharedEnergy {
             shared_group: w.group.name.clone(),
             shared_j: share.and_then(|s| s.raw),
@@ -257,8 +263,8 @@ impl Meter {
     /// there.
     pub fn discard_shared(&self, w: SharedWindow) {
         if w.group.meter_id == self.meter_id {
-            self.discard_window(w.window);
             self.leave_group(&w.group, w.slot);
+            self.discard_window(w.window);
         }
     }
 
