@@ -1,4 +1,5 @@
-//! What lem costs: `start` + `finish` of an `EnergyScope`, and one sampler round.
+//! What lem costs: `start` + `finish` of an `EnergyScope` (and of a shared window with
+//! 1,000 others of its group open), and one sampler round.
 //!
 //! Run with: `cargo bench --bench scope_overhead`
 //!
@@ -32,6 +33,28 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(m.start("bench").map(|s| s.finish())))
         });
         g.bench_function("sample_round/simulated", |b| b.iter(|| m.sample_now()));
+    }
+    if let Some(m) = meter(DeviceSpec::Sim(scenario())) {
+        // a shared window with 1,000 others of its group open, against an ordinary window
+        // with 1,000 ordinary windows open: what the share's bookkeeping adds
+        let others: Vec<_> = (0..1000).filter_map(|_| m.start("other").ok()).collect();
+        g.bench_function("start_finish/1000_open/simulated", |b| {
+            b.iter(|| black_box(m.start("bench").map(|s| s.finish())))
+        });
+        drop(others);
+        let group = m.group("requests");
+        let open: Vec<_> = (0..1000)
+            .filter_map(|_| group.start("other").ok())
+            .collect();
+        g.bench_function("shared_start_finish/1000_open/simulated", |b| {
+            b.iter(|| {
+                black_box(group.start("bench").map(|s| {
+                    let _ = s.add_weight(1.0);
+                    s.finish()
+                }))
+            })
+        });
+        drop(open);
     }
     if let Some(m) = meter(DeviceSpec::Nvml(None)) {
         g.bench_function("start_finish/nvml", |b| {

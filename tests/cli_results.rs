@@ -231,6 +231,36 @@ fn show_summarises_results_and_reads_any_3x_version() {
 }
 
 #[test]
+fn show_displays_the_groups_of_shared_windows() {
+    let sb = Sandbox::new();
+    let a = sb.scenario("a.json", GPU_A);
+    run(&sb, &a, "g", "0", &[]);
+    let mut v = sb.json("results/raw/g/process_0.json");
+    v["groups"] = serde_json::json!([{
+        "name": "requests", "windows": 12, "open_windows": 0,
+        "union_j": 480.0, "union_uncertainty_j": 2.5, "union_adjusted_j": 300.0,
+        "shares_sum_j": 480.0, "shares_sum_relative_error": 0.0,
+        "gaps_s": 0.75, "gaps_j": 45.0, "span_s": 9.0, "stretches": 24,
+        "per_window_j": {"p50": 38.5, "p95": 61.0, "p99": 64.0},
+        "per_weight_j": 0.125, "weight": 3840.0, "split": "weight"
+    }]);
+    std::fs::write(sb.path().join("groups.json"), v.to_string()).unwrap();
+    let o = sb.run(&["show", "groups.json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for want in [
+        "`requests`",
+        "12 windows",
+        "480.00",
+        "gaps 0.750 s",
+        "p95 61.00 J",
+        "0.1250 J",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+}
+
+#[test]
 fn corrupted_result_files_are_clear_errors_everywhere() {
     let sb = Sandbox::new();
     let a = sb.scenario("a.json", GPU_A);

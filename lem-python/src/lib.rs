@@ -40,6 +40,8 @@ create_exception!(
     "A file could not be read or written, or is not what lem expected."
 );
 
+mod group;
+
 fn err(e: lem::Error) -> PyErr {
     let msg = e.to_string();
     match e {
@@ -201,6 +203,24 @@ impl Meter {
             report: Mutex::new(None),
             started: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The group of shared windows named `name` (created on first use): its windows share
+    /// the energy of the times they overlap; the result file lists it under `groups`.
+    fn group(&self, py: Python<'_>, name: String) -> group::Group {
+        group::Group {
+            meter: self.inner.clone(),
+            sync: self.sync.as_ref().map(|s| s.clone_ref(py)),
+            name,
+        }
+    }
+
+    /// Every group's summary so far, as a list of dicts.
+    #[getter]
+    fn groups<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text =
+            serde_json::to_string(&self.inner.group_summaries()).map_err(|e| err(e.into()))?;
+        json_to_py(py, &text)
     }
 
     /// Open a window now; close it with `finish()`. Windows may nest and overlap.
@@ -446,6 +466,32 @@ struct Report {
 
 #[pymethods]
 impl Report {
+    /// A shared window's share of its group's energy, J (`None` for other windows).
+    #[getter]
+    fn shared_j(&self) -> Option<f64> {
+        self.inner.energy.shared.as_ref().and_then(|s| s.shared_j)
+    }
+
+    /// The bound on `shared_j`, J.
+    #[getter]
+    fn shared_uncertainty_j(&self) -> Option<f64> {
+        self.inner
+            .energy
+            .shared
+            .as_ref()
+            .and_then(|s| s.shared_uncertainty_j)
+    }
+
+    /// A shared window's share of its group's adjusted energy, J.
+    #[getter]
+    fn shared_adjusted_j(&self) -> Option<f64> {
+        self.inner
+            .energy
+            .shared
+            .as_ref()
+            .and_then(|s| s.shared_adjusted_j)
+    }
+
     /// Gross energy, J.
     #[getter]
     fn raw_j(&self) -> Option<f64> {
@@ -625,6 +671,8 @@ fn _lem(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Meter>()?;
     m.add_class::<Scope>()?;
     m.add_class::<Report>()?;
+    m.add_class::<group::Group>()?;
+    m.add_class::<group::SharedScope>()?;
     m.add_function(wrap_pyfunction!(environment, m)?)?;
     m.add_function(wrap_pyfunction!(probe, m)?)?;
     m.add("LemError", py.get_type::<LemError>())?;

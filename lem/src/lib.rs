@@ -32,10 +32,12 @@ pub use device::{DeviceSpec, EnergySource, SharedDevice};
 pub use error::{Error, Result};
 pub use measure::baseline::{Baseline, BaselineConfig, BaselineMode};
 pub use measure::builder::{parse_interval_ms, parse_seconds, MeterBuilder};
+pub use measure::group::{SharedScope, SharedWindow, WindowGroup};
 pub use measure::meter::{Meter, SyncHook};
 pub use measure::probe::collect_environment;
 pub use measure::window::{EnergyScope, OpenWindow};
 pub use results::env::Environment;
+pub use results::group::GroupSummary;
 pub use results::output::{ResultFile, Timeseries};
 pub use results::report::{BaselineMethod, EnergyMethod, EnergyReport, SCHEMA_VERSION};
 
@@ -54,7 +56,7 @@ pub use measure::warmup;
 #[cfg(feature = "plot")]
 pub use results::plot;
 pub use results::{
-    aggregate, attribution, compare, env, export, output, report, stats, timeseries,
+    aggregate, attribution, compare, env, export, group, output, report, stats, timeseries,
 };
 
 #[cfg(feature = "bench")]

@@ -364,6 +364,7 @@ impl MeterBuilder {
             cache_dir: self.baseline.cache_dir,
             sensors,
             series: std::sync::Mutex::new(None),
+            groups: std::sync::Mutex::new(Vec::new()),
         };
         if self.keep_timeseries {
             let path = crate::measure::series::temporary_path(meter.meter_id);

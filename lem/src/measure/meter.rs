@@ -48,6 +48,9 @@ pub struct Meter {
     /// The time series being written, if any, and whether its file is the meter's own
     /// temporary one (`measure/series.rs`).
     pub(super) series: std::sync::Mutex<Option<(StreamWriter, bool)>>,
+    /// The groups of shared windows (`measure/group.rs`), kept type-erased so that the
+    /// meter does not import the module built on it.
+    pub(super) groups: std::sync::Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
 /// Source of [`Meter`] identities.
@@ -154,6 +157,12 @@ impl Meter {
         rf.start_unix_s = Some(start);
         rf.end_unix_s = Some(end);
         rf.started_at = Some(crate::base::timefmt::rfc3339(start));
+        let groups = self.group_summaries();
+        if !groups.is_empty() {
+            if let Ok(v) = serde_json::to_value(groups) {
+                rf.extra.insert("groups".into(), v);
+            }
+        }
         rf
     }
 }

@@ -156,6 +156,17 @@ impl Meter {
         }
         let t1 = self.clock.now().as_secs_f64();
         let (ends, failed_at_end) = self.read_ends();
+        self.finish_with_ends(scope, t1, ends, failed_at_end)
+    }
+
+    /// Account `scope` up to the end readings `ends` (read at about `t1`).
+    pub(super) fn finish_with_ends(
+        &self,
+        scope: &OpenWindow,
+        t1: f64,
+        ends: Vec<DeviceEnd>,
+        failed_at_end: u64,
+    ) -> EnergyReport {
         // the window ends at the last device's read
         let t1 = ends.iter().map(|e| e.t_s).reduce(f64::max).unwrap_or(t1);
         let closed = self.sampler.shared().close(scope.id, t1);
@@ -205,7 +216,7 @@ impl Meter {
     }
 
     /// What window `id`, starting at `t0`, keeps of its samples as they are taken.
-    fn window_stream(&self, id: u64, t0: f64, starts: &[DeviceStart]) -> WindowStream {
+    pub(super) fn window_stream(&self, id: u64, t0: f64, starts: &[DeviceStart]) -> WindowStream {
         let interval = self.interval.as_secs_f64();
         let average = crate::measure::accounting::POWER_AVERAGE_S;
         // Samples from a little before the window too: the counter's staleness at the start
@@ -235,7 +246,7 @@ impl Meter {
 
     /// Read every device at the window's end: the counter (or the power, for devices
     /// without one), the edge power and the violation counters; and how many reads failed.
-    fn read_ends(&self) -> (Vec<DeviceEnd>, u64) {
+    pub(super) fn read_ends(&self) -> (Vec<DeviceEnd>, u64) {
         let mut failed = 0;
         let ends = self
             .devices
@@ -423,6 +434,7 @@ impl Meter {
                 devices.iter().map(|d| d.energy.uncertainty_method),
             ),
             below_resolution: devices.iter().any(|d| d.energy.below_resolution),
+            shared: None,
         }
     }
 
@@ -473,13 +485,13 @@ fn thermal_summary(devices: &[DeviceReport], events: Vec<ThrottleEvent>) -> Ther
 
 /// What was read from one device at a window's end.
 #[derive(Debug, Default)]
-struct DeviceEnd {
+pub(super) struct DeviceEnd {
     /// When this device's counter was read at the end, clock s: its window ends here.
-    t_s: f64,
-    e1: Option<f64>,
-    violations: Option<Violations>,
-    edge: Option<Reading>,
-    failure: Option<Error>,
+    pub(super) t_s: f64,
+    pub(super) e1: Option<f64>,
+    pub(super) violations: Option<Violations>,
+    pub(super) edge: Option<Reading>,
+    pub(super) failure: Option<Error>,
 }
 
 /// An open window that does not borrow its meter ([`Meter::open_window`]). Dropping it

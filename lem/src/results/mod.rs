@@ -7,6 +7,7 @@ pub mod attribution;
 pub mod compare;
 pub mod env;
 pub mod export;
+pub mod group;
 pub mod output;
 #[cfg(feature = "plot")]
 pub mod plot;

@@ -230,6 +230,29 @@ pub struct EnergySummary {
     /// Some device's window was too short for its energy counter's resolution.
     #[serde(default)]
     pub below_resolution: bool,
+    /// A shared window's part of its group's energy (`shared_j`...); absent for other
+    /// windows.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedEnergy>,
+}
+
+/// A shared window's part of the energy of its group: over each stretch between two of the
+/// group's window boundaries, the stretch's energy divided among the windows open in it
+/// (equally, or the active part by the weight each added in it). The shares of a group add
+/// up to the energy of the union of its windows; `raw_j` stays the full-overlap energy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedEnergy {
+    /// The group the window belongs to.
+    pub shared_group: String,
+    /// The window's share of the group's energy, J; `null` when a stretch it was open in
+    /// could not be measured.
+    pub shared_j: Option<f64>,
+    /// A bound on the share's error, J: each stretch's bound divided like its energy.
+    pub shared_uncertainty_j: Option<f64>,
+    /// The share of the group's adjusted energy, J (`null` without a baseline).
+    pub shared_adjusted_j: Option<f64>,
+    /// The weight the window reported (0 when it reported none).
+    pub shared_weight: f64,
 }
 
 /// One device's share of a window.
@@ -496,6 +519,7 @@ pub fn merge_reports(name: &str, reports: &[EnergyReport]) -> Option<EnergyRepor
                 reports.iter().map(|r| r.energy.uncertainty_method),
             ),
             below_resolution: reports.iter().any(|r| r.energy.below_resolution),
+            shared: None,
             method: if reports
                 .iter()
                 .all(|r| r.energy.method == first.energy.method)

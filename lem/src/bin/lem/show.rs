@@ -77,9 +77,48 @@ pub fn show(ui: &Ui, path: &Path) -> Result<(), Failure> {
         watts(f(&v, "/energy/baseline_power_w")),
         s(&v, "/energy/baseline_method")
     );
+    if v.pointer("/energy/shared_group").is_some() {
+        println!(
+            "  shared      {} of group `{}` (weight {})",
+            joules_pm(
+                f(&v, "/energy/shared_j"),
+                f(&v, "/energy/shared_uncertainty_j")
+            ),
+            s(&v, "/energy/shared_group"),
+            f(&v, "/energy/shared_weight").unwrap_or(0.0)
+        );
+    }
+    show_groups(&v);
     show_details(&v);
     let _ = ui;
     Ok(())
+}
+
+/// Each group of shared windows: the union's energy beside the shares' sum, the gaps, and
+/// the energy per window and per weight unit.
+fn show_groups(v: &Value) {
+    let Some(groups) = v.get("groups").and_then(Value::as_array) else {
+        return;
+    };
+    for g in groups {
+        println!(
+            "  group       `{}`: {} windows | union {} | shares sum {} | gaps {:.3} s ({})",
+            s(g, "/name"),
+            g.get("windows").cloned().unwrap_or(Value::Null),
+            joules_pm(f(g, "/union_j"), f(g, "/union_uncertainty_j")),
+            joules(f(g, "/shares_sum_j")),
+            f(g, "/gaps_s").unwrap_or(0.0),
+            joules(f(g, "/gaps_j"))
+        );
+        println!(
+            "              per window p50 {} p95 {} p99 {} | per weight unit {} ({} split)",
+            joules(f(g, "/per_window_j/p50")),
+            joules(f(g, "/per_window_j/p95")),
+            joules(f(g, "/per_window_j/p99")),
+            f(g, "/per_weight_j").map_or("-".into(), |x| format!("{x:.4} J")),
+            s(g, "/split")
+        );
+    }
 }
 
 /// Running power statistics of one device.

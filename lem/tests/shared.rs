@@ -1,0 +1,322 @@
+//! Shared windows on simulated devices with a manual clock: shares against hand-computed
+//! truths, exact sums over many overlapping windows, gaps, threads, and the result file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lem::device::{Scenario, SimDevice};
+use lem::{BaselineMode, EnergyReport, ManualClock, Meter, SharedDevice};
+
+struct Rig {
+    clock: Arc<ManualClock>,
+    meter: Meter,
+    _cache: tempfile::TempDir,
+}
+
+/// Idle 100 W, then 300 W from t = 1 s (after the 1 s baseline) on.
+const CONSTANT: &str = r#"{"idle_w": 100, "segments": [
+    {"start_s": 1.0, "end_s": 100000.0, "power_w": 300}]}"#;
+
+fn rig(json: &str, mode: BaselineMode) -> Rig {
+    let clock = Arc::new(ManualClock::new());
+    let s = Scenario::from_json(json, Path::new("test.json")).unwrap();
+    let devices: Vec<SharedDevice> = SimDevice::open_all(&s, clock.clone(), 0)
+        .into_iter()
+        .map(|d| Arc::new(d) as SharedDevice)
+        .collect();
+    let cache = tempfile::tempdir().unwrap();
+    let meter = Meter::builder()
+        .devices(devices)
+        .clock(clock.clone())
+        .baseline_mode(mode)
+        .baseline_duration(Duration::from_secs(1))
+        .cache_dir(cache.path())
+        .build()
+        .unwrap();
+    Rig {
+        clock,
+        meter,
+        _cache: cache,
+    }
+}
+
+impl Rig {
+    /// Move the clock to `t` s, sampling every 0.1 s on the way.
+    fn to(&self, t: f64) {
+        loop {
+            let now = self.clock.now_s();
+            if now >= t - 2e-9 {
+                break;
+            }
+            self.clock.advance_s((t - now).min(0.1));
+            self.meter.sample_now();
+        }
+    }
+}
+
+trait Now {
+    fn now_s(&self) -> f64;
+}
+
+impl Now for ManualClock {
+    fn now_s(&self) -> f64 {
+        lem::Clock::now(self).as_secs_f64()
+    }
+}
+
+fn shared(r: &EnergyReport) -> f64 {
+    r.energy.shared.as_ref().unwrap().shared_j.unwrap()
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * b.abs()
+}
+
+#[test]
+fn two_windows_overlapping_half_their_lengths_share_as_computed() {
+    let r = rig(CONSTANT, BaselineMode::Force);
+    let g = r.meter.group("requests");
+    r.to(2.0);
+    let a = g.start("a").unwrap();
+    r.to(4.0);
+    let b = g.start("b").unwrap();
+    r.to(6.0);
+    let ra = a.finish().unwrap();
+    r.to(8.0);
+    let rb = b.finish().unwrap();
+    // 300 W: a alone 2 s (600 J), both 2 s (600 J, 300 each), b alone 2 s (600 J)
+    for rep in [&ra, &rb] {
+        assert!(close(shared(rep), 900.0, 0.002), "{}", shared(rep));
+        assert!(close(rep.energy.raw_j.unwrap(), 1200.0, 0.002));
+        let s = rep.energy.shared.as_ref().unwrap();
+        // active 200 W: 400 alone + 400 / 2
+        assert!(close(s.shared_adjusted_j.unwrap(), 600.0, 0.005), "{s:?}");
+        assert!(s.shared_uncertainty_j.unwrap() >= 0.0);
+        assert_eq!(s.shared_group, "requests");
+    }
+    let sum = g.summary();
+    assert_eq!(sum.windows, 2);
+    assert!(close(sum.union_j.unwrap(), 1800.0, 0.002));
+    assert!(close(
+        sum.shares_sum_j.unwrap(),
+        sum.union_j.unwrap(),
+        1e-12
+    ));
+    assert!(close(
+        shared(&ra) + shared(&rb),
+        sum.union_j.unwrap(),
+        1e-12
+    ));
+    assert_eq!(sum.gaps_s, 0.0);
+    assert_eq!(sum.split, "equal");
+    assert_eq!(sum.per_weight_j, None);
+    let p = sum.per_window_j.unwrap();
+    assert!(close(p.p50, 900.0, 0.002));
+}
+
+/// Two windows over the same 4 s at 300 W (idle 100 W): active 800 J, idle 400 J.
+fn weighted(wa: f64, wb: f64) -> (f64, f64, f64) {
+    let r = rig(CONSTANT, BaselineMode::Force);
+    let g = r.meter.group("requests");
+    r.to(2.0);
+    let a = g.start("a").unwrap();
+    let b = g.start("b").unwrap();
+    r.to(4.0);
+    a.add_weight(wa).unwrap();
+    b.add_weight(wb).unwrap();
+    r.to(6.0);
+    let ra = a.finish().unwrap();
+    let rb = b.finish().unwrap();
+    let s = g.summary();
+    (shared(&ra), shared(&rb), s.per_weight_j.unwrap())
+}
+
+#[test]
+fn weights_move_the_shares_as_computed() {
+    // idle halves (200 each), active by weight
+    let (a, b, per) = weighted(3.0, 1.0);
+    assert!(close(a, 200.0 + 600.0, 0.005), "{a}");
+    assert!(close(b, 200.0 + 200.0, 0.005), "{b}");
+    assert!(close(per, 1200.0 / 4.0, 0.005));
+    let (a, b, _) = weighted(1.0, 1.0);
+    assert!(close(a, 600.0, 0.005) && close(b, 600.0, 0.005), "{a} {b}");
+    let (a, b, _) = weighted(1.0, 0.0);
+    assert!(close(a, 1000.0, 0.005) && close(b, 200.0, 0.005), "{a} {b}");
+}
+
+#[test]
+fn a_negative_weight_is_refused() {
+    let r = rig(CONSTANT, BaselineMode::Off);
+    let g = r.meter.group("requests");
+    let a = g.start("a").unwrap();
+    let e = a.add_weight(-1.0).unwrap_err().to_string();
+    assert!(e.contains("weight"), "{e}");
+    assert!(a.add_weight(f64::NAN).is_err());
+    a.finish().unwrap();
+}
+
+#[test]
+fn gaps_are_reported_not_dropped() {
+    let r = rig(CONSTANT, BaselineMode::Off);
+    let g = r.meter.group("requests");
+    r.to(2.0);
+    let a = g.start("a").unwrap();
+    r.to(3.0);
+    a.finish().unwrap();
+    r.to(5.0);
+    let b = g.start("b").unwrap();
+    r.to(6.0);
+    b.finish().unwrap();
+    let s = g.summary();
+    assert!(close(s.gaps_s, 2.0, 1e-9), "{}", s.gaps_s);
+    assert!(close(s.gaps_j.unwrap(), 600.0, 0.002));
+    assert!(close(s.union_j.unwrap(), 600.0, 0.002));
+    assert!(close(s.span_s, 4.0, 1e-9));
+}
+
+/// A small deterministic generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+const VARYING: &str = r#"{"idle_w": 80, "segments": [
+    {"start_s": 1.0, "end_s": 3.0, "power_w": 300},
+    {"start_s": 3.0, "end_s": 5.0, "power_w": 150},
+    {"start_s": 5.0, "end_s": 100000.0, "power_w": 420}]}"#;
+
+#[test]
+fn a_thousand_random_windows_add_up_to_the_union() {
+    let r = rig(VARYING, BaselineMode::Force);
+    let g = r.meter.group("requests");
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // (time, open?, index)
+    let mut events: Vec<(f64, bool, usize)> = Vec::new();
+    for i in 0..1000 {
+        let t0 = 2.0 + 20.0 * rng.next();
+        let len = 0.01 + 2.0 * rng.next();
+        events.push((t0, true, i));
+        events.push((t0 + len, false, i));
+    }
+    events.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut open: Vec<Option<lem::SharedScope<'_>>> = (0..1000).map(|_| None).collect();
+    let mut shares = 0.0;
+    for (t, opening, i) in events {
+        r.to(t);
+        if opening {
+            let s = g.start(format!("r{i}")).unwrap();
+            if i % 3 == 0 {
+                s.add_weight(1.0 + (i % 7) as f64).unwrap();
+            }
+            open[i] = Some(s);
+        } else {
+            let rep = open[i].take().unwrap().finish().unwrap();
+            assert!(shared(&rep) <= rep.energy.raw_j.unwrap() * (1.0 + 1e-9) + 1e-9);
+            shares += shared(&rep);
+        }
+    }
+    let s = g.summary();
+    let union = s.union_j.unwrap();
+    assert_eq!(s.windows, 1000);
+    assert!(
+        ((shares - union) / union).abs() <= 1e-9,
+        "{shares} vs {union}"
+    );
+    assert!(s.shares_sum_relative_error.unwrap() <= 1e-9);
+    assert!(s.gaps_s >= 0.0 && s.span_s > 0.0);
+}
+
+#[test]
+fn windows_from_eight_threads_add_up() {
+    let r = rig(CONSTANT, BaselineMode::Off);
+    let g = r.meter.group("requests");
+    r.to(2.0);
+    let totals: Vec<f64> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|k| {
+                let g = g.clone();
+                let clock = r.clock.clone();
+                sc.spawn(move || {
+                    let mut sum = 0.0;
+                    for i in 0..25 {
+                        let s = g.start(format!("t{k}-{i}")).unwrap();
+                        s.add_weight(1.0).unwrap();
+                        clock.advance_s(0.001 * (1 + (k + i) % 5) as f64);
+                        sum += shared(&s.finish().unwrap());
+                    }
+                    sum
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let s = g.summary();
+    assert_eq!(s.windows, 200);
+    assert_eq!(s.open_windows, 0);
+    let union = s.union_j.unwrap();
+    let shares: f64 = totals.iter().sum();
+    assert!(
+        ((shares - union) / union).abs() <= 1e-9,
+        "{shares} vs {union}"
+    );
+}
+
+#[test]
+fn the_result_file_lists_the_groups() {
+    let r = rig(CONSTANT, BaselineMode::Off);
+    let whole = r.meter.start("run").unwrap();
+    let g = r.meter.group("requests");
+    r.to(2.0);
+    let a = g.start("a").unwrap();
+    a.add_weight(10.0).unwrap();
+    r.to(3.0);
+    let ra = a.finish().unwrap();
+    // the same name gives the same group
+    assert_eq!(r.meter.group("requests").summary().windows, 1);
+    let rep = whole.finish().unwrap();
+    let v = serde_json::to_value(r.meter.result_file(rep, "e", 0)).unwrap();
+    let g0 = &v["groups"][0];
+    assert_eq!(g0["name"], "requests");
+    assert_eq!(g0["windows"], 1);
+    for k in [
+        "union_j",
+        "union_uncertainty_j",
+        "shares_sum_j",
+        "gaps_s",
+        "per_window_j",
+    ] {
+        assert!(!g0[k].is_null(), "{k}: {g0}");
+    }
+    assert!(g0["per_window_j"]["p99"].is_number());
+    assert!(close(g0["per_weight_j"].as_f64().unwrap(), 30.0, 0.002));
+    // the shared window's report names its share beside raw_j
+    let w = serde_json::to_value(&ra).unwrap();
+    assert!(w["energy"]["shared_j"].is_number());
+    assert!(w["energy"]["shared_uncertainty_j"].is_number());
+    assert!(w["energy"]["raw_j"].is_number());
+    // and reads back
+    let back: EnergyReport = serde_json::from_value(w).unwrap();
+    assert_eq!(back, ra);
+    // an ordinary report has no share, before and after a round trip
+    let plain = r.meter.measure("plain", || r.to(4.0)).unwrap().1;
+    let pv = serde_json::to_value(&plain).unwrap();
+    assert!(pv["energy"].get("shared_j").is_none());
+    let back: EnergyReport = serde_json::from_value(pv).unwrap();
+    assert_eq!(back.energy.shared, None);
+}
+
+#[test]
+fn a_meter_without_groups_writes_no_groups_key() {
+    let r = rig(CONSTANT, BaselineMode::Off);
+    let rep = r.meter.measure("run", || r.to(2.0)).unwrap().1;
+    let v = serde_json::to_value(r.meter.result_file(rep, "e", 0)).unwrap();
+    assert!(v.get("groups").is_none());
+}
