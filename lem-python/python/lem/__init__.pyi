@@ -1,7 +1,18 @@
 """Type stubs for lem's Python API."""
 
 from os import PathLike
-from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, TypeVar, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Literal,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 T = TypeVar("T")
 
@@ -53,11 +64,17 @@ class Report:
     def warnings(self) -> List[str]: ...
     @property
     def devices(self) -> List[Dict[str, Any]]: ...
+    @property
+    def attribution(self) -> Optional[Dict[str, Any]]:
+        """Whose share of each shared GPU's active energy (lem's ``attribution`` block);
+        ``None`` where no device lists its processes."""
     def device_energy(
         self,
     ) -> List[Tuple[int, Optional[float], Optional[float], Optional[float]]]: ...
     def to_dict(self) -> Dict[str, Any]: ...
     def to_json(self) -> str: ...
+
+Pids = Union[int, Iterable[int]]
 
 class Scope:
     """One measurement window: a context manager, or opened by ``Meter.start``."""
@@ -65,6 +82,9 @@ class Scope:
     def __enter__(self) -> "Scope": ...
     def __exit__(self, *exc: Any) -> bool: ...
     def finish(self) -> Report: ...
+    def attribute_to(self, pids: Pids) -> None: ...
+    @property
+    def pids(self) -> Optional[List[int]]: ...
     @property
     def report(self) -> Report: ...
     @property
@@ -93,8 +113,8 @@ class Meter:
     def from_env(
         sync: SyncArg = None, baseline: Optional[Literal["auto", "off", "force"]] = None
     ) -> "Meter": ...
-    def scope(self, name: str) -> Scope: ...
-    def start(self, name: str) -> Scope: ...
+    def scope(self, name: str, pids: Optional[Pids] = None) -> Scope: ...
+    def start(self, name: str, pids: Optional[Pids] = None) -> Scope: ...
     def measure(self, f: Callable[..., T], *args: Any, **kwargs: Any) -> Tuple[T, Report]: ...
     def save(
         self,
