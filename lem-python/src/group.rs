@@ -146,7 +146,7 @@ impl SharedScope {
         }
         let m = self.meter.clone();
         let r = py.detach(move || m.close_shared(w)).map_err(err)?;
-        let report = Report { inner: r };
+        let report = Report::new(r);
         *lock(&self.report) = Some(report.clone());
         Ok(report)
     }

@@ -2,12 +2,16 @@
 //! that never takes the GIL; opening and closing windows, and measuring a baseline, release
 //! it. A Rust panic surfaces as a Python exception (pyo3's `PanicException`).
 
+mod report;
+
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+use report::Report;
 
 create_exception!(
     _lem,
@@ -42,7 +46,7 @@ create_exception!(
 
 mod group;
 
-fn err(e: lem::Error) -> PyErr {
+pub(crate) fn err(e: lem::Error) -> PyErr {
     let msg = e.to_string();
     match e {
         lem::Error::InvalidConfig { .. } | lem::Error::Scenario { .. } => ConfigError::new_err(msg),
@@ -60,15 +64,12 @@ fn err(e: lem::Error) -> PyErr {
     }
 }
 
-/// `(index, raw_j, adjusted_j, uncertainty_j)` of one device.
-type DeviceEnergyRow = (u32, Option<f64>, Option<f64>, Option<f64>);
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A JSON text as Python objects (dicts, lists, floats, None), through Python's own parser.
-fn json_to_py<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn json_to_py<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
     py.import("json")?.call_method1("loads", (text,))
 }
 
@@ -110,6 +111,48 @@ fn call_sync(py: Python<'_>, sync: &Option<Py<PyAny>>) -> PyResult<()> {
         s.call0(py)?;
     }
     Ok(())
+}
+
+/// The processes a scope is attributed to: one pid or an iterable of pids (their
+/// descendants count too).
+fn extract_pids(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+    let bad = |what: String| ConfigError::new_err(format!("invalid pids: {what}"));
+    let not_a_pid = |x: &Bound<'_, PyAny>| {
+        bad(match x.repr() {
+            Ok(r) => format!("{r} is not a pid (a positive integer)"),
+            Err(_) => "expected positive integers".into(),
+        })
+    };
+    let pid = |x: &Bound<'_, PyAny>| match x.extract::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(not_a_pid(x)),
+    };
+    if obj.is_instance_of::<pyo3::types::PyInt>() {
+        return Ok(vec![pid(obj)?]);
+    }
+    let iter = match obj.is_instance_of::<PyString>() {
+        true => None,
+        false => obj.try_iter().ok(),
+    };
+    let Some(iter) = iter else {
+        let ty = obj
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".into(), |n| n.to_string());
+        return Err(bad(format!(
+            "expected a pid or an iterable of pids, got {ty}"
+        )));
+    };
+    let mut out = Vec::new();
+    for x in iter {
+        out.push(pid(&x?)?);
+    }
+    if out.is_empty() {
+        return Err(bad(
+            "empty (name at least one pid, or leave pids out for the calling process)".into(),
+        ));
+    }
+    Ok(out)
 }
 
 /// Devices, their idle baselines and a background sampler: what scopes measure with.
@@ -193,16 +236,29 @@ impl Meter {
     }
 
     /// A scope to use with `with`: the window opens on entry and closes on exit;
-    /// `scope.report` then holds its report.
-    fn scope(&self, py: Python<'_>, name: String) -> Scope {
-        Scope {
+    /// `scope.report` then holds its report. `pids` (one pid or an iterable of pids): the
+    /// processes the report's `attribution` gives the share of each shared GPU's active
+    /// energy to, with their descendants; default the calling process.
+    #[pyo3(signature = (name, pids=None))]
+    fn scope(
+        &self,
+        py: Python<'_>,
+        name: String,
+        pids: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Scope> {
+        let pids = match pids {
+            Some(p) if !p.is_none() => Some(extract_pids(&p)?),
+            _ => None,
+        };
+        Ok(Scope {
             meter: self.inner.clone(),
             sync: self.sync.as_ref().map(|s| s.clone_ref(py)),
             name,
+            pids: Mutex::new(pids),
             window: Mutex::new(None),
             report: Mutex::new(None),
             started: std::sync::atomic::AtomicBool::new(false),
-        }
+        })
     }
 
     /// The group of shared windows named `name` (created on first use): its windows share
@@ -223,9 +279,16 @@ impl Meter {
         json_to_py(py, &text)
     }
 
-    /// Open a window now; close it with `finish()`. Windows may nest and overlap.
-    fn start(&self, py: Python<'_>, name: String) -> PyResult<Scope> {
-        let s = self.scope(py, name);
+    /// Open a window now; close it with `finish()`. Windows may nest and overlap. `pids` as
+    /// for `scope`.
+    #[pyo3(signature = (name, pids=None))]
+    fn start(
+        &self,
+        py: Python<'_>,
+        name: String,
+        pids: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Scope> {
+        let s = self.scope(py, name, pids)?;
         s.open(py)?;
         Ok(s)
     }
@@ -244,7 +307,7 @@ impl Meter {
             .getattr("__name__")
             .and_then(|n| n.extract())
             .unwrap_or_else(|_| "measure".into());
-        let s = self.start(py, name)?;
+        let s = self.start(py, name, None)?;
         match f.call(args, kwargs) {
             Ok(v) => {
                 let r = s.finish(py)?;
@@ -340,6 +403,8 @@ struct Scope {
     meter: Arc<lem::Meter>,
     sync: Option<Py<PyAny>>,
     name: String,
+    /// The processes it is attributed to; `None`: the calling process.
+    pids: Mutex<Option<Vec<u32>>>,
     window: Mutex<Option<lem::OpenWindow>>,
     report: Mutex<Option<Report>>,
     /// Set by the first start, atomically: a second start (another thread's included) is
@@ -363,6 +428,9 @@ impl Scope {
         });
         match opened {
             Ok(w) => {
+                if let Some(p) = lock(&self.pids).clone() {
+                    self.meter.attribute_window(&w, p);
+                }
                 *lock(&self.window) = Some(w);
                 Ok(())
             }
@@ -416,9 +484,34 @@ impl Scope {
         }
         let m = self.meter.clone();
         let r = py.detach(move || m.close_window(w)).map_err(err)?;
-        let report = Report { inner: r };
+        let report = Report::new(r);
         *lock(&self.report) = Some(report.clone());
         Ok(report)
+    }
+
+    /// Attribute the scope to `pids` (one pid or an iterable of pids, with their
+    /// descendants) instead: before it opens, or while it is open.
+    fn attribute_to(&self, pids: Bound<'_, PyAny>) -> PyResult<()> {
+        let pids = extract_pids(&pids)?;
+        let window = lock(&self.window);
+        match window.as_ref() {
+            Some(w) => self.meter.attribute_window(w, pids.clone()),
+            None if lock(&self.report).is_some() => {
+                return Err(LemError::new_err(format!(
+                    "scope `{}` was already finished: attribute it before it closes",
+                    self.name
+                )));
+            }
+            None => {}
+        }
+        *lock(&self.pids) = Some(pids);
+        Ok(())
+    }
+
+    /// The pids the scope is attributed to; `None`: the calling process.
+    #[getter]
+    fn pids(&self) -> Option<Vec<u32>> {
+        lock(&self.pids).clone()
     }
 
     /// The report, once the scope is finished.
@@ -453,154 +546,6 @@ impl Scope {
             "not started"
         };
         format!("<lem.Scope `{}` {state}>", self.name)
-    }
-}
-
-/// The report of one window: lem's schema-v3 report. Energy that could not be measured is
-/// `None`, never `0.0`.
-#[pyclass(module = "lem._lem", frozen)]
-#[derive(Clone)]
-struct Report {
-    inner: lem::EnergyReport,
-}
-
-#[pymethods]
-impl Report {
-    /// A shared window's share of its group's energy, J (`None` for other windows).
-    #[getter]
-    fn shared_j(&self) -> Option<f64> {
-        self.inner.energy.shared.as_ref().and_then(|s| s.shared_j)
-    }
-
-    /// The bound on `shared_j`, J.
-    #[getter]
-    fn shared_uncertainty_j(&self) -> Option<f64> {
-        self.inner
-            .energy
-            .shared
-            .as_ref()
-            .and_then(|s| s.shared_uncertainty_j)
-    }
-
-    /// A shared window's share of its group's adjusted energy, J.
-    #[getter]
-    fn shared_adjusted_j(&self) -> Option<f64> {
-        self.inner
-            .energy
-            .shared
-            .as_ref()
-            .and_then(|s| s.shared_adjusted_j)
-    }
-
-    /// Gross energy, J.
-    #[getter]
-    fn raw_j(&self) -> Option<f64> {
-        self.inner.energy.raw_j
-    }
-    /// Net energy (raw − baseline × duration, floored at 0), J.
-    #[getter]
-    fn adjusted_j(&self) -> Option<f64> {
-        self.inner.energy.adjusted_j
-    }
-    /// A bound on |raw_j − true energy|, J.
-    #[getter]
-    fn uncertainty_j(&self) -> Option<f64> {
-        self.inner.energy.uncertainty_j
-    }
-    /// A bound on |adjusted_j − true net energy|, J.
-    #[getter]
-    fn adjusted_uncertainty_j(&self) -> Option<f64> {
-        self.inner.energy.adjusted_uncertainty_j
-    }
-    /// The idle baseline used, W.
-    #[getter]
-    fn baseline_power_w(&self) -> Option<f64> {
-        self.inner.energy.baseline_power_w
-    }
-    /// `energy_counter`, `power_integration`, `mixed`, or None.
-    #[getter]
-    fn method(&self) -> Option<String> {
-        self.inner.energy.method.map(|m| m.to_string())
-    }
-    /// Window length, s.
-    #[getter]
-    fn duration_s(&self) -> f64 {
-        self.inner.duration_s
-    }
-    /// Window start, s since the meter was built.
-    #[getter]
-    fn start_s(&self) -> f64 {
-        self.inner.start_s
-    }
-    /// The scope's name.
-    #[getter]
-    fn name(&self) -> String {
-        self.inner.name.clone()
-    }
-    /// A device slowed down (thermal, HW slowdown, power brake).
-    #[getter]
-    fn throttle_detected(&self) -> bool {
-        self.inner.thermal.throttle_detected
-    }
-    /// The window was shorter than a few counter updates.
-    #[getter]
-    fn below_resolution(&self) -> bool {
-        self.inner.energy.below_resolution
-    }
-    /// Whether a simulated device produced it.
-    #[getter]
-    fn simulated(&self) -> bool {
-        self.inner.simulated
-    }
-    /// Everything to know before trusting the numbers.
-    #[getter]
-    fn warnings(&self) -> Vec<String> {
-        self.inner.warnings.clone()
-    }
-    /// One dict per device (schema v3 keys).
-    #[getter]
-    fn devices<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let text = serde_json::to_string(&self.inner.devices).map_err(|e| err(e.into()))?;
-        json_to_py(py, &text)
-    }
-    /// Per device: `(index, raw_j, adjusted_j, uncertainty_j)` (cheaper than `devices`).
-    fn device_energy(&self) -> Vec<DeviceEnergyRow> {
-        self.inner
-            .devices
-            .iter()
-            .map(|d| {
-                (
-                    d.index,
-                    d.energy.raw_j,
-                    d.energy.adjusted_j,
-                    d.energy.uncertainty_j,
-                )
-            })
-            .collect()
-    }
-    /// The whole report as a dict, with the same keys as lem's JSON.
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_to_py(py, &self.to_json()?)
-    }
-    /// The report as lem's JSON text.
-    fn to_json(&self) -> PyResult<String> {
-        self.inner.to_json().map_err(err)
-    }
-    fn __repr__(&self) -> String {
-        let e = |v: Option<f64>| v.map_or("None".into(), |j| format!("{j:.3}"));
-        format!(
-            "<lem.Report `{}` {:.3} s raw_j={} ± {} adjusted_j={}{}>",
-            self.inner.name,
-            self.inner.duration_s,
-            e(self.inner.energy.raw_j),
-            e(self.inner.energy.uncertainty_j),
-            e(self.inner.energy.adjusted_j),
-            if self.inner.simulated {
-                " SIMULATED"
-            } else {
-                ""
-            }
-        )
     }
 }
 

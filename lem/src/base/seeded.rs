@@ -10,8 +10,10 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// SplitMix64: each call advances the state by the golden gamma and mixes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(any(feature = "bench", feature = "args")), allow(dead_code))]
 pub struct SplitMix(pub u64);
 
+#[cfg_attr(not(any(feature = "bench", feature = "args")), allow(dead_code))]
 impl SplitMix {
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {

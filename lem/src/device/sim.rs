@@ -353,13 +353,17 @@ impl SimDevice {
     /// Not applicable without a `processes` block; as its `support` says.
     pub fn processes_at(&self, t: f64) -> ProcessResult<Vec<GpuProcess>> {
         match &self.scenario.processes {
-            Some(p) => p.processes_at(self.position, t, self.child()),
+            Some(p) => p.processes_at(self.position, t, self.child(p)),
             None => Err(ProcessUnavailable::not_applicable()),
         }
     }
 
-    /// What `"child"` names: the first child of this process seen (kept once seen).
-    fn child(&self) -> Option<u32> {
+    /// What `"child"` names: the first child of this process seen (kept once seen). `/proc`
+    /// is searched only when a trace of `procs` names `"child"`.
+    fn child(&self, procs: &super::sim_process::ProcessScenario) -> Option<u32> {
+        if !procs.names_child() {
+            return None;
+        }
         let mut c = lock(&self.child);
         if c.is_none() {
             *c = super::sim_process::child_of_self();
@@ -374,7 +378,7 @@ impl SimDevice {
     /// Not applicable without a `processes` block; as its `support` says; MIG.
     pub fn process_samples_at(&self, t: f64, since_us: u64) -> ProcessResult<ProcessSamples> {
         match &self.scenario.processes {
-            Some(p) => p.samples_at(self.position, t, since_us, self.scenario.mig, self.child()),
+            Some(p) => p.samples_at(self.position, t, since_us, self.scenario.mig, self.child(p)),
             None => Err(ProcessUnavailable::not_applicable()),
         }
     }
@@ -470,6 +474,34 @@ mod tests {
         let v = d.violations().unwrap();
         assert_eq!(v.thermal_ns, Some(500_000_000));
         assert_eq!(v.power_ns, Some(250_000_000));
+    }
+
+    #[test]
+    fn process_reads_search_proc_for_a_child_only_when_a_trace_names_one() {
+        let clock = Arc::new(ManualClock::new());
+        let trace = |pid: &str| {
+            format!(
+                r#"{{"idle_w": 10, "processes": {{"list": [{{"pid": {pid},
+                "segments": [{{"start_s": 0, "end_s": 10, "sm_pct": 50}}]}}]}}}}"#
+            )
+        };
+        let mine = parse(&trace(r#""self""#)).unwrap();
+        let theirs = parse(&trace(r#""child""#)).unwrap();
+        let mine = &SimDevice::open_all(&mine, clock.clone(), 0)[0];
+        let theirs = &SimDevice::open_all(&theirs, clock.clone(), 0)[0];
+        let mut kid = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        clock.advance_s(1.0);
+        assert_eq!(mine.processes_at(1.0).unwrap().len(), 1);
+        mine.process_samples_at(1.0, 0).unwrap();
+        // no trace names "child": no child is looked for (a /proc scan per call)
+        assert!(lock(&mine.child).is_none());
+        assert_eq!(theirs.processes_at(1.0).unwrap().len(), 1);
+        assert!(lock(&theirs.child).is_some());
+        let _ = kid.kill();
+        let _ = kid.wait();
     }
 
     #[test]

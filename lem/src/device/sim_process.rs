@@ -155,6 +155,13 @@ impl ProcessScenario {
         }
     }
 
+    /// Whether a trace names `"child"`.
+    pub fn names_child(&self) -> bool {
+        self.list
+            .iter()
+            .any(|p| matches!(&p.pid, PidSpec::Named(n) if n == "child"))
+    }
+
     /// The processes on device `device` at `t` s since open; `child` is what `"child"`
     /// names (see [`child_of_self`]).
     pub fn processes_at(
