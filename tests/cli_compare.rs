@@ -81,9 +81,19 @@ fn three_hundred_watts_against_three_hundred_and_thirty_is_a_ten_percent_regress
     // a threshold above it: not a failure
     let o = sb.run(&["compare", &agg("base"), &agg("new"), "--threshold", "20"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    // the same load twice: no change in energy
+    // the same load twice: no change in energy (within ±20 %: on a busy machine `sleep`
+    // itself varies by a few percent from run to run, and so does its energy)
     measure(&sb, "again", 300.0, "4");
-    let o = sb.run(&["compare", &agg("base"), &agg("again"), "--format", "json"]);
+    let o = sb.run(&[
+        "compare",
+        &agg("base"),
+        &agg("again"),
+        "--threshold",
+        "20",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = json(&o);
     assert_eq!(find(&v, "energy.raw_j")["verdict"], "no change", "{v}");
 }
