@@ -1,0 +1,109 @@
+//! The result sections of a served run ([`crate::serve`]): `workload`, `metrics` as
+//! distributions over requests, and `requests`, each request's shared window.
+
+use serde_json::{json, Value};
+
+use lem::GroupSummary;
+
+use crate::serve::{Arrivals, Served};
+use crate::workload::WorkloadInfo;
+
+/// p50, p95 and p99 of `xs`; `null` when empty.
+fn pcts(xs: &[f64]) -> Value {
+    let p = |q: f64| lem::stats::percentile(xs, q);
+    if xs.is_empty() {
+        return Value::Null;
+    }
+    json!({ "p50": p(50.0), "p95": p(95.0), "p99": p(99.0),
+            "mean": lem::stats::Summary::of(xs).map(|s| s.mean) })
+}
+
+/// Whether the requests' shares add up to the group's union energy, to 1e-9 relative;
+/// `None` when either is unknown.
+pub fn shares_add_up(union_j: Option<f64>, shares_sum_j: Option<f64>) -> Option<bool> {
+    let (u, s) = (union_j?, shares_sum_j?);
+    Some((u - s).abs() <= 1e-9 * u.abs().max(1e-12))
+}
+
+/// `workload`, `metrics` and `requests` of a served run; `group` is the `requests` group.
+pub fn sections(
+    info: &WorkloadInfo,
+    arrivals: &Arrivals,
+    served: &[Served],
+    wall_s: f64,
+    group: Option<&GroupSummary>,
+) -> (Value, Value, Value) {
+    let tokens_out: usize = served.iter().map(|s| s.tokens.len()).sum();
+    let prompt_tokens: usize = served.iter().map(|s| s.prompt_tokens).sum();
+    let shared = |s: &Served| {
+        s.report
+            .as_ref()
+            .and_then(|r| r.energy.shared.as_ref()?.shared_j)
+    };
+    let per_request: Vec<f64> = served.iter().filter_map(shared).collect();
+    let per_token: Vec<f64> = served
+        .iter()
+        .filter_map(|s| shared(s).map(|j| j / s.tokens.len().max(1) as f64))
+        .collect();
+    let ttft: Vec<f64> = served.iter().map(|s| s.ttft_s * 1e3).collect();
+    let itl: Vec<f64> = served
+        .iter()
+        .flat_map(|s| s.itl_s.iter().map(|x| x * 1e3))
+        .collect();
+    let shares_sum: Option<f64> =
+        (per_request.len() == served.len() && !served.is_empty()).then(|| per_request.iter().sum());
+    let union_j = group.and_then(|g| g.union_j);
+    let workload = json!({
+        "mode": "server",
+        "arrivals": arrivals.describe(),
+        "model": info.model,
+        "backend": info.backend,
+        "threads": info.threads,
+        "dtype": info.dtype,
+        "batch": Value::Null,
+        "prompt_len": info.prompt_len,
+        "gen_tokens": info.gen_tokens,
+        "requests": info.requests,
+        "seed": info.seed,
+        "params": info.params,
+        "weights": info.weights,
+        "sampling": info.sampling,
+        "prompt_tokens": prompt_tokens,
+        "tokens_out": tokens_out,
+    });
+    let metrics = json!({
+        "energy_per_request_j": pcts(&per_request),
+        "energy_per_output_token_j": pcts(&per_token),
+        "ttft_ms": pcts(&ttft),
+        "itl_ms": pcts(&itl),
+        "tokens_per_s": (wall_s > 0.0).then(|| tokens_out as f64 / wall_s),
+        "wall_s": wall_s,
+        "union_j": union_j,
+        "shares_sum_j": shares_sum,
+        "shares_add_up": shares_add_up(union_j, shares_sum),
+    });
+    let requests: Vec<Value> = served
+        .iter()
+        .map(|s| {
+            let r = s.report.as_ref();
+            json!({
+                "name": r.map(|r| r.name.clone()),
+                "arrival_s": s.arrival_s,
+                "start_s": r.map(|r| r.start_s),
+                "duration_s": r.map(|r| r.duration_s),
+                "prompt_tokens": s.prompt_tokens,
+                "tokens_out": s.tokens.len(),
+                "ttft_ms": s.ttft_s * 1e3,
+                "energy": r.map(|r| json!({
+                    "raw_j": r.energy.raw_j,
+                    "uncertainty_j": r.energy.uncertainty_j,
+                    "adjusted_j": r.energy.adjusted_j,
+                    "shared_j": r.energy.shared.as_ref().and_then(|e| e.shared_j),
+                    "shared_uncertainty_j": r.energy.shared.as_ref().and_then(|e| e.shared_uncertainty_j),
+                    "shared_adjusted_j": r.energy.shared.as_ref().and_then(|e| e.shared_adjusted_j),
+                })),
+            })
+        })
+        .collect();
+    (workload, metrics, Value::Array(requests))
+}
