@@ -25,6 +25,25 @@ pub fn shares_add_up(union_j: Option<f64>, shares_sum_j: Option<f64>) -> Option<
     Some((u - s).abs() <= 1e-9 * u.abs().max(1e-12))
 }
 
+/// The most requests running at once, from their windows (`null` unmeasured).
+fn peak_batch(served: &[Served]) -> Option<usize> {
+    let mut edges: Vec<(f64, i64)> = Vec::with_capacity(2 * served.len());
+    for s in served {
+        let r = s.report.as_ref()?;
+        edges.push((r.start_s, 1));
+        edges.push((r.start_s + r.duration_s, -1));
+    }
+    // at equal times, a leaving request leaves before the next joins
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut open = 0i64;
+    let mut peak = 0i64;
+    for (_, d) in edges {
+        open += d;
+        peak = peak.max(open);
+    }
+    usize::try_from(peak).ok()
+}
+
 /// `workload`, `metrics` and `requests` of a served run; `group` is the `requests` group.
 pub fn sections(
     info: &WorkloadInfo,
@@ -60,7 +79,7 @@ pub fn sections(
         "backend": info.backend,
         "threads": info.threads,
         "dtype": info.dtype,
-        "batch": Value::Null,
+        "batch": peak_batch(served),
         "prompt_len": info.prompt_len,
         "gen_tokens": info.gen_tokens,
         "requests": info.requests,
@@ -106,4 +125,45 @@ pub fn sections(
         })
         .collect();
     (workload, metrics, Value::Array(requests))
+}
+
+fn ms3(v: &Value) -> String {
+    let f = |k: &str| v[k].as_f64().map_or("-".into(), |x| format!("{x:.2}"));
+    format!("p50 {} p95 {} p99 {} ms", f("p50"), f("p95"), f("p99"))
+}
+
+fn j3(v: &Value) -> String {
+    let f = |k: &str| v[k].as_f64().map_or("-".into(), |x| format!("{x:.4}"));
+    format!("p50 {} p95 {} p99 {} J", f("p50"), f("p95"), f("p99"))
+}
+
+/// The human summary of a served run's `metrics`: distributions over requests, and the
+/// union energy beside the sum of the shares.
+pub fn table(metrics: &Value) -> Vec<String> {
+    let m = metrics;
+    let j = |k: &str| {
+        m[k].as_f64()
+            .map_or("not measured".into(), |x| format!("{x:.6} J"))
+    };
+    let check = match m["shares_add_up"].as_bool() {
+        Some(true) => "equal (checked)",
+        Some(false) => "DIFFER",
+        None => "not measured",
+    };
+    vec![
+        format!("  TTFT          {}", ms3(&m["ttft_ms"])),
+        format!("  ITL           {}", ms3(&m["itl_ms"])),
+        format!(
+            "  throughput    {:.1} tok/s over {:.3} s",
+            m["tokens_per_s"].as_f64().unwrap_or(0.0),
+            m["wall_s"].as_f64().unwrap_or(0.0)
+        ),
+        format!("  J/request     {}", j3(&m["energy_per_request_j"])),
+        format!("  J/token       {}", j3(&m["energy_per_output_token_j"])),
+        format!(
+            "  group         union {} | shares summed {} | {check}",
+            j("union_j"),
+            j("shares_sum_j")
+        ),
+    ]
 }
