@@ -16,7 +16,7 @@ use lem::Meter;
 use lem_burn::burn::prelude::Backend;
 use lem_burn::generate::{generate, measure_request, GenerateOptions};
 use lem_burn::sampling::{Rng, Sampling};
-use lem_burn::serve::{serve, Arrivals, Request};
+use lem_burn::serve::Arrivals;
 use lem_burn::tokenizer::{ByteTokenizer, EOS};
 use lem_burn::workload::{sections, WorkloadInfo};
 use lem_burn::{Model, ModelConfig};
@@ -303,7 +303,12 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
     for cycle in 0..a.cycles {
         let run_scope = meter.start("run").map_err(|e| e.to_string())?;
         let (workload, metrics, key, section, warnings) = match &arrivals {
-            Some(arr) => serve_cycle(a, &meter, &model, &prompts[0], &opts, arr, &info)?,
+            Some(arr) => {
+                let (w, m, requests, warnings) =
+                    lem_burn::serve_report::measure(&meter, &model, &prompts[0], &opts, arr, &info)
+                        .map_err(|e| e.to_string())?;
+                (w, m, "requests", requests, warnings)
+            }
             None => {
                 let mut reqs = Vec::with_capacity(a.requests);
                 let mut rng = Rng::new(a.seed.wrapping_add(1 + cycle as u64));
@@ -372,52 +377,6 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
         eprintln!("plot: {}", svg.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-type Sections = (
-    serde_json::Value,
-    serde_json::Value,
-    &'static str,
-    serde_json::Value,
-    Vec<String>,
-);
-
-/// One served cycle: `--requests` requests arriving as `arr` says, decoded as a continuous
-/// batch, each a shared window of the group `requests`; its sections and warnings.
-fn serve_cycle<B: Backend>(
-    a: &Args,
-    meter: &Meter,
-    model: &Model<B>,
-    prompt: &[u32],
-    opts: &GenerateOptions,
-    arr: &Arrivals,
-    info: &WorkloadInfo,
-) -> Result<Sections, Fail> {
-    let reqs: Vec<Request> = arr
-        .times(a.requests, a.seed)
-        .into_iter()
-        .enumerate()
-        .map(|(i, arrival_s)| Request {
-            prompt: prompt.to_vec(),
-            arrival_s,
-            seed: a.seed.wrapping_add(1 + i as u64),
-        })
-        .collect();
-    let group = meter.group("requests");
-    let t0 = std::time::Instant::now();
-    let served = serve(model, &reqs, opts, Some(&group)).map_err(|e| e.to_string())?;
-    let wall_s = t0.elapsed().as_secs_f64();
-    let summary = group.summary();
-    let (workload, metrics, requests) =
-        lem_burn::serve_report::sections(info, arr, &served, wall_s, Some(&summary));
-    let mut warnings = Vec::new();
-    if metrics["shares_add_up"] == serde_json::json!(false) {
-        warnings.push(format!(
-            "the requests' shares ({} J) do not add up to the group's union energy ({} J)",
-            metrics["shares_sum_j"], metrics["union_j"]
-        ));
-    }
-    Ok((workload, metrics, "requests", requests, warnings))
 }
 
 fn print_table(rf: &lem::ResultFile, cycle: usize, cycles: usize, json: bool) {

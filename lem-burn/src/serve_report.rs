@@ -5,7 +5,13 @@ use serde_json::{json, Value};
 
 use lem::GroupSummary;
 
-use crate::serve::{Arrivals, Served};
+use burn::prelude::Backend;
+use lem::Meter;
+
+use crate::error::Result;
+use crate::generate::GenerateOptions;
+use crate::model::Model;
+use crate::serve::{serve, Arrivals, Request, Served};
 use crate::workload::WorkloadInfo;
 
 /// p50, p95 and p99 of `xs`; `null` when empty.
@@ -166,4 +172,45 @@ pub fn table(metrics: &Value) -> Vec<String> {
             j("shares_sum_j")
         ),
     ]
+}
+
+/// A measured served run: `info.requests` requests of `prompt` arriving as `arrivals` says
+/// (seeded by `info.seed`; request `i` samples with seed `info.seed + 1 + i`), served as a
+/// continuous batch, each a shared window of the meter's group `requests`. Returns
+/// `workload`, `metrics`, `requests` and warnings (one when the shares do not add up).
+///
+/// # Errors
+/// As [`serve`].
+pub fn measure<B: Backend>(
+    meter: &Meter,
+    model: &Model<B>,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    arrivals: &Arrivals,
+    info: &WorkloadInfo,
+) -> Result<(Value, Value, Value, Vec<String>)> {
+    let reqs: Vec<Request> = arrivals
+        .times(info.requests, info.seed)
+        .into_iter()
+        .enumerate()
+        .map(|(i, arrival_s)| Request {
+            prompt: prompt.to_vec(),
+            arrival_s,
+            seed: info.seed.wrapping_add(1 + i as u64),
+        })
+        .collect();
+    let group = meter.group("requests");
+    let t0 = std::time::Instant::now();
+    let served = serve(model, &reqs, opts, Some(&group))?;
+    let wall_s = t0.elapsed().as_secs_f64();
+    let summary = group.summary();
+    let (workload, metrics, requests) = sections(info, arrivals, &served, wall_s, Some(&summary));
+    let mut warnings = Vec::new();
+    if metrics["shares_add_up"] == Value::Bool(false) {
+        warnings.push(format!(
+            "the requests' shares ({} J) do not add up to the group's union energy ({} J)",
+            metrics["shares_sum_j"], metrics["union_j"]
+        ));
+    }
+    Ok((workload, metrics, requests, warnings))
 }
