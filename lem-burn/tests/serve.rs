@@ -40,7 +40,13 @@ fn a_sequence_decodes_the_same_alone_and_in_a_changing_batch() {
     let target = req("the quick brown fox", 10, 0.0);
     let alone = serve(&model, std::slice::from_ref(&target), &opts, None).unwrap();
     // the same sequence through the batched path, alone
-    let batched = generate(&model, &[target.prompt.clone()], &opts, &mut Rng::new(1)).unwrap();
+    let batched = generate(
+        &model,
+        std::slice::from_ref(&target.prompt),
+        &opts,
+        &mut Rng::new(1),
+    )
+    .unwrap();
     assert_eq!(alone[0].tokens, batched.tokens[0]);
     assert_eq!(alone[0].tokens.len(), 12);
     // others with other prompts and lengths are running when it arrives, and join and
