@@ -194,30 +194,43 @@ fn admit<'m, B: Backend>(
     })
 }
 
-/// One decode step of one sequence: its last token at its own position.
+/// One decode step of the running sequences, batched: each its last token at its own
+/// position in its own cache slot.
 fn decode<B: Backend>(
     model: &Model<B>,
-    slot: &mut Slot<'_, B>,
+    slots: &mut [&mut Slot<'_, B>],
     opts: &GenerateOptions,
 ) -> Result<()> {
-    let logits = model.forward(
-        ids::<B>(&[slot.next], model.device()),
-        &mut slot.cache,
-        slot.pos,
-    );
-    slot.pos += 1;
-    slot.next = next_tokens(logits, opts.sampling, &mut slot.rng)
-        .first()
-        .copied()
-        .unwrap_or(0);
+    if slots.is_empty() {
+        return Ok(());
+    }
+    let last: Vec<i64> = slots.iter().map(|s| i64::from(s.next)).collect();
+    let tokens = Tensor::from_data(TensorData::new(last, [slots.len(), 1]), model.device());
+    let positions: Vec<usize> = slots.iter().map(|s| s.pos).collect();
+    let logits = {
+        let mut caches: Vec<&mut KvCache<B>> = slots.iter_mut().map(|s| &mut s.cache).collect();
+        model.forward_rows(tokens, &mut caches, &positions)
+    };
+    let vocab = logits.dims()[1];
+    for (i, slot) in slots.iter_mut().enumerate() {
+        // each row samples with its own request's generator
+        let row = logits.clone().slice(s![i..i + 1, 0..vocab]);
+        slot.next = next_tokens(row, opts.sampling, &mut slot.rng)
+            .first()
+            .copied()
+            .unwrap_or(0);
+    }
     let now = Instant::now();
-    slot.served
-        .itl_s
-        .push(now.duration_since(slot.last_token).as_secs_f64());
-    slot.last_token = now;
-    slot.served.tokens.push(slot.next);
-    if let Some(s) = &slot.scope {
-        s.add_weight(1.0)?;
+    for slot in slots.iter_mut() {
+        slot.pos += 1;
+        slot.served
+            .itl_s
+            .push(now.duration_since(slot.last_token).as_secs_f64());
+        slot.last_token = now;
+        slot.served.tokens.push(slot.next);
+        if let Some(s) = &slot.scope {
+            s.add_weight(1.0)?;
+        }
     }
     Ok(())
 }
@@ -269,9 +282,9 @@ pub fn serve<B: Backend>(
         while let Some((i, r)) = waiting.next_if(|(_, r)| r.arrival_s <= now) {
             running.push(admit(model, i, r, opts, group, start)?);
         }
-        for slot in running.iter_mut().filter(|s| !finished(s, opts)) {
-            decode(model, slot, opts)?;
-        }
+        let mut step: Vec<&mut Slot<'_, B>> =
+            running.iter_mut().filter(|s| !finished(s, opts)).collect();
+        decode(model, &mut step, opts)?;
         let (leaving, staying): (Vec<_>, Vec<_>) =
             running.into_iter().partition(|s| finished(s, opts));
         running = staying;

@@ -139,3 +139,62 @@ fn served_requests_are_shared_windows_that_add_up() {
         Some(true)
     );
 }
+
+#[test]
+fn a_batched_decode_step_of_rows_at_their_own_positions_equals_each_row_alone() {
+    let model = tiny();
+    let device = Default::default();
+    let prompts: Vec<Vec<u32>> = [("alpha", 5), ("beta gamma", 11), ("delta", 8)]
+        .iter()
+        .map(|(t, n)| ByteTokenizer.prompt_of_len(t, *n))
+        .collect();
+    let ids = |v: &[u32]| {
+        let v: Vec<i64> = v.iter().map(|&x| i64::from(x)).collect();
+        let n = v.len();
+        burn::tensor::Tensor::<Cpu, 2, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(v, [1, n]),
+            &device,
+        )
+    };
+    let prefill = || {
+        prompts
+            .iter()
+            .map(|p| {
+                let mut c = model.new_cache(1, 32);
+                model.forward(ids(p), &mut c, 0);
+                c
+            })
+            .collect::<Vec<_>>()
+    };
+    let (mut batched, mut alone) = (prefill(), prefill());
+    let positions: Vec<usize> = prompts.iter().map(Vec::len).collect();
+    let next = [7u32, 42, 99];
+    let rows = {
+        let v: Vec<i64> = next.iter().map(|&x| i64::from(x)).collect();
+        burn::tensor::Tensor::<Cpu, 2, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(v, [3, 1]),
+            &device,
+        )
+    };
+    let mut refs: Vec<_> = batched.iter_mut().collect();
+    let logits = model
+        .forward_rows(rows, &mut refs, &positions)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    let vocab = logits.len() / 3;
+    for (i, cache) in alone.iter_mut().enumerate() {
+        let solo = model
+            .forward(ids(&next[i..=i]), cache, positions[i])
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let row = &logits[i * vocab..(i + 1) * vocab];
+        let worst = row
+            .iter()
+            .zip(&solo)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-5, "row {i} differs by {worst}");
+    }
+}
