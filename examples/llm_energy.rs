@@ -16,6 +16,7 @@ use lem::Meter;
 use lem_burn::burn::prelude::Backend;
 use lem_burn::generate::{generate, measure_request, GenerateOptions};
 use lem_burn::sampling::{Rng, Sampling};
+use lem_burn::serve::Arrivals;
 use lem_burn::tokenizer::{ByteTokenizer, EOS};
 use lem_burn::workload::{sections, WorkloadInfo};
 use lem_burn::{Model, ModelConfig};
@@ -50,6 +51,10 @@ struct Args {
     /// Measured requests per cycle.
     #[arg(long, default_value_t = 3)]
     requests: usize,
+    /// Serve: requests arrive by a seeded Poisson process of RATE requests per second
+    /// (`poisson:RATE`) and are decoded as one continuous batch, each a shared window.
+    #[arg(long, value_name = "poisson:RATE")]
+    arrivals: Option<String>,
     /// Cycles (each writes a result; with more than one, an aggregate with statistics).
     #[arg(long, default_value_t = 1)]
     cycles: usize,
@@ -178,6 +183,13 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
                 .into(),
         );
     }
+    let arrivals = match &a.arrivals {
+        Some(s) => Some(Arrivals::parse(s).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    if arrivals.is_some() && (a.batch != 1 || a.cycles != 1) {
+        return Err("--arrivals serves one request per sequence in one cycle: leave --batch and --cycles at 1".into());
+    }
     let output = a.out.output_dir();
     let experiment_id = a.out.experiment_id("llm-").map_err(|e| e.to_string())?;
     let process_index = a.out.process_index().map_err(|e| e.to_string())?;
@@ -290,27 +302,34 @@ fn run<B: Backend>(a: &Args, device: B::Device, backend: &str) -> Result<ExitCod
     let mut last_path = None;
     for cycle in 0..a.cycles {
         let run_scope = meter.start("run").map_err(|e| e.to_string())?;
-        let mut reqs = Vec::with_capacity(a.requests);
-        let mut rng = Rng::new(a.seed.wrapping_add(1 + cycle as u64));
-        for _ in 0..a.requests {
-            reqs.push(
-                measure_request(&meter, &model, &prompts, &opts, &mut rng)
-                    .map_err(|e| e.to_string())?,
-            );
-        }
-        let report = run_scope.finish().map_err(|e| e.to_string())?;
-        let (workload, metrics, phases) = sections(&info, &reqs);
-        let mut report = report;
-        report
-            .warnings
-            .extend(lem_burn::workload::uncertainty_warnings(&phases));
-        report
-            .warnings
-            .extend(decode_aliasing_warning(&meter, &metrics));
+        let (workload, metrics, key, section, warnings) = match &arrivals {
+            Some(arr) => {
+                let (w, m, requests, warnings) =
+                    lem_burn::serve_report::measure(&meter, &model, &prompts[0], &opts, arr, &info)
+                        .map_err(|e| e.to_string())?;
+                (w, m, "requests", requests, warnings)
+            }
+            None => {
+                let mut reqs = Vec::with_capacity(a.requests);
+                let mut rng = Rng::new(a.seed.wrapping_add(1 + cycle as u64));
+                for _ in 0..a.requests {
+                    reqs.push(
+                        measure_request(&meter, &model, &prompts, &opts, &mut rng)
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                let (workload, metrics, phases) = sections(&info, &reqs);
+                let mut w = lem_burn::workload::uncertainty_warnings(&phases);
+                w.extend(decode_aliasing_warning(&meter, &metrics));
+                (workload, metrics, "phases", phases, w)
+            }
+        };
+        let mut report = run_scope.finish().map_err(|e| e.to_string())?;
+        report.warnings.extend(warnings);
         let mut rf = meter.result_file(report, experiment_id.clone(), process_index);
         rf.extra.insert("workload".into(), workload);
         rf.extra.insert("metrics".into(), metrics);
-        rf.extra.insert("phases".into(), phases);
+        rf.extra.insert(key.into(), section);
         rf.extra.insert(
             "warmup".into(),
             serde_json::to_value(&warmup).unwrap_or_default(),
@@ -373,7 +392,6 @@ fn print_table(rf: &lem::ResultFile, cycle: usize, cycles: usize, json: bool) {
     }
     let w = &rf.extra["workload"];
     let m = &rf.extra["metrics"];
-    let p = &rf.extra["phases"];
     let sim = if rf.report.simulated {
         "   [SIMULATED device: energy figures are not measurements]"
     } else {
@@ -398,6 +416,46 @@ fn print_table(rf: &lem::ResultFile, cycle: usize, cycles: usize, json: bool) {
         "  environment   {}",
         rf.environment.as_ref().map_or("-", |e| e.summary.as_str())
     );
+    if let Some(arrivals) = w["arrivals"].as_str() {
+        println!("  server        {arrivals} arrivals, continuous batching");
+        for line in lem_burn::serve_report::table(m) {
+            println!("{line}");
+        }
+    } else {
+        print_phases(rf, json);
+    }
+    if rf.report.energy.raw_j.is_none() {
+        println!(
+            "  energy        not measured: no energy source (see the notice above; try --device)"
+        );
+    }
+    if rf.report.thermal.throttle_detected {
+        println!(
+            "  WARNING       the device throttled for {:.2} s",
+            rf.report.thermal.throttle_duration_s
+        );
+    }
+    for w in &rf.report.warnings {
+        if !w.starts_with("simulated device from") && !w.starts_with("no energy source") {
+            println!("  warning       {w}");
+        }
+    }
+}
+
+/// The latency, throughput, phase and J/token lines of a run of whole requests.
+fn print_phases(rf: &lem::ResultFile, json: bool) {
+    macro_rules! println {
+        ($($t:tt)*) => {
+            if json {
+                std::eprintln!($($t)*)
+            } else {
+                std::println!($($t)*)
+            }
+        };
+    }
+    let w = &rf.extra["workload"];
+    let m = &rf.extra["metrics"];
+    let p = &rf.extra["phases"];
     println!(
         "  latency       TTFT {} | ITL p50 {} p95 {} p99 {}",
         fmt_ms(&m["ttft_ms"]),
@@ -435,22 +493,6 @@ fn print_table(rf: &lem::ResultFile, cycle: usize, cycles: usize, json: bool) {
         ),
         w["tokens_out"]
     );
-    if rf.report.energy.raw_j.is_none() {
-        println!(
-            "  energy        not measured: no energy source (see the notice above; try --device)"
-        );
-    }
-    if rf.report.thermal.throttle_detected {
-        println!(
-            "  WARNING       the device throttled for {:.2} s",
-            rf.report.thermal.throttle_duration_s
-        );
-    }
-    for w in &rf.report.warnings {
-        if !w.starts_with("simulated device from") && !w.starts_with("no energy source") {
-            println!("  warning       {w}");
-        }
-    }
 }
 
 fn main() -> ExitCode {

@@ -156,6 +156,95 @@ fn bad_flags_are_one_line_errors() {
     );
     assert!(err.contains("invalid --output"), "{err}");
     assert!(!err.contains("warmup"), "failed before warming up: {err}");
+    for bad in ["foo", "poisson:0", "poisson:-3", "poisson:x"] {
+        let err = failure(
+            &["--model", "tiny", "--device", "none", "--arrivals", bad],
+            &[],
+        );
+        assert!(err.contains("invalid --arrivals"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn server_mode_reports_requests_as_shares_that_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("gpu.json");
+    std::fs::write(
+        &scenario,
+        r#"{"name": "Sim L4", "idle_w": 30, "segments": [{"start_s": 0.2, "end_s": 1e6, "power_w": 72}]}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(example())
+        .args(["--model", "tiny", "--prompt-len", "8", "--gen-tokens", "6"])
+        .args(["--requests", "5", "--arrivals", "poisson:200"])
+        .args(["--experiment-id", "served"])
+        .arg("--device")
+        .arg(format!("sim:{}", scenario.display()))
+        .arg("--output")
+        .arg(&out)
+        .env("LEM_BASELINE_DURATION_S", "0.2")
+        .env("LEM_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stderr}\n{stdout}");
+    assert!(stdout.contains("equal (checked)"), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("raw/served/process_0.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["workload"]["arrivals"], "poisson:200");
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "warmup requests are in no group");
+    let g = &groups[0];
+    for k in [
+        "name",
+        "windows",
+        "union_j",
+        "union_uncertainty_j",
+        "shares_sum_j",
+        "gaps_s",
+        "per_window_j",
+        "per_weight_j",
+    ] {
+        assert!(g.get(k).is_some(), "groups[0] lacks {k}");
+    }
+    assert_eq!(g["name"], "requests");
+    assert_eq!(g["windows"], 5);
+    let reqs = v["requests"].as_array().unwrap();
+    assert_eq!(reqs.len(), 5);
+    let mut shares = 0.0;
+    for r in reqs {
+        for p in [
+            "/start_s",
+            "/duration_s",
+            "/energy/raw_j",
+            "/energy/shared_uncertainty_j",
+        ] {
+            assert!(r.pointer(p).is_some_and(|x| !x.is_null()), "missing {p}");
+        }
+        shares += r["energy"]["shared_j"].as_f64().unwrap();
+        assert_eq!(r["tokens_out"], 6);
+    }
+    let union = g["union_j"].as_f64().unwrap();
+    assert!(
+        (shares - union).abs() <= 1e-9 * union,
+        "{shares} vs {union}"
+    );
+    assert_eq!(v["metrics"]["shares_add_up"], true);
+    for m in [
+        "energy_per_request_j",
+        "energy_per_output_token_j",
+        "ttft_ms",
+        "itl_ms",
+    ] {
+        for p in ["p50", "p95", "p99"] {
+            assert!(v["metrics"][m][p].is_number(), "metrics.{m}.{p}");
+        }
+    }
 }
 
 #[test]

@@ -15,6 +15,8 @@ pub mod generate;
 pub mod model;
 pub mod rope;
 pub mod sampling;
+pub mod serve;
+pub mod serve_report;
 pub mod tokenizer;
 pub mod weights;
 pub mod workload;

@@ -132,6 +132,57 @@ impl<B: Backend> Attention<B> {
     }
 }
 
+impl<B: Backend> Attention<B> {
+    /// One new position per row, each row at its own position with its own cache: the
+    /// projections run batched over the rows, the rotation, cache and attention per row
+    /// (exactly as [`Attention::forward`] for that row alone).
+    fn forward_rows(
+        &self,
+        x: Tensor<B, 3>,
+        rows: &mut [(&mut LayerCache<B>, &Rotations<B>, usize)],
+    ) -> Tensor<B, 3> {
+        let b = x.dims()[0];
+        let q = apply(&self.q, x.clone());
+        let k = apply(&self.k, x.clone());
+        let v = apply(&self.v, x);
+        let outs: Vec<Tensor<B, 3>> = rows
+            .iter_mut()
+            .enumerate()
+            .map(|(i, (cache, rope, pos))| {
+                let row = |t: &Tensor<B, 3>| t.clone().slice(s![i..i + 1, .., ..]);
+                self.attend(row(&q), row(&k), row(&v), rope, cache, *pos)
+            })
+            .collect();
+        debug_assert_eq!(outs.len(), b);
+        apply(&self.o, Tensor::cat(outs, 0))
+    }
+
+    /// Attention of one row's one new position (`[1, 1, width]` projections) before the
+    /// output projection.
+    fn attend(
+        &self,
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+        rope: &Rotations<B>,
+        cache: &mut LayerCache<B>,
+        pos: usize,
+    ) -> Tensor<B, 3> {
+        let (h, kv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let g = h / kv;
+        let q = rope.q.apply(q);
+        let k = rope.k.apply(k).reshape([1, 1, kv, hd]).swap_dims(1, 2);
+        let v = v.reshape([1, 1, kv, hd]).swap_dims(1, 2);
+        let (keys, values) = cache.append(k, v, pos);
+        let scores = q.reshape([1, kv, g, hd]).matmul(keys.swap_dims(2, 3));
+        let attn = softmax(scores * (1.0 / (hd as f64).sqrt()), 3);
+        attn.matmul(values)
+            .reshape([1, h, 1, hd])
+            .swap_dims(1, 2)
+            .reshape([1, 1, h * hd])
+    }
+}
+
 /// The rotary windows of one forward pass, for the query and the key heads.
 struct Rotations<B: Backend> {
     q: RopeWindow<B>,
@@ -346,6 +397,60 @@ impl<B: Backend> Model<B> {
         ))
     }
 
+    /// One decode step of sequences in separate caches, each at its own position: row `i`
+    /// of `tokens` (`[rows, 1]`) runs at `positions[i]` against `caches[i]` (a cache of one
+    /// sequence). The weights' products run batched over the rows; each row's result is
+    /// what [`Model::forward`] gives for it alone. Returns `[rows, vocab]` logits.
+    ///
+    /// # Panics
+    /// When the rows, caches and positions differ in number, or a position is beyond its
+    /// cache or the rotary tables (a caller bug).
+    pub fn forward_rows(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        caches: &mut [&mut KvCache<B>],
+        positions: &[usize],
+    ) -> Tensor<B, 2> {
+        let [b, _] = tokens.dims();
+        assert!(
+            caches.len() == b && positions.len() == b,
+            "{b} rows, {} caches, {} positions",
+            caches.len(),
+            positions.len()
+        );
+        let ropes: Vec<Rotations<B>> = positions
+            .iter()
+            .map(|&pos| Rotations {
+                q: self.rope.window(pos, 1, self.config.n_heads),
+                k: self.rope.window(pos, 1, self.config.n_kv_heads),
+            })
+            .collect();
+        let mut x = self.net.embed.forward(tokens);
+        for (l, block) in self.net.blocks.iter().enumerate() {
+            let mut rows: Vec<_> = caches
+                .iter_mut()
+                .zip(&ropes)
+                .zip(positions)
+                .map(|((c, r), &p)| (&mut c.layers[l], r, p))
+                .collect();
+            let h = block
+                .attn
+                .forward_rows(block.attn_norm.forward(x.clone()), &mut rows);
+            x = x + h;
+            let h = block.mlp.forward(block.mlp_norm.forward(x.clone()));
+            x = x + h;
+        }
+        self.head(x.reshape([b, self.config.d_model]))
+    }
+
+    fn head(&self, last: Tensor<B, 2>) -> Tensor<B, 2> {
+        let last = self.net.norm.forward(last);
+        match &self.net.lm_head {
+            Some(head) => product(last, head.weight.val()),
+            None => last.matmul(self.net.embed.weight.val().transpose()),
+        }
+    }
+
     /// Run `tokens` (`[batch, s]`) at positions `pos..pos+s`, reading and extending `cache`;
     /// returns the logits of the last position, `[batch, vocab]`.
     ///
@@ -378,11 +483,6 @@ impl<B: Backend> Model<B> {
             x = x + h;
         }
         let d = self.config.d_model;
-        let last = x.slice(s![.., s - 1..s, ..]).reshape([b, d]);
-        let last = self.net.norm.forward(last);
-        match &self.net.lm_head {
-            Some(head) => product(last, head.weight.val()),
-            None => last.matmul(self.net.embed.weight.val().transpose()),
-        }
+        self.head(x.slice(s![.., s - 1..s, ..]).reshape([b, d]))
     }
 }
