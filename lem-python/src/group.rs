@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{call_sync, err, json_to_py, lock, LemError, Report};
+use super::{call_sync, err, finished, json_to_py, lock, LemError, Report};
 
 /// A group of windows that share energy where they overlap: over each stretch between two of
 /// the group's boundaries, the stretch's energy is divided among the windows open in it
@@ -154,12 +154,7 @@ impl SharedScope {
     /// The report, once finished.
     #[getter]
     fn report(&self) -> PyResult<Report> {
-        lock(&self.report).clone().ok_or_else(|| {
-            LemError::new_err(format!(
-                "scope `{}` has no report yet: finish it (or leave its `with` block) first",
-                self.name
-            ))
-        })
+        finished(&self.report, &self.name)
     }
 
     /// The scope's name.

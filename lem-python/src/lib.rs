@@ -64,6 +64,15 @@ pub(crate) fn err(e: lem::Error) -> PyErr {
     }
 }
 
+/// A scope's report once it is finished, else the error that says to finish it first.
+fn finished(report: &Mutex<Option<Report>>, name: &str) -> PyResult<Report> {
+    lock(report).clone().ok_or_else(|| {
+        LemError::new_err(format!(
+            "scope `{name}` has no report yet: finish it (or leave its `with` block) first"
+        ))
+    })
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -517,12 +526,7 @@ impl Scope {
     /// The report, once the scope is finished.
     #[getter]
     fn report(&self) -> PyResult<Report> {
-        lock(&self.report).clone().ok_or_else(|| {
-            LemError::new_err(format!(
-                "scope `{}` has no report yet: finish it (or leave its `with` block) first",
-                self.name
-            ))
-        })
+        finished(&self.report, &self.name)
     }
 
     /// The scope's name.

@@ -1,7 +1,7 @@
 //! Throttle time over one window: sampled reasons held until the next sample, refined by the
 //! device's violation counters where it keeps them.
 
-use super::fold::SampledThrottle;
+use super::fold::{SampledThrottle, ThrottleFold};
 use super::input::DeviceWindow;
 use super::trace::PowerTrace;
 use crate::device::ThrottleReasons;
@@ -14,47 +14,12 @@ pub(crate) fn throttle_from_samples(
     t0: f64,
     t1: f64,
 ) -> SampledThrottle {
-    let mut out = SampledThrottle::default();
-    for (i, (t, r)) in samples.iter().enumerate() {
-        let start = t.max(t0);
-        let end = samples.get(i + 1).map_or(t1, |n| n.0).min(t1);
-        if end <= start {
-            continue;
-        }
-        let r = r.throttling_only();
-        if r.is_empty() {
-            continue;
-        }
-        let dt = end - start;
-        if r.is_slowdown() {
-            out.slowdown += dt;
-        }
-        if r.is_thermal() {
-            out.thermal += dt;
-        }
-        if r.is_power() {
-            out.power += dt;
-        }
-        if r.contains(ThrottleReasons::HW_POWER_BRAKE) && !r.contains(ThrottleReasons::SW_POWER_CAP)
-        {
-            out.brake_without_cap += dt;
-        }
-        out.seen = out.seen.union(r);
-        let (s_rel, e_rel) = (start - t0, end - t0);
-        match out.events.last_mut() {
-            Some(ev) if (ev.end_s - s_rel).abs() < 1e-12 => {
-                ev.end_s = e_rel;
-                ev.reasons = ev.reasons.union(r);
-            }
-            _ => out.events.push(ThrottleEvent {
-                device,
-                start_s: s_rel,
-                end_s: e_rel,
-                reasons: r,
-            }),
-        }
+    // the same fold the long windows use, fed from the slice
+    let mut fold = ThrottleFold::new(device, t0, t1);
+    for s in samples {
+        fold.push(*s);
     }
-    out
+    fold.finish(t1)
 }
 
 /// The device's throttle summary and events over the window, with a warning when it was
