@@ -238,6 +238,30 @@ fn a_saved_baseline_finds_a_changed_load_and_fails_only_when_asked() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("regressed by more than 5 %"));
+    // criterion's `--noise-threshold` (a fraction): a +60 % change within 90 % noise is none
+    let o = run_at(
+        d,
+        400,
+        &[
+            &bench[..],
+            &["--baseline", "main", "--noise-threshold", "0.9"],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let t = out(&o);
+    assert!(t.contains("no change (against baseline `main`)"), "{t}");
+    let o = run_at(
+        d,
+        400,
+        &[&bench[..], &["--noise-threshold", "lots"]].concat(),
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--noise-threshold") && err.contains("lots"),
+        "{err}"
+    );
     // the bench directory (saved baselines inside it) against a baseline, with lem compare
     let o = Command::new(common::lem_bin())
         .args(["compare", "--format", "json"])

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::outcome::BenchStats;
-use crate::results::compare::{compare, measurement_of, Comparison, Verdict};
+use crate::results::compare::{compare_with, measurement_of, Comparison, Judge, Verdict};
 
 /// What the run compares with and saves.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,6 +22,8 @@ pub(super) struct Against {
     pub save: Option<String>,
     /// Fail the run when a benchmark's energy or time regressed by more than this, %.
     pub fail_pct: Option<f64>,
+    /// A significant change of at most this is `no change`, % (`--noise-threshold`).
+    pub noise_pct: Option<f64>,
 }
 
 /// Where baseline `name` keeps the result `rel` (relative to the output directory).
@@ -64,7 +66,7 @@ pub(super) fn change(
     reference: &Value,
     label: &str,
     stats: &BenchStats,
-    margin_pct: f64,
+    judge: Judge,
 ) -> Option<(Value, Vec<String>)> {
     let old = measurement_of(reference)?;
     let now = serde_json::json!({ "bench": stats });
@@ -82,7 +84,7 @@ pub(super) fn change(
         let (Some(b), Some(n)) = (old.metrics.get(metric), new.metrics.get(metric)) else {
             continue;
         };
-        let Some(c) = compare(&stats.name, metric, b, n, margin_pct) else {
+        let Some(c) = compare_with(&stats.name, metric, b, n, judge) else {
             continue;
         };
         lines.push(format!("  {key:<6} {} (against {label})", describe(&c)));

@@ -17,7 +17,7 @@ use crate::measure::baseline::BaselineMode;
 use crate::measure::builder::MeterBuilder;
 use crate::measure::meter::Meter;
 use crate::measure::warmup::WarmupMode;
-use crate::results::compare::DEFAULT_MARGIN_PCT;
+use crate::results::compare::{Judge, DEFAULT_MARGIN_PCT, DEFAULT_NOISE_PCT};
 
 /// A benchmark registered by `#[energy_bench]`.
 #[derive(Debug)]
@@ -60,6 +60,9 @@ pub struct HarnessArgs {
     /// `--fail-on-regression PCT` (or `LEM_FAIL_ON_REGRESSION`): exit 1 when a benchmark's
     /// energy or time per iteration regressed significantly by more than PCT percent.
     pub fail_on_regression: Option<String>,
+    /// `--noise-threshold F`, a fraction as criterion spells it (0.01 = 1 %): a significant
+    /// change of at most this is `no change`.
+    pub noise_threshold: Option<String>,
 }
 
 impl HarnessArgs {
@@ -78,6 +81,7 @@ impl HarnessArgs {
                 "--save-baseline" => a.save_baseline = it.next(),
                 "--baseline" => a.baseline = it.next(),
                 "--fail-on-regression" => a.fail_on_regression = it.next(),
+                "--noise-threshold" => a.noise_threshold = it.next(),
                 // libtest flags that take a separate value
                 "--format" | "--color" | "--test-threads" | "--logfile" | "--shuffle-seed"
                 | "-Z" | "--report-time" => {
@@ -352,6 +356,17 @@ fn against_of(args: &HarnessArgs) -> Result<Against, String> {
             _ => return Err(format!("{flag}: `{v}` is not a percentage (>= 0)")),
         },
     };
+    let noise_pct = match &args.noise_threshold {
+        None => None,
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() && f >= 0.0 => Some(f * 100.0),
+            _ => {
+                return Err(format!(
+                    "--noise-threshold: `{v}` is not a fraction (>= 0, 0.01 = 1 %)"
+                ))
+            }
+        },
+    };
     for (flag, name) in [
         ("--baseline", &args.baseline),
         ("--save-baseline", &args.save_baseline),
@@ -372,6 +387,7 @@ fn against_of(args: &HarnessArgs) -> Result<Against, String> {
         baseline: args.baseline.clone(),
         save: args.save_baseline.clone(),
         fail_pct,
+        noise_pct,
     })
 }
 
@@ -432,8 +448,11 @@ impl Run {
         let mut regressed = false;
         match reference(&self.against, &self.out_dir, &rel, &inst.name) {
             Ok(Some((old, label))) => {
-                let margin = self.against.fail_pct.unwrap_or(DEFAULT_MARGIN_PCT);
-                if let Some((change, lines)) = change(&old, &label, &outcome.stats, margin) {
+                let judge = Judge {
+                    margin_pct: self.against.fail_pct.unwrap_or(DEFAULT_MARGIN_PCT),
+                    noise_pct: self.against.noise_pct.unwrap_or(DEFAULT_NOISE_PCT),
+                };
+                if let Some((change, lines)) = change(&old, &label, &outcome.stats, judge) {
                     for l in lines {
                         println!("{l}");
                     }

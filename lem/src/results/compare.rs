@@ -11,11 +11,17 @@
 //! (`interval_from: "uncertainty"`). A metric without a bound on a single-valued side has no
 //! interval at all: its verdict is `inconclusive`.
 //!
-//! **Verdicts** (every metric compared is one where less is better: energy, time):
-//! `regressed` when the whole interval of the change lies above 0, `improved` when below;
-//! otherwise `no change` when the interval lies within ±`margin` % (the `--threshold` when
-//! given, else 5 %), and `inconclusive` when it is wider than that. The change and its
-//! interval are relative to the base's mean.
+//! **Verdicts** (every metric compared is one where less is better: energy, time), judged
+//! as criterion judges time:
+//! - `regressed` when the whole interval of the change lies above 0 and the change is
+//!   beyond the noise threshold (`--noise-threshold`, 1 % by default, criterion's default);
+//!   `improved` likewise below;
+//! - `no change` when the change is significant but within the noise threshold (a run that
+//!   took 0.2 % longer did cost 0.2 % more, but that is not a change anyone acts on), or when
+//!   the interval lies within ±`margin` % (the `--threshold` when given, else 5 %);
+//! - `inconclusive` when the interval is wider than that.
+//!
+//! The change and its interval are relative to the base's mean.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +33,41 @@ use crate::error::{Error, Result};
 
 /// The equivalence margin of `no change` without a threshold, %.
 pub const DEFAULT_MARGIN_PCT: f64 = 5.0;
+
+/// The noise threshold without one given, %: criterion's default.
+pub const DEFAULT_NOISE_PCT: f64 = 1.0;
+
+/// How a change is judged: the thresholds of the verdicts, in percent of the base.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Judge {
+    /// An interval within ±this is `no change`.
+    pub margin_pct: f64,
+    /// A significant change of at most this is `no change`.
+    pub noise_pct: f64,
+}
+
+impl Default for Judge {
+    fn default() -> Self {
+        Self {
+            margin_pct: DEFAULT_MARGIN_PCT,
+            noise_pct: DEFAULT_NOISE_PCT,
+        }
+    }
+}
+
+impl Judge {
+    /// The verdict on a change of `change_pct` with the interval `ci_pct`.
+    pub fn verdict(&self, change_pct: f64, ci_pct: Option<[f64; 2]>) -> Verdict {
+        let beyond_noise = change_pct.abs() > self.noise_pct;
+        match ci_pct {
+            Some([lo, _]) if lo > 0.0 && beyond_noise => Verdict::Regressed,
+            Some([_, hi]) if hi < 0.0 && beyond_noise => Verdict::Improved,
+            Some([lo, hi]) if lo > 0.0 || hi < 0.0 => Verdict::NoChange,
+            Some([lo, hi]) if lo >= -self.margin_pct && hi <= self.margin_pct => Verdict::NoChange,
+            _ => Verdict::Inconclusive,
+        }
+    }
+}
 
 /// The verdict on one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,13 +169,29 @@ impl Values {
 }
 
 /// Compare `base` and `new` values of `metric` of `name`; `margin_pct` is the equivalence
-/// margin of `no change`. `None` when a side has no value or the base's mean is 0.
+/// margin of `no change`, the noise threshold the default one. `None` when a side has no
+/// value or the base's mean is 0.
 pub fn compare(
     name: &str,
     metric: &str,
     base: &Values,
     new: &Values,
     margin_pct: f64,
+) -> Option<Comparison> {
+    let judge = Judge {
+        margin_pct,
+        ..Judge::default()
+    };
+    compare_with(name, metric, base, new, judge)
+}
+
+/// [`compare`], judged by `judge`.
+pub fn compare_with(
+    name: &str,
+    metric: &str,
+    base: &Values,
+    new: &Values,
+    judge: Judge,
 ) -> Option<Comparison> {
     if base.values.is_empty() || new.values.is_empty() {
         return None;
@@ -160,12 +217,7 @@ pub fn compare(
         },
     };
     let ci_pct = interval.map(|(lo, hi)| [rel(lo), rel(hi)]);
-    let verdict = match ci_pct {
-        Some([lo, _]) if lo > 0.0 => Verdict::Regressed,
-        Some([_, hi]) if hi < 0.0 => Verdict::Improved,
-        Some([lo, hi]) if lo >= -margin_pct && hi <= margin_pct => Verdict::NoChange,
-        _ => Verdict::Inconclusive,
-    };
+    let verdict = judge.verdict(rel(d), ci_pct);
     Some(Comparison {
         name: name.to_string(),
         metric: metric.to_string(),
@@ -461,7 +513,7 @@ pub fn pair<'a>(
 pub fn compare_all(
     pairs: &[(&Measurement, &Measurement)],
     metrics: &[String],
-    margin_pct: f64,
+    judge: Judge,
 ) -> Result<Vec<Comparison>> {
     let mut out = Vec::new();
     for m in metrics {
@@ -488,7 +540,7 @@ pub fn compare_all(
             let Some(nv) = n.metrics.get(metric) else {
                 continue;
             };
-            out.extend(compare(&name, metric, bv, nv, margin_pct));
+            out.extend(compare_with(&name, metric, bv, nv, judge));
         }
     }
     Ok(out)
@@ -562,5 +614,28 @@ mod tests {
         assert_eq!(c.verdict, Verdict::Regressed);
         let c = compare("x", "duration_s", &vals(&[1.0]), &vals(&[1.2]), 5.0).unwrap();
         assert_eq!((c.ci_pct, c.verdict), (None, Verdict::Inconclusive));
+    }
+
+    #[test]
+    fn a_significant_change_within_the_noise_is_no_change() {
+        // 0.2 % more with a tight interval: real, but within criterion's 1 % noise
+        let b = vals(&[100.0, 100.01, 99.99, 100.0]);
+        let n = vals(&[100.2, 100.21, 100.19, 100.2]);
+        let c = compare("x", "m", &b, &n, 5.0).unwrap();
+        assert!(c.ci_pct.unwrap()[0] > 0.0, "{:?}", c.ci_pct);
+        assert_eq!(c.verdict, Verdict::NoChange);
+        // with no noise threshold the same change is a regression
+        let strict = Judge {
+            noise_pct: 0.0,
+            ..Judge::default()
+        };
+        let c = compare_with("x", "m", &b, &n, strict).unwrap();
+        assert_eq!(c.verdict, Verdict::Regressed);
+        // and 2 % beyond the 1 % noise is one with the default
+        let m = vals(&[102.0, 102.01, 101.99, 102.0]);
+        let c = compare("x", "m", &b, &m, 5.0).unwrap();
+        assert_eq!(c.verdict, Verdict::Regressed);
+        let c = compare("x", "m", &m, &b, 5.0).unwrap();
+        assert_eq!(c.verdict, Verdict::Improved);
     }
 }

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use lem::compare::{Comparison, IntervalFrom, Verdict, DEFAULT_MARGIN_PCT};
+use lem::compare::{
+    Comparison, IntervalFrom, Judge, Verdict, DEFAULT_MARGIN_PCT, DEFAULT_NOISE_PCT,
+};
 
 use crate::ui::Ui;
 use crate::Failure;
@@ -34,6 +36,10 @@ pub struct CompareArgs {
     /// margin within which an interval counts as `no change` (default 5).
     #[arg(long, value_name = "PCT")]
     threshold: Option<f64>,
+    /// A significant change of at most PCT percent is `no change`, as criterion's noise
+    /// threshold (default 1).
+    #[arg(long = "noise-threshold", value_name = "PCT")]
+    noise_threshold: Option<f64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -41,16 +47,24 @@ pub struct CompareArgs {
 
 /// Compare, print; the exit code (1 for a regression beyond `--threshold`).
 pub fn compare(ui: &Ui, a: &CompareArgs) -> Result<u8, Failure> {
-    if let Some(t) = a.threshold.filter(|t| !(t.is_finite() && *t >= 0.0)) {
-        return Err(Failure::new(format!(
-            "--threshold: {t} is not a percentage (>= 0)"
-        )));
+    for (flag, v) in [
+        ("--threshold", a.threshold),
+        ("--noise-threshold", a.noise_threshold),
+    ] {
+        if let Some(t) = v.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+            return Err(Failure::new(format!(
+                "{flag}: {t} is not a percentage (>= 0)"
+            )));
+        }
     }
     let base = lem::compare::load(&a.base)?;
     let new = lem::compare::load(&a.new)?;
     let pairs = lem::compare::pair(&base, &new)?;
-    let margin = a.threshold.unwrap_or(DEFAULT_MARGIN_PCT);
-    let comparisons = lem::compare::compare_all(&pairs, &a.metrics, margin)?;
+    let judge = Judge {
+        margin_pct: a.threshold.unwrap_or(DEFAULT_MARGIN_PCT),
+        noise_pct: a.noise_threshold.unwrap_or(DEFAULT_NOISE_PCT),
+    };
+    let comparisons = lem::compare::compare_all(&pairs, &a.metrics, judge)?;
     if comparisons.is_empty() {
         return Err(Failure::new(
             "compare: the inputs share no metric with a nonzero base".to_string(),
@@ -58,8 +72,8 @@ pub fn compare(ui: &Ui, a: &CompareArgs) -> Result<u8, Failure> {
     }
     match a.format {
         Format::Json => ui.json_out(&serde_json::json!({ "comparisons": comparisons }))?,
-        Format::Markdown => print_lines(&markdown(&comparisons, margin)),
-        Format::Table => print_lines(&table(&comparisons, margin)),
+        Format::Markdown => print_lines(&markdown(&comparisons, judge)),
+        Format::Table => print_lines(&table(&comparisons, judge)),
     }
     let failed = a.threshold.is_some_and(|t| {
         comparisons
@@ -112,9 +126,10 @@ fn p(c: &Comparison) -> String {
     })
 }
 
-fn notes(cs: &[Comparison], margin: f64) -> Vec<String> {
+fn notes(cs: &[Comparison], judge: Judge) -> Vec<String> {
     let mut out = vec![format!(
-        "95 % intervals of the change (Welch's t on cycles or samples); `no change`: the interval lies within ±{margin} %"
+        "95 % intervals of the change (Welch's t on cycles or samples); `no change`: the interval lies within ±{} %, or the change is significant but within the ±{} % noise threshold",
+        judge.margin_pct, judge.noise_pct
     )];
     if cs
         .iter()
@@ -130,7 +145,7 @@ fn notes(cs: &[Comparison], margin: f64) -> Vec<String> {
     out
 }
 
-fn table(cs: &[Comparison], margin: f64) -> Vec<String> {
+fn table(cs: &[Comparison], judge: Judge) -> Vec<String> {
     let mut out = vec![format!(
         "{:<24} {:<40} {:>12} {:>12} {:>9} {:<26} {:>7}  verdict",
         "name", "metric", "base", "new", "change", "95 % CI", "p"
@@ -148,11 +163,11 @@ fn table(cs: &[Comparison], margin: f64) -> Vec<String> {
             c.verdict.as_str()
         ));
     }
-    out.extend(notes(cs, margin));
+    out.extend(notes(cs, judge));
     out
 }
 
-fn markdown(cs: &[Comparison], margin: f64) -> Vec<String> {
+fn markdown(cs: &[Comparison], judge: Judge) -> Vec<String> {
     let mut out = vec![
         "| name | metric | base | new | change | 95 % CI | p | verdict |".to_string(),
         "| --- | --- | ---: | ---: | ---: | --- | ---: | --- |".to_string(),
@@ -174,6 +189,6 @@ fn markdown(cs: &[Comparison], margin: f64) -> Vec<String> {
         ));
     }
     out.push(String::new());
-    out.extend(notes(cs, margin).into_iter().map(|n| format!("_{n}_")));
+    out.extend(notes(cs, judge).into_iter().map(|n| format!("_{n}_")));
     out
 }
