@@ -92,6 +92,14 @@ pub enum Error {
     /// The idle baseline was required but could not be measured.
     #[error("baseline required but unavailable: {0}")]
     BaselineRequired(String),
+    /// An address to serve metrics on could not be listened on (in use, not this host's...).
+    #[error("{addr}: cannot listen: {reason}")]
+    Listen {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
     /// JSON (de)serialisation failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

@@ -4,7 +4,8 @@
 // The library is layered; each layer imports only from the layers below it (checked by
 // `tests/layers.rs`; ARCHITECTURE.md draws it):
 //
-//   bench, criterion, args      front doors: benchmark harness, criterion, shared CLI flags
+//   bench, criterion, args,     front doors: benchmark harness, criterion, shared CLI flags,
+//   monitor                     the Prometheus exporter
 //   measure                     meter, windows, sampler, baseline, probe, warmup, accounting
 //   results                     report schema, result files, environment, aggregate, export
 //   device                      NVML, simulated and RAPL sources; spec; throttle reasons
@@ -25,6 +26,10 @@ pub mod bench;
 #[cfg(feature = "criterion")]
 #[path = "bench/criterion.rs"]
 pub mod criterion;
+/// The live exporter: a Prometheus `/metrics` endpoint (`lem monitor`,
+/// [`Meter::serve_metrics`]).
+#[cfg(feature = "monitor")]
+pub mod monitor;
 
 pub use base::cache::default_cache_dir;
 pub use base::clock::{Clock, ManualClock, MonotonicClock};
@@ -33,8 +38,9 @@ pub use error::{Error, Result};
 pub use measure::baseline::{Baseline, BaselineConfig, BaselineMode};
 pub use measure::builder::{parse_interval_ms, parse_seconds, MeterBuilder};
 pub use measure::group::{SharedScope, SharedWindow, WindowGroup};
-pub use measure::meter::{Meter, SyncHook};
+pub use measure::meter::{Meter, SyncHook, WindowObserver};
 pub use measure::probe::collect_environment;
+pub use measure::rolling::Rolling;
 pub use measure::window::{EnergyScope, OpenWindow};
 pub use results::env::Environment;
 pub use results::group::GroupSummary;

@@ -17,7 +17,7 @@ fn rank(module: &str) -> Option<u8> {
         "device" => 1,
         "results" => 2,
         "measure" => 3,
-        "bench" | "criterion" | "args" => 4,
+        "bench" | "criterion" | "args" | "monitor" => 4,
         _ => return None,
     })
 }

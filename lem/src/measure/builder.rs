@@ -365,6 +365,7 @@ impl MeterBuilder {
             sensors,
             series: std::sync::Mutex::new(None),
             groups: std::sync::Mutex::new(Vec::new()),
+            observer: std::sync::OnceLock::new(),
         };
         if self.keep_timeseries {
             let path = crate::measure::series::temporary_path(meter.meter_id);

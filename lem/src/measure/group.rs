@@ -248,7 +248,7 @@ impl Meter {
             s();
         }
         let share = self.leave_group(&w.group, w.slot);
-        let mut report = self.close_window(w.window)?;
+        let mut report = self.close_window_unobserved(w.window)?;
         report.energy.shared = Some(SharedEnergy {
             shared_group: w.group.name.clone(),
             shared_j: share.and_then(|s| s.raw),
@@ -256,6 +256,7 @@ impl Meter {
             shared_adjusted_j: share.and_then(|s| s.adj),
             shared_weight: share.map_or(0.0, |s| s.weight),
         });
+        self.observe(&report);
         Ok(report)
     }
 
@@ -293,7 +294,7 @@ impl Meter {
     }
 
     /// A window starting at the readings `ends` that closed the one before it.
-    fn window_from(&self, ends: &[DeviceEnd], t: f64, name: String) -> OpenWindow {
+    pub(super) fn window_from(&self, ends: &[DeviceEnd], t: f64, name: String) -> OpenWindow {
         let starts: Vec<DeviceStart> = self
             .devices
             .iter()

@@ -51,7 +51,12 @@ pub struct Meter {
     /// The groups of shared windows (`measure/group.rs`), kept type-erased so that the
     /// meter does not import the module built on it.
     pub(super) groups: std::sync::Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
+    /// Told of every window the application closes (the live exporter's window metrics).
+    pub(super) observer: std::sync::OnceLock<WindowObserver>,
 }
+
+/// A function told of every report of a window the application closes.
+pub type WindowObserver = Box<dyn Fn(&crate::results::report::EnergyReport) + Send + Sync>;
 
 /// Source of [`Meter`] identities.
 pub(super) static NEXT_METER_ID: AtomicU64 = AtomicU64::new(1);
@@ -68,6 +73,19 @@ impl std::fmt::Debug for Meter {
 }
 
 impl Meter {
+    /// Tell `observer` of every report of a window closed from now on (scopes, shared
+    /// scopes, `close_window`; not the meter's own baselines or rolling windows). One per
+    /// meter: `false` when one is already set.
+    pub fn set_window_observer(&self, observer: WindowObserver) -> bool {
+        self.observer.set(observer).is_ok()
+    }
+
+    pub(super) fn observe(&self, report: &crate::results::report::EnergyReport) {
+        if let Some(o) = self.observer.get() {
+            o(report);
+        }
+    }
+
     /// The measured devices.
     pub fn devices(&self) -> &[SharedDevice] {
         &self.devices

@@ -11,6 +11,7 @@ pub mod cooldown;
 pub mod group;
 pub mod meter;
 pub mod probe;
+pub mod rolling;
 pub mod sampler;
 pub mod series;
 pub mod share;

@@ -338,6 +338,14 @@ impl Shared {
         (out, rounds, b.failed_reads)
     }
 
+    /// Append every sample taken after `after_s` that is still in the buffer (its last few
+    /// seconds) to `out`, in time order.
+    pub(crate) fn samples_after(&self, after_s: f64, out: &mut Vec<Sample>) {
+        let b = lock(&self.buf);
+        let first = b.samples.partition_point(|s| s.t_s <= after_s);
+        out.extend(b.samples.range(first..));
+    }
+
     /// Since when, and why, device `i` (by position) has failed every read, if it has.
     pub(crate) fn down_since(&self, i: usize) -> Option<(f64, String)> {
         lock(&self.buf).down.get(i).cloned().flatten()

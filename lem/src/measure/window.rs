@@ -117,6 +117,13 @@ impl Meter {
     /// # Errors
     /// [`Error::InvalidConfig`] when the window belongs to another meter.
     pub fn close_window(&self, window: OpenWindow) -> Result<EnergyReport> {
+        let report = self.close_window_unobserved(window)?;
+        self.observe(&report);
+        Ok(report)
+    }
+
+    /// [`close_window`](Self::close_window) without telling the window observer.
+    pub(super) fn close_window_unobserved(&self, window: OpenWindow) -> Result<EnergyReport> {
         if window.meter_id != self.meter_id {
             return Err(Error::config(
                 "window",

@@ -7,6 +7,7 @@
 
 mod commands;
 mod compare;
+mod monitor;
 mod plot;
 mod run;
 mod show;
@@ -66,6 +67,9 @@ enum Cmd {
     /// Compare two measurements metric by metric: change, 95 % interval, p-value, verdict
     /// (exit 1 with --threshold when a metric regressed beyond it).
     Compare(compare::CompareArgs),
+    /// Serve every device's energy (raw, above the idle baseline, with its bound), power,
+    /// throttle time and readings on a Prometheus /metrics endpoint until SIGINT or SIGTERM.
+    Monitor(Box<monitor::MonitorArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,6 +242,7 @@ fn main() -> ExitCode {
         Cmd::Plot(a) => plot::plot(&ui, &a.file, &a.output).map(|()| 0),
         Cmd::Show(a) => show::show(&ui, &a.file).map(|()| 0),
         Cmd::Compare(a) => compare::compare(&ui, &a),
+        Cmd::Monitor(a) => monitor::monitor(&ui, &a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
