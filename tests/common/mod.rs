@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod monitor;
+
 /// The `lem` binary: `LEM_BIN`, else `target/<profile>/lem` (built with the `cli` feature
 /// when it is not there yet).
 pub fn lem_bin() -> PathBuf {

@@ -137,7 +137,7 @@ fn answer(rq: Request, registry: &Registry) {
                 let kind = if open { OPENMETRICS } else { TEXT_004 };
                 with_type(Response::from_string(body), kind)
             }
-            Err(()) => plain(500, "the metrics could not be encoded\n"),
+            Err(_) => plain(500, "the metrics could not be encoded\n"),
         }
     };
     let _ = rq.respond(reply);
@@ -161,9 +161,9 @@ fn with_type(
 }
 
 /// The registry as OpenMetrics (`open`) or as the text exposition 0.0.4.
-pub fn encode(registry: &Registry, open: bool) -> std::result::Result<String, ()> {
+pub fn encode(registry: &Registry, open: bool) -> std::result::Result<String, std::fmt::Error> {
     let mut s = String::with_capacity(4096);
-    prometheus_client::encoding::text::encode(&mut s, registry).map_err(|_| ())?;
+    prometheus_client::encoding::text::encode(&mut s, registry)?;
     Ok(if open { s } else { to_text_004(&s) })
 }
 

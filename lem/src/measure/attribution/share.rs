@@ -51,7 +51,7 @@ pub fn attribute(
                 peak_memory_mb: acc.peak_memory_mb,
             });
         }
-        if let Some(why) = unavailable(dp, reports.get(i)) {
+        if let Some(why) = unavailable(dp, reports.get(i), !w.targets.is_empty()) {
             reasons.push(format!("device {device}: {why}"));
         }
     }
@@ -114,12 +114,14 @@ fn measured(pid: u32, acc: &ProcAcc, targets: &[u32]) -> bool {
     targets.contains(&pid) || acc.ancestors.iter().any(|a| targets.contains(a))
 }
 
-/// Why device `dp` cannot be attributed, if it cannot.
-fn unavailable(dp: &DeviceProcs, r: Option<&DeviceReport>) -> Option<String> {
+/// Why device `dp` cannot be attributed, if it cannot. With `targets` (pids to recognise as
+/// measured), a driver listing no process visible here makes that impossible; without, the
+/// shares need no pid recognised (the live exporter's windows).
+fn unavailable(dp: &DeviceProcs, r: Option<&DeviceReport>, targets: bool) -> Option<String> {
     if let Some(e) = &dp.unavailable {
         return Some(e.reason.clone());
     }
-    if !dp.procs.is_empty() && dp.procs.values().all(|p| !p.visible) {
+    if targets && !dp.procs.is_empty() && dp.procs.values().all(|p| !p.visible) {
         return Some(format!(
             "none of the {} process(es) the driver lists is visible here: lem runs in a PID namespace without the host's (a container?), so no process can be recognised as measured",
             dp.procs.len()

@@ -1,0 +1,291 @@
+//! `lem monitor` end to end: the metrics of the contract on a simulated device and through
+//! the fake NVML driver (a lost GPU, a counter reset, throttle time by reason, processes),
+//! checked against the scenarios' known power; the endpoint's formats, 404, a port in use.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::monitor::{Metrics, Monitor};
+use common::{assert_clean_error, Sandbox};
+
+fn monitor_cmd(mut c: Command, device: &str, extra: &[&str]) -> Command {
+    c.args([
+        "monitor",
+        "--device",
+        device,
+        "--listen",
+        "127.0.0.1:0",
+        "--interval-ms",
+        "20",
+    ])
+    .args(extra);
+    c
+}
+
+fn sleep_s(s: f64) {
+    std::thread::sleep(Duration::from_secs_f64(s));
+}
+
+/// Scrape, wait `span` s, scrape again: the two scrapes and the time between them.
+fn two_scrapes(m: &Monitor, span: f64) -> (Metrics, Metrics, f64) {
+    let t0 = Instant::now();
+    let a = m.scrape();
+    sleep_s(span);
+    let dt = t0.elapsed().as_secs_f64();
+    let b = m.scrape();
+    (a, b, dt)
+}
+
+const GPU0: &[(&str, &str)] = &[("gpu", "0")];
+
+#[test]
+fn a_300_w_device_serves_its_energy_power_and_baseline() {
+    let sb = Sandbox::new();
+    // idle 60 W (the baseline's 0.3 s), 300 W from 1 s on
+    let dev = sb.scenario(
+        "s.json",
+        r#"{"name": "Sim 300", "idle_w": 60, "segments": [{"start_s": 1.0, "end_s": 1e5, "power_w": 300, "memory_used_mb": 1024, "utilisation_pct": 75, "temperature_c": 61}]}"#,
+    );
+    let m = Monitor::start(monitor_cmd(sb.cmd(), &dev, &["--force-baseline"]));
+    sleep_s(1.5);
+    let (a, b, dt) = two_scrapes(&m, 3.0);
+    let e = |x: &Metrics, n: &str| x.get(n, GPU0).unwrap_or_else(|| panic!("no {n}"));
+    let watts = (e(&b, "lem_gpu_energy_joules_total") - e(&a, "lem_gpu_energy_joules_total")) / dt;
+    // the scrapes' own times differ from the windows' ends by at most a round (20 ms)
+    assert!((watts - 300.0).abs() < 300.0 * 0.03, "{watts} W");
+    let active = (e(&b, "lem_gpu_active_energy_joules_total")
+        - e(&a, "lem_gpu_active_energy_joules_total"))
+        / dt;
+    assert!((active - 240.0).abs() < 240.0 * 0.03, "{active} W");
+    assert!((e(&b, "lem_gpu_idle_power_watts") - 60.0).abs() < 0.5);
+    assert_eq!(e(&b, "lem_gpu_power_watts"), 300.0);
+    assert_eq!(e(&b, "lem_gpu_up"), 1.0);
+    assert_eq!(e(&b, "lem_gpu_utilization_ratio"), 0.75);
+    assert_eq!(e(&b, "lem_gpu_memory_used_bytes"), 1024.0 * 1024.0 * 1024.0);
+    assert_eq!(e(&b, "lem_gpu_temperature_celsius"), 61.0);
+    let u = e(&b, "lem_gpu_energy_uncertainty_joules");
+    assert!(
+        u > 0.0 && u < 0.01 * e(&b, "lem_gpu_energy_joules_total"),
+        "{u}"
+    );
+    // every GPU series is labelled simulated, with its uuid and name
+    let (_, series) = b.series("lem_gpu_power_watts")[0];
+    let key = b.series("lem_gpu_power_watts")[0].0;
+    assert!(series > 0.0);
+    for l in [
+        "gpu=\"0\"",
+        "uuid=\"SIM-",
+        "name=\"Sim 300\"",
+        "simulated=\"true\"",
+    ] {
+        assert!(key.contains(l), "{key} lacks {l}");
+    }
+    // the text exposition 0.0.4 by default, OpenMetrics when asked for
+    let (code, kind, body) = m.get("/metrics", None);
+    assert_eq!(
+        (code, kind.as_str()),
+        (200, "text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(
+        body.contains("# TYPE lem_gpu_energy_joules_total counter"),
+        "{body}"
+    );
+    assert!(!body.contains("# EOF"));
+    let (code, kind, body) = m.get(
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+    );
+    assert_eq!(code, 200);
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    assert!(body.contains("# TYPE lem_gpu_energy_joules counter") && body.ends_with("# EOF\n"));
+    // any other path: 404
+    assert_eq!(m.get("/", None).0, 404);
+    assert_eq!(m.get("/metricsx", None).0, 404);
+    // a port in use: one line naming it, exit 125
+    let o = sb
+        .cmd()
+        .args([
+            "monitor",
+            "--device",
+            &dev,
+            "--no-baseline",
+            "--listen",
+            &m.addr,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert_clean_error(&o, &m.addr);
+    // SIGTERM ends it cleanly
+    assert!(m.terminate().success());
+}
+
+#[test]
+fn counters_never_go_backwards_and_restart_from_zero() {
+    let sb = Sandbox::new();
+    let dev = sb.scenario(
+        "s.json",
+        r#"{"idle_w": 100, "segments": [{"start_s": 0.5, "end_s": 0.9, "power_w": 400}, {"start_s": 0.9, "end_s": 1.3, "power_w": 90}, {"start_s": 1.3, "end_s": 1e5, "power_w": 250}]}"#,
+    );
+    let m = Monitor::start(monitor_cmd(sb.cmd(), &dev, &["--force-baseline"]));
+    let mut last = (0.0, 0.0);
+    for _ in 0..15 {
+        let s = m.scrape();
+        let now = (
+            s.get("lem_gpu_energy_joules_total", GPU0).unwrap_or(0.0),
+            s.get("lem_gpu_active_energy_joules_total", GPU0)
+                .unwrap_or(0.0),
+        );
+        assert!(now.0 >= last.0 && now.1 >= last.1, "{last:?} then {now:?}");
+        last = now;
+        sleep_s(0.1);
+    }
+    drop(m);
+    // a restart starts again from 0
+    let m = Monitor::start(monitor_cmd(sb.cmd(), &dev, &["--no-baseline"]));
+    let e = m
+        .scrape()
+        .get("lem_gpu_energy_joules_total", GPU0)
+        .unwrap_or(0.0);
+    assert!(e < last.0, "{e} after a restart, {} before", last.0);
+}
+
+#[test]
+fn a_lost_gpu_goes_down_and_its_counters_stop() {
+    let sb = Sandbox::new();
+    sb.scenario_file(
+        "lost.json",
+        r#"{"name": "Fake", "idle_w": 100, "count": 2, "segments": [{"start_s": 0.3, "end_s": 1e5, "power_w": 300}],
+            "faults": [{"gpu": 1, "lost_from_s": 1.5}]}"#,
+    );
+    let m = Monitor::start(monitor_cmd(
+        sb.nvml_cmd("lost.json"),
+        "nvml",
+        &["--no-baseline"],
+    ));
+    let before = m.scrape();
+    assert_eq!(before.get("lem_gpu_up", &[("gpu", "1")]), Some(1.0));
+    sleep_s(2.0);
+    let (a, b, dt) = two_scrapes(&m, 1.0);
+    let g1 = &[("gpu", "1")];
+    assert_eq!(b.get("lem_gpu_up", g1), Some(0.0));
+    assert_eq!(b.get("lem_gpu_up", GPU0), Some(1.0));
+    let e1 = |x: &Metrics| x.get("lem_gpu_energy_joules_total", g1).unwrap();
+    assert_eq!(e1(&a), e1(&b), "a lost GPU's counter stops");
+    // it counted until it was lost, and nothing after (at most 100 W to 0.3 s, then 300 W
+    // to 1.5 s, from the driver's start)
+    assert!(e1(&b) <= 100.0 * 0.3 + 300.0 * 1.2 + 1.0, "{}", e1(&b));
+    let e0 = |x: &Metrics| x.get("lem_gpu_energy_joules_total", GPU0).unwrap();
+    let w0 = (e0(&b) - e0(&a)) / dt;
+    assert!((w0 - 300.0).abs() < 300.0 * 0.05, "{w0}");
+    assert!(b.get("lem_sampler_failed_reads_total", &[]).unwrap() > 0.0);
+}
+
+#[test]
+fn a_driver_counter_reset_is_absorbed() {
+    let sb = Sandbox::new();
+    sb.scenario_file(
+        "reset.json",
+        r#"{"idle_w": 200, "nvml": {"counter_offset_mj": 987654321}, "faults": [{"counter_reset_s": 1.5}]}"#,
+    );
+    let m = Monitor::start(monitor_cmd(
+        sb.nvml_cmd("reset.json"),
+        "nvml",
+        &["--no-baseline"],
+    ));
+    // the series appears with the first window
+    let mut first = None;
+    while first.is_none() {
+        first = m.scrape().get("lem_gpu_energy_joules_total", GPU0);
+    }
+    let t0 = Instant::now();
+    let first = first.unwrap();
+    let mut last = first;
+    while t0.elapsed() < Duration::from_secs(3) {
+        let e = m.scrape().get("lem_gpu_energy_joules_total", GPU0).unwrap();
+        assert!(e >= last, "{last} then {e}");
+        last = e;
+        sleep_s(0.1);
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    // neither the counter's fall (about 987 kJ) nor a gap: 200 W across the reset
+    let watts = (last - first) / dt;
+    assert!((watts - 200.0).abs() < 200.0 * 0.05, "{watts} W");
+}
+
+#[test]
+fn throttle_time_is_counted_by_reason() {
+    let sb = Sandbox::new();
+    sb.scenario_file(
+        "throttle.json",
+        r#"{"idle_w": 100, "segments": [
+            {"start_s": 0.5, "end_s": 1.5, "power_w": 600, "throttle": ["sw_power_cap"]},
+            {"start_s": 1.5, "end_s": 2.0, "power_w": 300, "throttle": ["hw_power_brake_slowdown"]},
+            {"start_s": 2.0, "end_s": 2.75, "power_w": 300, "throttle": ["hw_thermal_slowdown"]},
+            {"start_s": 2.75, "end_s": 1e5, "power_w": 300}]}"#,
+    );
+    let m = Monitor::start(monitor_cmd(
+        sb.nvml_cmd("throttle.json"),
+        "nvml",
+        &["--no-baseline"],
+    ));
+    sleep_s(3.5);
+    let s = m.scrape();
+    let r = |reason: &str| {
+        s.get(
+            "lem_gpu_throttle_seconds_total",
+            &[("gpu", "0"), ("reason", reason)],
+        )
+        .unwrap_or(0.0)
+    };
+    // each to within two sampling rounds and the driver's timing
+    for (reason, truth) in [("power_cap", 1.0), ("power_brake", 0.5), ("thermal", 0.75)] {
+        assert!(
+            (r(reason) - truth).abs() < 0.1,
+            "{reason}: {} s, not {truth}",
+            r(reason)
+        );
+    }
+    assert_eq!(r("hw_slowdown"), 0.0);
+}
+
+#[test]
+fn processes_get_their_share_of_the_active_energy() {
+    let sb = Sandbox::new();
+    // idle 60 W; 300 W from 1 s, shared 3:1 by two processes
+    let dev = sb.scenario(
+        "p.json",
+        r#"{"name": "Shared", "idle_w": 60, "segments": [{"start_s": 1.0, "end_s": 1e5, "power_w": 300}],
+            "processes": {"sample_ms": 200, "list": [
+              {"pid": 4194400, "command": "decode", "segments": [{"start_s": 0.0, "end_s": 1e5, "sm_pct": 60, "memory_mb": 512}]},
+              {"pid": 4194401, "command": "train", "segments": [{"start_s": 0.0, "end_s": 1e5, "sm_pct": 20, "memory_mb": 512}]}]}}"#,
+    );
+    let m = Monitor::start(monitor_cmd(
+        sb.cmd(),
+        &dev,
+        &["--force-baseline", "--processes"],
+    ));
+    sleep_s(1.5);
+    let (a, b, dt) = two_scrapes(&m, 6.0);
+    let p = |x: &Metrics, pid: &str| {
+        x.get(
+            "lem_process_gpu_active_energy_joules_total",
+            &[("pid", pid)],
+        )
+        .unwrap_or(0.0)
+    };
+    let decode = (p(&b, "4194400") - p(&a, "4194400")) / dt;
+    let train = (p(&b, "4194401") - p(&a, "4194401")) / dt;
+    // 240 W of active power, 3:1, updated every 2 s: within one window of the truth
+    assert!((decode - 180.0).abs() < 180.0 * 0.4, "{decode} W");
+    assert!((train - 60.0).abs() < 60.0 * 0.4, "{train} W");
+    assert!((decode / train - 3.0).abs() < 0.1, "{decode} / {train}");
+    let key = b.series("lem_process_gpu_active_energy_joules_total")[0].0;
+    assert!(
+        key.contains("command=\"decode\"") || key.contains("command=\"train\""),
+        "{key}"
+    );
+}
