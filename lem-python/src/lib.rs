@@ -173,6 +173,8 @@ fn extract_pids(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
 struct Meter {
     inner: Arc<lem::Meter>,
     sync: Option<Py<PyAny>>,
+    /// The `/metrics` endpoint, while it serves.
+    metrics: Mutex<Option<lem::monitor::MetricsServer>>,
 }
 
 fn build(py: Python<'_>, b: lem::MeterBuilder) -> PyResult<Arc<lem::Meter>> {
@@ -220,6 +222,7 @@ impl Meter {
         Ok(Self {
             inner: build(py, b)?,
             sync,
+            metrics: Mutex::new(None),
         })
     }
 
@@ -241,6 +244,7 @@ impl Meter {
         Ok(Self {
             inner: build(py, b)?,
             sync,
+            metrics: Mutex::new(None),
         })
     }
 
@@ -348,6 +352,60 @@ impl Meter {
             m.save(&mut rf, &path, timeseries)
         })
         .map_err(err)
+    }
+
+    /// `serve_metrics(port, addr="127.0.0.1", processes=False, energy_buckets=None,
+    /// duration_buckets=None)`: serve a Prometheus `/metrics` endpoint, as
+    /// prometheus_client's `start_http_server` does, until `stop_metrics()` or the meter
+    /// is gone: every device's energy since now (raw, above the idle baseline, with its
+    /// bound), power, throttle time and readings, as `lem monitor` exports them, and
+    /// histograms of the windows this meter closes, by name (`lem_window_energy_joules`,
+    /// `lem_window_active_energy_joules`, `lem_window_duration_seconds`; a shared window
+    /// counts its share). Loopback unless `addr` says otherwise; port 0 picks a free port.
+    /// Returns the port.
+    #[pyo3(signature = (port, addr="127.0.0.1", processes=false, energy_buckets=None, duration_buckets=None))]
+    fn serve_metrics(
+        &self,
+        py: Python<'_>,
+        port: u16,
+        addr: &str,
+        processes: bool,
+        energy_buckets: Option<Vec<f64>>,
+        duration_buckets: Option<Vec<f64>>,
+    ) -> PyResult<u16> {
+        let mut opts = lem::monitor::MetricsOptions {
+            processes,
+            ..Default::default()
+        };
+        let buckets = |name: &str, b: Vec<f64>| {
+            lem::monitor::Buckets::new(&b)
+                .map_err(|e| ConfigError::new_err(format!("invalid {name}: {e}")))
+        };
+        if let Some(b) = energy_buckets {
+            opts.energy_buckets = buckets("energy_buckets", b)?;
+        }
+        if let Some(b) = duration_buckets {
+            opts.duration_buckets = buckets("duration_buckets", b)?;
+        }
+        let listen = if addr.contains(':') {
+            format!("[{addr}]:{port}")
+        } else {
+            format!("{addr}:{port}")
+        };
+        let m = self.inner.clone();
+        let server = py
+            .detach(move || m.serve_metrics_with(&listen, opts))
+            .map_err(err)?;
+        let port = server.addr().port();
+        *lock(&self.metrics) = Some(server);
+        Ok(port)
+    }
+
+    /// Stop serving `/metrics` (a no-op when not serving). The window histograms stay
+    /// with the meter: it serves once.
+    fn stop_metrics(&self, py: Python<'_>) {
+        let server = lock(&self.metrics).take();
+        py.detach(move || drop(server));
     }
 
     /// The measured devices, as dicts (index, kind, name, uuid, ...).

@@ -18,4 +18,4 @@ pub mod windows;
 pub use gpu::GpuMetrics;
 pub use http::MetricsServer;
 pub use serve::{MetricsOptions, DEFAULT_LISTEN};
-pub use windows::WindowMetrics;
+pub use windows::{Buckets, WindowMetrics};
