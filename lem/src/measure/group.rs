@@ -13,6 +13,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::accounting::{stretch_energy, StretchEnergy};
 use super::meter::Meter;
 use super::share::{Ledger, Share, Stretch};
 use super::window::{DeviceEnd, DeviceStart, OpenWindow};
@@ -219,9 +220,23 @@ impl Meter {
         inner: &Arc<GroupInner>,
         name: impl Into<Cow<'static, str>>,
     ) -> Result<SharedWindow> {
-        let window = self.open_window(name)?;
+        if let Some(s) = &self.sync {
+            s();
+        }
         let mut st = inner.lock();
-        self.boundary(&mut st, &inner.name);
+        // one read of the devices ends the group's stretch, starts the next and starts the
+        // window: its stretches lie inside its lifetime, so `shared_j <= raw_j`
+        let (ends, failed) = self.read_ends();
+        let t = edge_time(&ends, self.clock.now().as_secs_f64());
+        let starts = self.starts_from(&ends);
+        let window = self.window_at(&starts, t, name.into(), failed);
+        self.sampler.shared().processes().open(
+            window.id,
+            window.t0,
+            vec![std::process::id()],
+            self.devices.len(),
+        );
+        self.boundary_at(&mut st, &starts, &ends, t);
         let slot = st.ledger.join();
         Ok(SharedWindow {
             window,
@@ -241,14 +256,19 @@ impl Meter {
                 format!("`{}` was opened on another meter", w.name()),
             ));
         }
-        // the group's boundary before the window's own end (after the sync hook), as its
-        // start came after the window's own: its stretches lie inside its lifetime, so
-        // `shared_j <= raw_j` holds whatever the time between the reads
         if let Some(s) = &self.sync {
             s();
         }
-        let share = self.leave_group(&w.group, w.slot);
-        let mut report = self.close_window_unobserved(w.window)?;
+        // one read ends the window, the group's stretch and starts the next
+        let (share, ends, failed, t) = {
+            let mut st = w.group.lock();
+            let (ends, failed) = self.read_ends();
+            let t = edge_time(&ends, self.clock.now().as_secs_f64());
+            let starts = self.starts_from(&ends);
+            self.boundary_at(&mut st, &starts, &ends, t);
+            (st.ledger.leave(w.slot), ends, failed, t)
+        };
+        let mut report = self.finish_with_ends(&w.window, t, ends, failed);
         report.energy.shared = Some(SharedEnergy {
             shared_group: w.group.name.clone(),
             shared_j: share.and_then(|s| s.raw),
@@ -271,32 +291,47 @@ impl Meter {
 
     fn leave_group(&self, inner: &GroupInner, slot: u64) -> Option<Share> {
         let mut st = inner.lock();
-        self.boundary(&mut st, &inner.name);
+        let (ends, _) = self.read_ends();
+        let t = edge_time(&ends, self.clock.now().as_secs_f64());
+        let starts = self.starts_from(&ends);
+        self.boundary_at(&mut st, &starts, &ends, t);
         st.ledger.leave(slot)
     }
 
-    /// A boundary of the group: read the devices once; the readings end the current
-    /// stretch (divided among the windows open in it) and start the next.
-    fn boundary(&self, st: &mut GroupState, group: &str) {
-        let now = self.clock.now().as_secs_f64();
-        let (ends, failed) = self.read_ends();
-        let t = ends.iter().map(|e| e.t_s).reduce(f64::max).unwrap_or(now);
-        let next = self.window_from(&ends, t, format!("{group}/stretch"));
+    /// A boundary of the group at the readings `ends` (taken at about `t`; `starts` are
+    /// the same readings as a start; failed reads count in the windows' reports): they end the current stretch (divided among the
+    /// windows open in it) and start the next.
+    fn boundary_at(&self, st: &mut GroupState, starts: &[DeviceStart], ends: &[DeviceEnd], t: f64) {
+        let next = self.window_at(starts, t, Cow::Borrowed("group stretch"), 0);
         if let Some(prev) = st.stretch.replace(next) {
-            let rep = self.finish_with_ends(&prev, t, ends, failed);
-            st.ledger.stretch(Stretch {
-                raw: rep.energy.raw_j,
-                adj: rep.energy.adjusted_j,
-                unc: rep.energy.uncertainty_j,
-                duration_s: rep.duration_s,
-            });
+            st.ledger.stretch(self.finish_stretch(&prev, t, ends));
         }
     }
 
-    /// A window starting at the readings `ends` that closed the one before it.
-    pub(super) fn window_from(&self, ends: &[DeviceEnd], t: f64, name: String) -> OpenWindow {
-        let starts: Vec<DeviceStart> = self
-            .devices
+    /// A stretch's energy, its bound and its length: each device accounted as any window
+    /// is (counter or integrated trace, baseline, bound), without the rest of a report.
+    fn finish_stretch(&self, scope: &OpenWindow, t1: f64, ends: &[DeviceEnd]) -> Stretch {
+        let t1 = edge_time(ends, t1);
+        let closed = self.sampler.shared().close(scope.id, t1);
+        let parts = self.each_device(scope, t1, ends, closed, stretch_energy);
+        let all = |f: fn(&StretchEnergy) -> Option<f64>| -> Option<f64> {
+            if parts.is_empty() {
+                return None;
+            }
+            parts.iter().map(f).sum()
+        };
+        let raw = all(|p| p.raw_j);
+        Stretch {
+            raw,
+            adj: all(|p| p.adjusted_j),
+            unc: raw.and(all(|p| p.uncertainty_j)),
+            duration_s: (t1 - scope.t0).max(0.0),
+        }
+    }
+
+    /// Each device's start at the readings `ends` that closed what came before.
+    pub(super) fn starts_from(&self, ends: &[DeviceEnd]) -> Vec<DeviceStart> {
+        self.devices
             .iter()
             .zip(ends)
             .map(|(d, e)| DeviceStart {
@@ -307,21 +342,43 @@ impl Meter {
                 viol0: e.violations,
                 edge0: e.edge,
             })
-            .collect();
+            .collect()
+    }
+
+    /// A window starting at the readings `ends` that closed the one before it.
+    pub(super) fn window_from(&self, ends: &[DeviceEnd], t: f64, name: String) -> OpenWindow {
+        let starts = self.starts_from(ends);
+        self.window_at(&starts, t, Cow::Owned(name), 0)
+    }
+
+    /// A window starting at `starts` (taken at about `t`), `failed_here` of whose reads
+    /// failed.
+    fn window_at(
+        &self,
+        starts: &[DeviceStart],
+        t: f64,
+        name: Cow<'static, str>,
+        failed_here: u64,
+    ) -> OpenWindow {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let t0 = starts.iter().map(|s| s.t_s).reduce(f64::min).unwrap_or(t);
         let shared = self.sampler.shared();
-        shared.register(self.window_stream(id, t0, &starts));
+        shared.register(self.window_stream(id, t0, starts));
         OpenWindow {
             meter_id: self.meter_id,
             id,
-            name: Cow::Owned(name),
+            name,
             t0,
             failed0: shared.failed_reads(),
-            failed_here: 0,
-            starts,
+            failed_here,
+            starts: starts.to_vec(),
         }
     }
+}
+
+/// The time of the last device read of `ends` (`now` without devices).
+fn edge_time(ends: &[DeviceEnd], now: f64) -> f64 {
+    ends.iter().map(|e| e.t_s).reduce(f64::max).unwrap_or(now)
 }

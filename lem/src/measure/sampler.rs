@@ -55,8 +55,9 @@ struct Buffer {
     /// How long samples stay here before open windows fold them, s (at least the margin
     /// below).
     tail_s: f64,
-    /// Open windows, each with what it folded of the samples that left.
-    active: Vec<WindowStream>,
+    /// Open windows by id, each with what it folded of the samples that left (opening and
+    /// closing one is O(log n) in the open windows).
+    active: std::collections::BTreeMap<u64, WindowStream>,
     /// Windows being opened (their devices still being read): (id, start time). Nothing
     /// from their look-back on leaves the buffer until they are registered, however slow
     /// the reads at their start.
@@ -189,7 +190,7 @@ impl Shared {
             horizon = horizon.min(t0 - margin);
         }
         if b.retain_windows {
-            for w in &b.active {
+            for w in b.active.values() {
                 horizon = horizon.min(w.t0 - margin);
                 for d in &w.devices {
                     horizon = horizon.min(d.from);
@@ -206,14 +207,14 @@ impl Shared {
             let Some(s) = samples.pop_front() else { break };
             if !active.is_empty() {
                 let position = self.position(s.device);
-                for w in active.iter_mut() {
+                for w in active.values_mut() {
                     w.take(position, &s);
                 }
             }
         }
         while let Some(t) = rounds.front().copied().filter(|t| *t < horizon) {
             rounds.pop_front();
-            for w in active.iter_mut() {
+            for w in active.values_mut() {
                 w.take_round(t);
             }
         }
@@ -248,19 +249,18 @@ impl Shared {
                 .find(|s| Some(s.device) == idx)
                 .map_or(from, |s| s.t_s);
         }
-        b.active.push(w);
+        b.active.insert(w.id, w);
     }
 
     pub(crate) fn unregister(&self, id: u64) {
-        lock(&self.buf).active.retain(|w| w.id != id);
+        lock(&self.buf).active.remove(&id);
     }
 
     /// Close window `id` at `t1`: what it folded, and its samples still here, taken and the
     /// window unregistered under one lock (no round can fold or drop any in between).
     pub(crate) fn close(&self, id: u64, t1: f64) -> Option<Closed> {
         let mut b = lock(&self.buf);
-        let at = b.active.iter().position(|w| w.id == id)?;
-        let w = b.active.swap_remove(at);
+        let w = b.active.remove(&id)?;
         let mut peak = w.peak;
         let mut samples = Vec::new();
         for s in b.samples.iter().filter(|s| s.t_s <= t1) {

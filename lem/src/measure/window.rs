@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use crate::base::clock::at_middle;
 
 use super::accounting::fold::TotalPeak;
-use super::accounting::stream::{DeviceClose, DeviceStream, WindowStream};
+use super::accounting::stream::{DeviceClose, DeviceStream, Folded, WindowStream};
 use super::accounting::{account, account_folded, DeviceWindow};
 use super::attribution::share::attribute;
 use super::baseline::BaselineMode;
@@ -303,9 +303,32 @@ impl Meter {
         closed: Option<Closed>,
         warnings: &mut Vec<String>,
     ) -> (Vec<DeviceReport>, Vec<ThrottleEvent>) {
-        let shared = self.sampler.shared();
         let mut devices = Vec::with_capacity(self.devices.len());
         let mut events = Vec::new();
+        let parts = self.each_device(scope, t1, ends, closed, |w, folded| match folded {
+            None => account(w),
+            Some(f) => account_folded(w, f),
+        });
+        for (rep, ev, warn) in parts {
+            devices.push(rep);
+            events.extend(ev);
+            warnings.extend(warn);
+        }
+        (devices, events)
+    }
+
+    /// Each device over `[scope.t0, t1]` as `f` accounts it, given the device's window and,
+    /// for a window whose middle was folded as it was sampled, the folded sums.
+    pub(super) fn each_device<R>(
+        &self,
+        scope: &OpenWindow,
+        t1: f64,
+        ends: &[DeviceEnd],
+        closed: Option<Closed>,
+        mut f: impl FnMut(&DeviceWindow<'_>, Option<Folded>) -> R,
+    ) -> Vec<R> {
+        let shared = self.sampler.shared();
+        let mut out = Vec::with_capacity(self.devices.len());
         let (samples, mut streams) = match closed {
             Some(c) => (c.samples, c.stream.devices.into_iter().map(Some).collect()),
             None => (Vec::new(), Vec::new()),
@@ -356,27 +379,21 @@ impl Meter {
                 baseline_method: b.map_or(BaselineMethod::Unavailable, |b| b.method),
                 sensor: &self.sensors[i],
             };
-            let (rep, ev, warn) = match stream.filter(|s| !s.is_whole()) {
-                None => account(&w),
-                Some(stream) => {
-                    let tail = &mine[stream.head().len()..];
-                    let folded = stream.finish(
-                        tail,
-                        DeviceClose {
-                            t1: end.t_s,
-                            edges: w.edges.is_some(),
-                            edge1: end.edge.as_ref(),
-                            lost_at: w.lost.as_ref().map(|l| l.0),
-                        },
-                    );
-                    account_folded(&w, folded)
-                }
-            };
-            devices.push(rep);
-            events.extend(ev);
-            warnings.extend(warn);
+            let folded = stream.filter(|s| !s.is_whole()).map(|stream| {
+                let tail = &mine[stream.head().len()..];
+                stream.finish(
+                    tail,
+                    DeviceClose {
+                        t1: end.t_s,
+                        edges: w.edges.is_some(),
+                        edge1: end.edge.as_ref(),
+                        lost_at: w.lost.as_ref().map(|l| l.0),
+                    },
+                )
+            });
+            out.push(f(&w, folded));
         }
-        (devices, events)
+        out
     }
 
     /// The window's energy over all devices: totals (unknown if any part is), the method

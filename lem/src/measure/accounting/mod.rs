@@ -41,6 +41,36 @@ pub(crate) fn account_folded(
     account_trace(w, &trace::PowerTrace::streamed(w, folded))
 }
 
+/// What a group's stretch needs of one device: its raw and adjusted energy and the raw
+/// figure's bound, chosen and bounded as [`account`] does, without the readings'
+/// statistics, throttle time or the warnings' text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct StretchEnergy {
+    pub raw_j: Option<f64>,
+    pub adjusted_j: Option<f64>,
+    pub uncertainty_j: Option<f64>,
+}
+
+/// [`StretchEnergy`] of one device, from the samples at hand or the folded sums.
+pub(crate) fn stretch_energy(
+    w: &DeviceWindow<'_>,
+    folded: Option<stream::Folded>,
+) -> StretchEnergy {
+    let trace = match folded {
+        Some(f) => trace::PowerTrace::streamed(w, f),
+        None => trace::PowerTrace::of(w),
+    };
+    let mut discarded = Vec::new();
+    let bounds = uncertainty::Bounds::of(w, &trace);
+    let raw = energy::raw_energy(w, &trace, &bounds, "", &mut discarded);
+    let bound = uncertainty::window_bound(w, &trace, &bounds, raw.method);
+    StretchEnergy {
+        raw_j: raw.raw_j,
+        adjusted_j: adjusted_energy(w, raw.raw_j, "", &mut discarded),
+        uncertainty_j: bound.uncertainty_j,
+    }
+}
+
 fn account_trace(
     w: &DeviceWindow<'_>,
     trace: &trace::PowerTrace<'_>,

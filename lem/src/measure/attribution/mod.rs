@@ -66,7 +66,6 @@ pub struct DeviceProcs {
 /// What one open window folded of the process reads.
 #[derive(Debug, Clone)]
 pub struct WindowProcs {
-    pub id: u64,
     pub t0: f64,
     /// The window's end once it is closing (`INFINITY` before).
     pub t1: f64,
@@ -93,7 +92,8 @@ struct DeviceState {
 #[derive(Debug, Default)]
 pub struct ProcessTracker {
     devices: Vec<DeviceState>,
-    windows: Vec<WindowProcs>,
+    /// The open windows, by id: opening and closing one is O(log n) in the open windows.
+    windows: BTreeMap<u64, WindowProcs>,
     last_read_s: Option<f64>,
 }
 
@@ -117,25 +117,27 @@ impl ProcessTracker {
             .iter()
             .map(|d| (!d.not_applicable).then(DeviceProcs::default))
             .collect();
-        self.windows.push(WindowProcs {
+        self.windows.insert(
             id,
-            t0,
-            t1: f64::INFINITY,
-            targets,
-            devices,
-        });
+            WindowProcs {
+                t0,
+                t1: f64::INFINITY,
+                targets,
+                devices,
+            },
+        );
     }
 
     /// Attribute window `id` to `targets` instead.
     pub fn set_targets(&mut self, id: u64, targets: Vec<u32>) {
-        if let Some(w) = self.windows.iter_mut().find(|w| w.id == id) {
+        if let Some(w) = self.windows.get_mut(&id) {
             w.targets = targets;
         }
     }
 
     /// Stop folding for window `id`.
     pub fn forget(&mut self, id: u64) {
-        self.windows.retain(|w| w.id != id);
+        self.windows.remove(&id);
     }
 
     /// Whether a read is due at `now` (a window is open and the cadence has passed).
@@ -165,7 +167,7 @@ impl ProcessTracker {
             };
             if na(listed.as_ref().err()) && na(util.as_ref().err()) {
                 self.devices[i].not_applicable = true;
-                for w in &mut self.windows {
+                for w in self.windows.values_mut() {
                     w.devices[i] = None;
                 }
                 continue;
@@ -185,7 +187,7 @@ impl ProcessTracker {
                 Err(_) => Vec::new(),
             };
             let period = self.devices[i].period_s.unwrap_or(DEFAULT_PROCESS_PERIOD_S);
-            for w in &mut self.windows {
+            for w in self.windows.values_mut() {
                 let Some(dp) = w.devices.get_mut(i).and_then(Option::as_mut) else {
                     continue;
                 };
@@ -228,11 +230,9 @@ impl ProcessTracker {
         devices: &[SharedDevice],
         now: &dyn Fn() -> f64,
     ) -> Option<WindowProcs> {
-        let at = self.windows.iter().position(|w| w.id == id)?;
-        self.windows[at].t1 = t1;
+        self.windows.get_mut(&id)?.t1 = t1;
         self.read(devices, now);
-        let at = self.windows.iter().position(|w| w.id == id)?;
-        let mut w = self.windows.swap_remove(at);
+        let mut w = self.windows.remove(&id)?;
         for dp in w.devices.iter_mut().flatten() {
             finish_tail(dp, w.t0, t1);
         }
