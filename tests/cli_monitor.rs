@@ -289,3 +289,37 @@ fn processes_get_their_share_of_the_active_energy() {
         "{key}"
     );
 }
+
+#[test]
+fn power_that_wanders_around_the_baseline_adds_no_active_energy() {
+    let sb = Sandbox::new();
+    // idle 60 W (the baseline), then 50 W and 70 W in turn every 50 ms: 60 W on average
+    let segs: Vec<String> = (0..200)
+        .map(|i| {
+            let a = 1.0 + 0.05 * f64::from(i);
+            let w = if i % 2 == 0 { 50 } else { 70 };
+            format!(
+                r#"{{"start_s": {a:.2}, "end_s": {:.2}, "power_w": {w}}}"#,
+                a + 0.05
+            )
+        })
+        .collect();
+    let dev = sb.scenario(
+        "w.json",
+        &format!(r#"{{"idle_w": 60, "segments": [{}]}}"#, segs.join(",")),
+    );
+    let m = Monitor::start(monitor_cmd(sb.cmd(), &dev, &["--force-baseline"]));
+    sleep_s(1.2);
+    let (a, b, dt) = two_scrapes(&m, 3.0);
+    let e = |x: &Metrics, n: &str| x.get(n, GPU0).unwrap();
+    let raw = (e(&b, "lem_gpu_energy_joules_total") - e(&a, "lem_gpu_energy_joules_total")) / dt;
+    assert!((raw - 60.0).abs() < 3.0, "{raw} W");
+    // each window's raw minus baseline, summed unfloored: the ±10 W cancel (flooring each
+    // 20 ms window at 0 would count about 5 W, 15 J over these 3 s)
+    let active =
+        e(&b, "lem_gpu_active_energy_joules_total") - e(&a, "lem_gpu_active_energy_joules_total");
+    assert!(
+        active < 1.5,
+        "{active} J of active energy at the baseline's power"
+    );
+}

@@ -13,11 +13,12 @@
 //! Integrated windows' bounds add up. A window without a bound makes the bound unknown
 //! (NaN), never a guess.
 //!
-//! **Active energy.** The windows' adjusted energies (raw minus the idle baseline over the
-//! window) add up; at idle a window can come out a little below its baseline, and a counter
-//! must not go backwards, so the exported counter holds at its highest running sum until
-//! the sum passes it again (it reads high by at most the sum's largest dip, which is within
-//! the baseline's noise).
+//! **Active energy.** Each window's raw energy minus the idle baseline over it, added up
+//! unfloored (a report floors its adjusted energy at 0; summed over thousands of windows
+//! at idle that would turn noise into energy); at idle a window can come out a little below
+//! its baseline, and a counter must not go backwards, so the exported counter holds at its
+//! highest running sum until the sum passes it again (it reads high by at most the sum's
+//! largest dip, which is within the baseline's noise).
 //!
 //! **A lost GPU.** From the round the sampler finds a device failing every read, its `up`
 //! is 0 and its counters stop: no window touching that time adds anything, so nothing jumps
@@ -264,7 +265,7 @@ impl GpuState {
             g.was_down = down;
             if let Some(d) = window.devices.iter().find(|d| d.index == g.index) {
                 if counted {
-                    energy(&self.metrics, g, d);
+                    energy(&self.metrics, g, d, window.duration_s);
                 }
             }
         }
@@ -342,8 +343,8 @@ fn readings(m: &GpuMetrics, g: &mut Gpu, samples: &[Sample]) {
     set(&m.memory, r.memory_used_mb.map(|mb| mb * 1024.0 * 1024.0));
 }
 
-/// Add one window's energy, active energy and bound.
-fn energy(m: &GpuMetrics, g: &mut Gpu, d: &DeviceReport) {
+/// Add one window's energy, active energy and bound; the window lasted `duration_s`.
+fn energy(m: &GpuMetrics, g: &mut Gpu, d: &DeviceReport, duration_s: f64) {
     let e = &d.energy;
     let Some(raw) = e.raw_j else {
         return;
@@ -374,8 +375,8 @@ fn energy(m: &GpuMetrics, g: &mut Gpu, d: &DeviceReport) {
         g.bound_closed + g.run.map_or(0.0, |r| r.bound())
     };
     m.uncertainty.get_or_create(&g.labels).set(bound);
-    if let Some(a) = e.adjusted_j {
-        g.active_sum += a;
+    if let Some(b) = e.baseline_power_w {
+        g.active_sum += raw - b * duration_s;
         let c = m.active.get_or_create(&g.labels);
         if g.active_sum > g.active_shown {
             c.inc_by(g.active_sum - g.active_shown);
