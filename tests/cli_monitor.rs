@@ -323,3 +323,57 @@ fn power_that_wanders_around_the_baseline_adds_no_active_energy() {
         "{active} J of active energy at the baseline's power"
     );
 }
+
+#[test]
+fn scrapes_make_no_driver_call() {
+    let sb = Sandbox::new();
+    sb.scenario_file("f.json", r#"{"idle_w": 100, "count": 2}"#);
+    let log = sb.path().join("calls.log");
+    let mut c = sb.nvml_cmd("f.json");
+    c.env("LEM_FAKE_NVML_LOG", &log);
+    let m = Monitor::start(monitor_cmd(c, "nvml", &["--no-baseline"]));
+    let calls = || std::fs::read_to_string(&log).unwrap().lines().count();
+    sleep_s(1.0);
+    // two equal spans: one scraped as fast as one client can, one left alone
+    let l1 = calls();
+    let t = Instant::now();
+    let mut scrapes = 0;
+    while t.elapsed() < Duration::from_secs(2) {
+        assert_eq!(m.get("/metrics", None).0, 200);
+        scrapes += 1;
+    }
+    let l2 = calls();
+    sleep_s(t.elapsed().as_secs_f64());
+    let l3 = calls();
+    let (scraped, quiet) = (l2 - l1, l3 - l2);
+    assert!(scrapes >= 100, "{scrapes} scrapes");
+    // the sampler's and the exporter's rounds only: about as many calls either way, not
+    // one more per scrape
+    assert!(
+        scraped as f64 <= 1.3 * quiet as f64 + 20.0,
+        "{scraped} driver calls during {scrapes} scrapes, {quiet} without"
+    );
+}
+
+#[test]
+fn the_default_address_is_loopback_and_a_bad_one_is_a_one_line_error() {
+    assert!(lem::monitor::DEFAULT_LISTEN.starts_with("127.0.0.1:"));
+    let port = lem::monitor::DEFAULT_LISTEN.rsplit(':').next().unwrap();
+    assert!(port != "9100" && port != "9400", "{port}");
+    let sb = Sandbox::new();
+    let dev = sb.scenario("s.json", r#"{"idle_w": 100}"#);
+    let o = sb
+        .cmd()
+        .args([
+            "monitor",
+            "--device",
+            &dev,
+            "--no-baseline",
+            "--listen",
+            "nowhere",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert_clean_error(&o, "nowhere");
+}
