@@ -7,7 +7,11 @@
 //! trace, baseline, bounds) and open the next, so the stretches tile the group's span with
 //! nothing between them. Each stretch's energy is divided among the windows open in it
 //! (`measure/share.rs`). A shared window is also an ordinary window, so its report keeps
-//! `raw_j` (all the energy over its lifetime) and adds `shared_j` beside it.
+//! `raw_j` (all the energy over its lifetime) and adds `shared_j` beside it; the read at
+//! each of its boundaries is also its own start or end, so its stretches tile exactly its
+//! lifetime. A stretch is accounted for its energy and bound only (`stretch_energy`), and
+//! open windows are found by id, so a window of a group costs an ordinary window, the two
+//! stretches that end at its boundaries, and O(log n) bookkeeping in the windows open.
 
 use std::any::Any;
 use std::borrow::Cow;
