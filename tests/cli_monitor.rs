@@ -377,3 +377,73 @@ fn the_default_address_is_loopback_and_a_bad_one_is_a_one_line_error() {
     assert_eq!(o.status.code(), Some(125));
     assert_clean_error(&o, "nowhere");
 }
+
+#[test]
+fn every_gpu_of_several_gets_its_own_span_above_the_baseline() {
+    let sb = Sandbox::new();
+    // four GPUs, the last one slow to answer its energy counter (5 ms): a round's reads of
+    // the four spread over more than 5 ms, so the windows' span (first read to last) is
+    // longer than each device's own (its read to its read)
+    sb.scenario_file(
+        "four.json",
+        r#"{"name": "Fake", "idle_w": 100, "count": 4, "segments": [{"start_s": 0.6, "end_s": 1e5, "power_w": 300}],
+            "faults": [{"gpu": 3, "function": "nvmlDeviceGetTotalEnergyConsumption", "latency_ms": 5}]}"#,
+    );
+    let m = Monitor::start(monitor_cmd(
+        sb.nvml_cmd("four.json"),
+        "nvml",
+        &["--force-baseline"],
+    ));
+    sleep_s(1.0);
+    let (a, b, dt) = two_scrapes(&m, 3.0);
+    for gpu in ["0", "1", "2", "3"] {
+        let g = &[("gpu", gpu)];
+        let e = |x: &Metrics| x.get("lem_gpu_active_energy_joules_total", g).unwrap();
+        let idle = b.get("lem_gpu_idle_power_watts", g).unwrap();
+        assert!((idle - 100.0).abs() < 2.0, "gpu {gpu}: idle {idle} W");
+        let active = (e(&b) - e(&a)) / dt;
+        // the baseline over each device's own span: 200 W (over the windows' span it read
+        // about 13 W low here)
+        assert!(
+            (active - 200.0).abs() < 200.0 * 0.04,
+            "gpu {gpu}: {active} W"
+        );
+    }
+}
+
+#[test]
+fn time_a_gpu_did_not_answer_is_not_counted_as_throttled() {
+    let sb = Sandbox::new();
+    // throttled (HW slowdown) all along; every call on it fails from 1.0 s to 2.0 s
+    sb.scenario_file(
+        "gap.json",
+        r#"{"idle_w": 100, "segments": [{"start_s": 0.0, "end_s": 1e5, "power_w": 300, "throttle": ["hw_slowdown"]}],
+            "faults": [{"gpu": 0, "return": "NVML_ERROR_UNKNOWN", "from_s": 1.0, "until_s": 2.0}]}"#,
+    );
+    let t0 = Instant::now();
+    let m = Monitor::start(monitor_cmd(
+        sb.nvml_cmd("gap.json"),
+        "nvml",
+        &["--no-baseline"],
+    ));
+    sleep_s(3.0);
+    let s = m.scrape();
+    let elapsed = t0.elapsed().as_secs_f64();
+    let slow = s
+        .get(
+            "lem_gpu_throttle_seconds_total",
+            &[("gpu", "0"), ("reason", "hw_slowdown")],
+        )
+        .unwrap();
+    // the time it answered, at most: everything but the second it did not (its samples
+    // then carry no reasons, and a gap between samples longer than three rounds is not
+    // counted either)
+    assert!(
+        slow <= elapsed - 1.0 + 0.1,
+        "{slow} s throttled in {elapsed} s"
+    );
+    assert!(
+        slow >= elapsed - 1.0 - 0.8,
+        "{slow} s throttled in {elapsed} s"
+    );
+}

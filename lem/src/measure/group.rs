@@ -229,7 +229,7 @@ impl Meter {
         }
         let mut st = inner.lock();
         // one read of the devices ends the group's stretch, starts the next and starts the
-        // window: its stretches lie inside its lifetime, so `shared_j <= raw_j`
+        // window: its stretches tile exactly its lifetime
         let (ends, failed) = self.read_ends();
         let t = edge_time(&ends, self.clock.now().as_secs_f64());
         let starts = self.starts_from(&ends);

@@ -41,8 +41,10 @@ impl Meter {
     }
 
     /// End the current window of `r` at one read of the devices, which also starts the
-    /// next: the ended window's report.
-    pub fn roll(&self, r: &mut Rolling) -> EnergyReport {
+    /// next: the ended window's report, and each device's own span (from its read at the
+    /// window's start to its read at the end: these tile time per device, while the
+    /// report's duration runs from the first device's read to the last one's).
+    pub fn roll(&self, r: &mut Rolling) -> (EnergyReport, Vec<f64>) {
         let now = self.clock.now().as_secs_f64();
         let (ends, failed) = self.read_ends();
         let t = ends.iter().map(|e| e.t_s).reduce(f64::max).unwrap_or(now);
@@ -51,7 +53,13 @@ impl Meter {
             self.track_processes(&next);
         }
         let prev = std::mem::replace(&mut r.stretch, next);
-        self.finish_with_ends(&prev, t, ends, failed)
+        let spans = prev
+            .starts
+            .iter()
+            .zip(&ends)
+            .map(|(s, e)| (e.t_s - s.t_s).max(0.0))
+            .collect();
+        (self.finish_with_ends(&prev, t, ends, failed), spans)
     }
 
     /// End `r` without a report.

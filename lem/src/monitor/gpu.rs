@@ -197,8 +197,9 @@ pub struct GpuState {
 }
 
 impl GpuState {
-    /// The state of `meter`'s devices, reported through `metrics`.
-    pub fn new(meter: &Meter, metrics: GpuMetrics) -> Self {
+    /// The state of `meter`'s devices from `start_s` (meter clock) on, reported through
+    /// `metrics`.
+    pub fn new(meter: &Meter, metrics: GpuMetrics, start_s: f64) -> Self {
         let gpus: Vec<Gpu> = meter
             .devices()
             .iter()
@@ -234,7 +235,7 @@ impl GpuState {
         Self {
             metrics,
             gpus,
-            after_s: f64::NEG_INFINITY,
+            after_s: start_s,
             failed_seen: meter.failed_reads(),
             procs: HashMap::new(),
             buf: Vec::new(),
@@ -242,8 +243,8 @@ impl GpuState {
     }
 
     /// Take the sampler's new samples (readings and throttle time) and the window that just
-    /// ended.
-    pub fn update(&mut self, meter: &Meter, window: &EnergyReport) {
+    /// ended, with each device's own span in it (by position).
+    pub fn update(&mut self, meter: &Meter, window: &EnergyReport, spans_s: &[f64]) {
         self.buf.clear();
         meter.samples_after(self.after_s, &mut self.buf);
         if let Some(s) = self.buf.last() {
@@ -254,20 +255,32 @@ impl GpuState {
             .failed
             .inc_by(failed.saturating_sub(self.failed_seen) as f64);
         self.failed_seen = failed;
+        let max_gap_s = 3.0 * meter.interval().as_secs_f64();
         for (i, g) in self.gpus.iter_mut().enumerate() {
             let down = meter.device_down(i);
             let up = self.metrics.up.get_or_create(&g.labels);
             up.set(if down { 0.0 } else { 1.0 });
-            if !down {
-                readings(&self.metrics, g, &self.buf);
+            if down {
+                // nothing from the outage counts as throttled when it answers again
+                g.last = None;
+            } else {
+                readings(&self.metrics, g, &self.buf, max_gap_s);
             }
             let counted = !down && !g.was_down;
             g.was_down = down;
-            if let Some(d) = window.devices.iter().find(|d| d.index == g.index) {
-                if counted {
-                    energy(&self.metrics, g, d, window.duration_s);
-                }
+            let d = window.devices.iter().find(|d| d.index == g.index);
+            match (d, spans_s.get(i)) {
+                (Some(d), Some(span)) if counted => energy(&self.metrics, g, d, *span),
+                // a window not counted breaks the counter run: its ends no longer cancel
+                _ => g.close_run(),
             }
+        }
+    }
+
+    /// Every device down: the meter is gone, nothing answers any more.
+    pub fn all_down(&self) {
+        for g in &self.gpus {
+            self.metrics.up.get_or_create(&g.labels).set(0.0);
         }
     }
 
@@ -313,10 +326,12 @@ impl GpuState {
 }
 
 /// The device's latest readings and its throttle time from its new samples.
-fn readings(m: &GpuMetrics, g: &mut Gpu, samples: &[Sample]) {
+/// A sample's reasons hold until the next one, up to `max_gap_s`: a longer gap (reads
+/// that failed) is not known to have been throttled, and is not counted.
+fn readings(m: &GpuMetrics, g: &mut Gpu, samples: &[Sample], max_gap_s: f64) {
     let mut latest = None;
     for s in samples.iter().filter(|s| s.device == g.index) {
-        if let Some((t, reasons)) = g.last {
+        if let Some((t, reasons)) = g.last.filter(|(t, _)| s.t_s - t <= max_gap_s) {
             let dt = (s.t_s - t).max(0.0);
             for (label, bits) in THROTTLE_LABELS {
                 if reasons.intersects(*bits) {
@@ -343,10 +358,21 @@ fn readings(m: &GpuMetrics, g: &mut Gpu, samples: &[Sample]) {
     set(&m.memory, r.memory_used_mb.map(|mb| mb * 1024.0 * 1024.0));
 }
 
-/// Add one window's energy, active energy and bound; the window lasted `duration_s`.
+impl Gpu {
+    /// End the current run of counter windows: its bound is kept as it is.
+    fn close_run(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.bound_closed += run.bound();
+        }
+    }
+}
+
+/// Add one window's energy, active energy and bound; the device's own span in it lasted
+/// `duration_s`.
 fn energy(m: &GpuMetrics, g: &mut Gpu, d: &DeviceReport, duration_s: f64) {
     let e = &d.energy;
     let Some(raw) = e.raw_j else {
+        g.close_run();
         return;
     };
     m.energy.get_or_create(&g.labels).inc_by(raw.max(0.0));
@@ -363,9 +389,7 @@ fn energy(m: &GpuMetrics, g: &mut Gpu, d: &DeviceReport, duration_s: f64) {
             run.part_time_j += part;
         }
         (_, Some(u)) => {
-            if let Some(run) = g.run.take() {
-                g.bound_closed += run.bound();
-            }
+            g.close_run();
             g.bound_closed += u;
         }
     }

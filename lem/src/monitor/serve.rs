@@ -56,9 +56,10 @@ pub struct Exporter {
 impl Exporter {
     /// Start exporting `meter`'s devices through `metrics`.
     pub fn new(meter: &Meter, metrics: GpuMetrics, processes: bool) -> Self {
+        let rolling = meter.rolling("lem-monitor", false);
         Self {
-            state: GpuState::new(meter, metrics),
-            rolling: meter.rolling("lem-monitor", false),
+            state: GpuState::new(meter, metrics, rolling.start_clock_s()),
+            rolling,
             processes: processes.then(|| meter.rolling("lem-monitor/processes", true)),
         }
     }
@@ -66,12 +67,12 @@ impl Exporter {
     /// End the current window (and the processes' window when it is due) and update the
     /// metrics from it and the sampler's new samples.
     pub fn tick(&mut self, meter: &Meter) {
-        let report = meter.roll(&mut self.rolling);
-        self.state.update(meter, &report);
+        let (report, spans) = meter.roll(&mut self.rolling);
+        self.state.update(meter, &report, &spans);
         let now = meter.clock().now().as_secs_f64();
         if let Some(p) = &mut self.processes {
             if now - p.start_clock_s() >= PROCESS_WINDOW_S {
-                let report = meter.roll(p);
+                let (report, _) = meter.roll(p);
                 self.state.update_processes(&report, now);
             }
         }
@@ -146,6 +147,7 @@ fn export(meter: &Weak<Meter>, mut ex: Exporter, interval: Duration, stop: &Atom
     loop {
         std::thread::park_timeout(interval);
         let Some(m) = meter.upgrade() else {
+            ex.state.all_down();
             return;
         };
         if stop.load(Ordering::Acquire) {

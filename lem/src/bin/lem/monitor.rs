@@ -33,7 +33,6 @@ pub fn monitor(ui: &Ui, a: &MonitorArgs) -> Result<u8, Failure> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = GpuMetrics::register(&mut registry);
     let server = MetricsServer::start(&a.listen, Arc::new(registry))?;
-    signals::install()?;
     let pb = ui.progress(1000, "measuring the idle baseline (keep the GPU idle)");
     let meter = builder
         .on_baseline_progress(move |f| {
@@ -46,6 +45,8 @@ pub fn monitor(ui: &Ui, a: &MonitorArgs) -> Result<u8, Failure> {
     for n in meter.notices() {
         ui.warn(n);
     }
+    // from here on SIGINT and SIGTERM end the loop (during the baseline they end lem)
+    signals::install()?;
     let mut exporter = Exporter::new(&meter, metrics, a.processes);
     ui.say(format!(
         "lem monitor: serving http://{}/metrics for {} device(s){}, every {} ms; Ctrl-C stops",
