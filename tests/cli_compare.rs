@@ -113,7 +113,8 @@ fn three_hundred_watts_against_three_hundred_and_thirty_is_a_ten_percent_regress
         e["change_pct"].as_f64().unwrap(),
         d["change_pct"].as_f64().unwrap(),
     );
-    assert!((ce - cd).abs() < 0.01, "{ce} against {cd}: {v}");
+    // (each device's span differs from the window's by its read times: tens of µs when busy)
+    assert!((ce - cd).abs() < 0.1, "{ce} against {cd}: {v}");
     if cd.abs() < 0.9 {
         assert_eq!(e["verdict"], "no change", "{v}");
     }
