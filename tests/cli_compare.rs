@@ -63,8 +63,9 @@ fn three_hundred_watts_against_three_hundred_and_thirty_is_a_ten_percent_regress
     let truth = 110.0 * d["new"].as_f64().unwrap() / d["base"].as_f64().unwrap() - 100.0;
     assert!((truth - 10.0).abs() < 3.0, "{truth}");
     let change = raw["change_pct"].as_f64().unwrap();
-    // (each device's span differs from the window's by its read times: a few µs)
-    assert!((change - truth).abs() < 0.01, "{change} against {truth}");
+    // (each device's span differs from the window's by its read times: tens of µs on a busy
+    // machine, a few hundredths of a point of a 0.25 s cycle)
+    assert!((change - truth).abs() < 0.1, "{change} against {truth}");
     assert!(
         lo <= truth && truth <= hi,
         "{truth:+.2} % inside [{lo}, {hi}]"
