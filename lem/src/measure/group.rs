@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::accounting::{stretch_energy, StretchEnergy};
 use super::meter::Meter;
 use super::share::{Ledger, Share, Stretch};
-use super::window::{DeviceEnd, DeviceStart, OpenWindow};
+use super::window::{edge_time, DeviceEnd, DeviceStart, OpenWindow};
 use crate::error::{Error, Result};
 use crate::results::group::GroupSummary;
 use crate::results::report::{EnergyReport, SharedEnergy};
@@ -380,9 +380,4 @@ impl Meter {
             starts: starts.to_vec(),
         }
     }
-}
-
-/// The time of the last device read of `ends` (`now` without devices).
-fn edge_time(ends: &[DeviceEnd], now: f64) -> f64 {
-    ends.iter().map(|e| e.t_s).reduce(f64::max).unwrap_or(now)
 }

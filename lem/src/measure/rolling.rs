@@ -4,7 +4,7 @@
 //! the sampler.
 
 use super::meter::Meter;
-use super::window::OpenWindow;
+use super::window::{edge_time, OpenWindow};
 use crate::results::report::EnergyReport;
 
 /// Consecutive windows on one meter ([`Meter::rolling`]).
@@ -28,7 +28,7 @@ impl Meter {
     pub fn rolling(&self, name: &str, processes: bool) -> Rolling {
         let (ends, _) = self.read_ends();
         let now = self.clock.now().as_secs_f64();
-        let t = ends.iter().map(|e| e.t_s).reduce(f64::max).unwrap_or(now);
+        let t = edge_time(&ends, now);
         let stretch = self.window_from(&ends, t, name.to_string());
         if processes {
             self.track_processes(&stretch);
@@ -47,7 +47,7 @@ impl Meter {
     pub fn roll(&self, r: &mut Rolling) -> (EnergyReport, Vec<f64>) {
         let now = self.clock.now().as_secs_f64();
         let (ends, failed) = self.read_ends();
-        let t = ends.iter().map(|e| e.t_s).reduce(f64::max).unwrap_or(now);
+        let t = edge_time(&ends, now);
         let next = self.window_from(&ends, t, r.name.clone());
         if r.processes {
             self.track_processes(&next);

@@ -8,6 +8,7 @@ use crate::base::clock::at_middle;
 
 use super::accounting::fold::TotalPeak;
 use super::accounting::stream::{DeviceClose, DeviceStream, Folded, WindowStream};
+use super::accounting::throttle::thermal_summary;
 use super::accounting::{account, account_folded, DeviceWindow};
 use super::attribution::share::attribute;
 use super::baseline::BaselineMode;
@@ -17,7 +18,7 @@ use crate::device::{Reading, Sample, Violations};
 use crate::error::{Error, Result};
 use crate::results::report::{
     combine_methods, BaselineMethod, DeviceReport, EnergyMethod, EnergyReport, EnergySummary,
-    SamplingSummary, ThermalSummary, ThrottleEvent, TotalPower, SCHEMA_VERSION,
+    SamplingSummary, ThrottleEvent, TotalPower, SCHEMA_VERSION,
 };
 
 /// What was read from one device at a window's start.
@@ -175,7 +176,7 @@ impl Meter {
         failed_at_end: u64,
     ) -> EnergyReport {
         // the window ends at the last device's read
-        let t1 = ends.iter().map(|e| e.t_s).reduce(f64::max).unwrap_or(t1);
+        let t1 = edge_time(&ends, t1);
         let closed = self.sampler.shared().close(scope.id, t1);
         let procs = self.close_processes(scope.id, t1);
         let (rounds, failed_total, peak_w) = closed
@@ -491,22 +492,6 @@ impl Meter {
     }
 }
 
-/// Throttling over all devices: the longest time any device spent throttled, per cause.
-fn thermal_summary(devices: &[DeviceReport], events: Vec<ThrottleEvent>) -> ThermalSummary {
-    let longest = |f: &dyn Fn(&DeviceReport) -> f64| devices.iter().map(f).fold(0.0, f64::max);
-    ThermalSummary {
-        throttle_detected: devices.iter().any(|d| d.throttle.detected),
-        throttle_duration_s: longest(&|d| d.throttle.throttle_duration_s),
-        thermal_duration_s: longest(&|d| d.throttle.thermal_duration_s),
-        power_duration_s: longest(&|d| d.throttle.power_duration_s),
-        max_temp_c: devices
-            .iter()
-            .filter_map(|d| d.temperature.max_c)
-            .reduce(f64::max),
-        events,
-    }
-}
-
 /// What was read from one device at a window's end.
 #[derive(Debug, Default)]
 pub(super) struct DeviceEnd {
@@ -596,4 +581,10 @@ impl Drop for EnergyScope<'_> {
             self.meter.discard_window(w);
         }
     }
+}
+
+/// The time of the last device read of `ends` (`now` without devices): where a window
+/// those reads end, ends.
+pub(super) fn edge_time(ends: &[DeviceEnd], now: f64) -> f64 {
+    ends.iter().map(|e| e.t_s).reduce(f64::max).unwrap_or(now)
 }

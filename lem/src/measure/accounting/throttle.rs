@@ -1,11 +1,13 @@
 //! Throttle time over one window: sampled reasons held until the next sample, refined by the
-//! device's violation counters where it keeps them.
+//! device's violation counters where it keeps them; and over all devices of a window.
 
 use super::fold::{SampledThrottle, ThrottleFold};
 use super::input::DeviceWindow;
 use super::trace::PowerTrace;
 use crate::device::ThrottleReasons;
-use crate::results::report::{DeviceThrottle, ThrottleEvent, ThrottleSource};
+use crate::results::report::{
+    DeviceReport, DeviceThrottle, ThermalSummary, ThrottleEvent, ThrottleSource,
+};
 
 /// Throttle time and events from sampled reasons, each held until the next sample.
 pub(crate) fn throttle_from_samples(
@@ -91,4 +93,23 @@ pub(crate) fn device_throttle(
         reasons: sampled.seen,
     };
     (throttle, sampled.events)
+}
+
+/// Throttling over all devices: the longest time any device spent throttled, per cause.
+pub(crate) fn thermal_summary(
+    devices: &[DeviceReport],
+    events: Vec<ThrottleEvent>,
+) -> ThermalSummary {
+    let longest = |f: &dyn Fn(&DeviceReport) -> f64| devices.iter().map(f).fold(0.0, f64::max);
+    ThermalSummary {
+        throttle_detected: devices.iter().any(|d| d.throttle.detected),
+        throttle_duration_s: longest(&|d| d.throttle.throttle_duration_s),
+        thermal_duration_s: longest(&|d| d.throttle.thermal_duration_s),
+        power_duration_s: longest(&|d| d.throttle.power_duration_s),
+        max_temp_c: devices
+            .iter()
+            .filter_map(|d| d.temperature.max_c)
+            .reduce(f64::max),
+        events,
+    }
 }
