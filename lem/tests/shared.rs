@@ -320,3 +320,84 @@ fn a_meter_without_groups_writes_no_groups_key() {
     let v = serde_json::to_value(r.meter.result_file(rep, "e", 0)).unwrap();
     assert!(v.get("groups").is_none());
 }
+
+/// A power trace that changes every 0.37 s (100 to 460 W) for 100 s, with `extra` keys.
+fn wandering(extra: &str) -> String {
+    let segments: Vec<String> = (0..270)
+        .map(|i| {
+            let p = 100.0 + f64::from((i * 7919) % 37) * 10.0;
+            format!(
+                r#"{{"start_s": {:.2}, "end_s": {:.2}, "power_w": {p}}}"#,
+                f64::from(i) * 0.37,
+                f64::from(i + 1) * 0.37
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"idle_w": 90, "power_limit_w": 700, {extra} "segments": [{}]}}"#,
+        segments.join(",")
+    )
+}
+
+/// A window alone in its group is its group's only stretch while it is open: the stretch is
+/// cut at the window's own reads and accounted from the sampler's buffer (and, for a window
+/// longer than the buffer holds, from what the group's stream folded), the window from its
+/// own stream. Both must give the same energy, adjusted energy and bound for
+/// every way energy is measured (to rounding).
+#[test]
+fn a_window_alone_in_its_group_shares_exactly_its_own_energy() {
+    let cases = [
+        // a counter read at both ends; 0.25 s is below its resolution, sampled too sparsely
+        // to integrate instead
+        (r#""counter_update_ms": 100,"#, "counter"),
+        // no counter: integrated samples
+        (r#""energy_counter": false,"#, "integration"),
+        // a slow counter sampled densely: short windows are integrated, long ones counted
+        (r#""counter_update_ms": 500,"#, "mixed"),
+        // a part-time, slowly refreshed sensor: changes seen late and partly
+        (
+            r#""sensor": {"period_ms": 100, "sensing_duty": 0.25, "power_refresh_ms": 200},"#,
+            "part-time sensor",
+        ),
+    ];
+    for (extra, what) in cases {
+        let r = rig(&wandering(extra), BaselineMode::Force);
+        let g = r.meter.group("alone");
+        let mut t = 1.5;
+        let mut methods = Vec::new();
+        // short windows (their samples all still in the buffer) and long ones (folded as
+        // they leave it), with gaps between them
+        for len in [0.25, 0.41, 1.2, 3.3, 12.0, 0.05, 25.0] {
+            r.to(t);
+            let w = g.start("w").unwrap();
+            r.to(t + len);
+            let rep = w.finish().unwrap();
+            let s = rep.energy.shared.clone().unwrap();
+            let e = &rep.energy;
+            let ctx = format!("{what}, {len} s: {e:?}");
+            // the share is a difference of the group's running sums (a few kJ): equal to
+            // their rounding
+            let same = |a: Option<f64>, b: Option<f64>| {
+                a.zip(b).is_some_and(|(a, b)| (a - b).abs() <= 1e-9)
+            };
+            assert!(e.raw_j.is_some_and(|j| j >= 0.0), "{ctx}");
+            assert!(same(s.shared_j, e.raw_j), "{ctx}");
+            assert!(same(s.shared_uncertainty_j, e.uncertainty_j), "{ctx}");
+            assert!(same(s.shared_adjusted_j, e.adjusted_j), "{ctx}");
+            methods.push(rep.devices[0].energy.method);
+            t += len + 0.77;
+        }
+        let sum = g.summary();
+        assert_eq!(sum.windows, 7, "{what}");
+        assert!(sum.gaps_s > 6.0 * 0.77 - 1e-6, "{what}: {sum:?}");
+        let counted = methods
+            .iter()
+            .filter(|m| **m == Some(lem::EnergyMethod::EnergyCounter))
+            .count();
+        match what {
+            "counter" | "part-time sensor" => assert_eq!(counted, 7, "{what}: {methods:?}"),
+            "integration" => assert_eq!(counted, 0, "{what}: {methods:?}"),
+            _ => assert!((1..7).contains(&counted), "{what}: {methods:?}"),
+        }
+    }
+}

@@ -1,25 +1,27 @@
 //! Shared windows: windows of a group divide the energy of the times they overlap instead
 //! of each counting all of it.
 //!
-//! A group keeps one stretch window open from its first window's start on. At every
-//! boundary (a window of the group opening or closing) the devices are read once: the
-//! readings close the current stretch (accounted like any window: counter or integrated
-//! trace, baseline, bounds) and open the next, so the stretches tile the group's span with
-//! nothing between them. Each stretch's energy is divided among the windows open in it
-//! (`measure/share.rs`). A shared window is also an ordinary window, so its report keeps
-//! `raw_j` (all the energy over its lifetime) and adds `shared_j` beside it; the read at
-//! each of its boundaries is also its own start or end, so its stretches tile exactly its
-//! lifetime. A stretch is accounted for its energy and bound only (`stretch_energy`), and
-//! open windows are found by id, so a window of a group costs an ordinary window, the two
-//! stretches that end at its boundaries, and O(log n) bookkeeping in the windows open.
+//! A group measures its time as stretches, one after another from its first window's
+//! start on (`measure/stretch.rs`). At every boundary (a window of the group opening or
+//! closing) the devices are read once: the readings end the current stretch (accounted like
+//! any window: counter or integrated trace, baseline, bounds) and start the next, so the
+//! stretches tile the group's span with nothing between them. Each stretch's energy is
+//! divided among the windows open in it (`measure/share.rs`). A shared window is also an
+//! ordinary window, so its report keeps `raw_j` (all the energy over its lifetime) and adds
+//! `shared_j` beside it; the read at each of its boundaries is also its own start or end, so
+//! its stretches tile exactly its lifetime and it reads the devices no more often than an
+//! ordinary window. Open windows and open shares are found by id (O(log n) in the windows
+//! open), and the stretches are one stream cut at each boundary, so a window of a group costs
+//! an ordinary window, the accounting of the two stretches that end at its boundaries, and
+//! O(log n) bookkeeping.
 
 use std::any::Any;
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::accounting::{stretch_energy, StretchEnergy};
 use super::meter::Meter;
-use super::share::{Ledger, Share, Stretch};
+use super::share::{Ledger, Share};
+use super::stretch::Stretches;
 use super::window::{edge_time, DeviceEnd, DeviceStart, OpenWindow};
 use crate::error::{Error, Result};
 use crate::results::group::GroupSummary;
@@ -29,7 +31,7 @@ use crate::results::report::{EnergyReport, SharedEnergy};
 #[derive(Debug)]
 struct GroupState {
     ledger: Ledger,
-    stretch: Option<OpenWindow>,
+    stretches: Stretches,
 }
 
 /// A group of shared windows on one meter.
@@ -188,7 +190,10 @@ impl Meter {
             meter_id: self.meter_id,
             state: Mutex::new(GroupState {
                 ledger: Ledger::default(),
-                stretch: None,
+                stretches: Stretches::new(
+                    self.next_id
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                ),
             }),
         });
         groups.push(Arc::clone(&g) as Arc<dyn Any + Send + Sync>);
@@ -303,33 +308,11 @@ impl Meter {
     }
 
     /// A boundary of the group at the readings `ends` (taken at about `t`; `starts` are
-    /// the same readings as a start; failed reads count in the windows' reports): they end the current stretch (divided among the
-    /// windows open in it) and start the next.
+    /// the same readings as a start; failed reads count in the windows' reports): they end
+    /// the current stretch (divided among the windows open in it) and start the next.
     fn boundary_at(&self, st: &mut GroupState, starts: &[DeviceStart], ends: &[DeviceEnd], t: f64) {
-        let next = self.window_at(starts, t, Cow::Borrowed("group stretch"), 0);
-        if let Some(prev) = st.stretch.replace(next) {
-            st.ledger.stretch(self.finish_stretch(&prev, t, ends));
-        }
-    }
-
-    /// A stretch's energy, its bound and its length: each device accounted as any window
-    /// is (counter or integrated trace, baseline, bound), without the rest of a report.
-    fn finish_stretch(&self, scope: &OpenWindow, t1: f64, ends: &[DeviceEnd]) -> Stretch {
-        let t1 = edge_time(ends, t1);
-        let closed = self.sampler.shared().close(scope.id, t1);
-        let parts = self.each_device(scope, t1, ends, closed, stretch_energy);
-        let all = |f: fn(&StretchEnergy) -> Option<f64>| -> Option<f64> {
-            if parts.is_empty() {
-                return None;
-            }
-            parts.iter().map(f).sum()
-        };
-        let raw = all(|p| p.raw_j);
-        Stretch {
-            raw,
-            adj: all(|p| p.adjusted_j),
-            unc: raw.and(all(|p| p.uncertainty_j)),
-            duration_s: (t1 - scope.t0).max(0.0),
+        if let Some(s) = self.cut_stretch(&mut st.stretches, starts, ends, t) {
+            st.ledger.stretch(s);
         }
     }
 

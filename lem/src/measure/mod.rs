@@ -15,5 +15,6 @@ pub mod rolling;
 pub mod sampler;
 pub mod series;
 pub mod share;
+pub mod stretch;
 pub mod warmup;
 pub mod window;

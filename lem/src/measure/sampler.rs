@@ -238,18 +238,58 @@ impl Shared {
     pub(crate) fn register(&self, mut w: WindowStream) {
         let mut b = lock(&self.buf);
         b.opening.retain(|(i, _)| *i != w.id);
+        self.place(&b.samples, &mut w);
+        b.active.insert(w.id, w);
+    }
+
+    /// Where each device's samples start for `w`: its last sample before `w`'s look-back.
+    fn place(&self, samples: &VecDeque<Sample>, w: &mut WindowStream) {
         let from = w.t0 - w.lookback_s.clamp(0.0, LOOKBACK_S);
-        let first_inside = b.samples.partition_point(|s| s.t_s < from);
+        let first_inside = samples.partition_point(|s| s.t_s < from);
         for (i, d) in w.devices.iter_mut().enumerate() {
             let idx = w_index(&self.devices, i);
-            d.from = b
-                .samples
+            d.from = samples
                 .range(..first_inside)
                 .rev()
                 .find(|s| Some(s.device) == idx)
                 .map_or(from, |s| s.t_s);
         }
-        b.active.insert(w.id, w);
+    }
+
+    /// Cut the open window `next.id` where `next` starts and go on with it as `next`, under
+    /// one lock: the part that ends at `t1` is returned, with what it folded, and its samples
+    /// still in the buffer (at or before `t1`, from each device's start) are put in
+    /// `samples`, emptied first. Nothing is added to or removed from the open windows (a
+    /// group's stretches, one after another, cost a lookup each); `None`, with `next`
+    /// registered, when no window `next.id` was open.
+    pub(crate) fn cut(
+        &self,
+        mut next: WindowStream,
+        t1: f64,
+        samples: &mut Vec<Sample>,
+    ) -> Option<WindowStream> {
+        samples.clear();
+        let mut guard = lock(&self.buf);
+        let b = &mut *guard;
+        self.place(&b.samples, &mut next);
+        let Some(slot) = b.active.get_mut(&next.id) else {
+            b.active.insert(next.id, next);
+            return None;
+        };
+        let old = std::mem::replace(slot, next);
+        let from = old
+            .devices
+            .iter()
+            .map(|d| d.from)
+            .fold(f64::INFINITY, f64::min);
+        let first = b.samples.partition_point(|s| s.t_s < from);
+        for s in b.samples.range(first..).filter(|s| s.t_s <= t1) {
+            let from = old.devices.get(self.position(s.device)).map(|d| d.from);
+            if from.is_some_and(|f| s.t_s >= f) {
+                samples.push(*s);
+            }
+        }
+        Some(old)
     }
 
     pub(crate) fn unregister(&self, id: u64) {

@@ -231,25 +231,40 @@ impl Meter {
         // depends on the power during the update period before it.
         let lookback_s =
             self.counter_updates.iter().map(|c| c.0).fold(0.0, f64::max) + interval + average;
-        // and the first moments after it: the power average's range and the nearest readings
-        let head_s = average + 2.0 * interval;
-        WindowStream {
+        let mut w = WindowStream {
             id,
             t0,
             lookback_s,
-            devices: self
-                .devices
-                .iter()
-                .zip(starts)
-                .zip(&self.sensors)
-                .map(|((d, st), sensor)| {
-                    let index = d.info().index;
-                    DeviceStream::new(index, st.t_s, st.edge0.as_ref(), sensor.period_s, head_s)
-                })
-                .collect(),
+            devices: Vec::with_capacity(self.devices.len()),
             rounds: 0,
             peak: TotalPeak::new(self.devices.len()),
-        }
+        };
+        self.restart_stream(&mut w, t0, starts);
+        w
+    }
+
+    /// Make `w` (a window's stream from an earlier window) the stream of a window starting at
+    /// `t0` (`starts`), keeping its id and its memory.
+    pub(super) fn restart_stream(&self, w: &mut WindowStream, t0: f64, starts: &[DeviceStart]) {
+        // the first moments after the start stay raw: the power average's range and the
+        // nearest readings
+        let head_s =
+            crate::measure::accounting::POWER_AVERAGE_S + 2.0 * self.interval.as_secs_f64();
+        w.t0 = t0;
+        w.rounds = 0;
+        w.peak = TotalPeak::new(self.devices.len());
+        w.devices.clear();
+        w.devices
+            .extend(
+                self.devices
+                    .iter()
+                    .zip(starts)
+                    .zip(&self.sensors)
+                    .map(|((d, st), sensor)| {
+                        let index = d.info().index;
+                        DeviceStream::new(index, st.t_s, st.edge0.as_ref(), sensor.period_s, head_s)
+                    }),
+            );
     }
 
     /// Read every device at the window's end: the counter (or the power, for devices
@@ -369,7 +384,7 @@ impl Meter {
                 edges: st.edge0.zip(end.edge),
                 lost,
                 interval_s: self.interval.as_secs_f64(),
-                counter_update: self.counter_updates[i].clone(),
+                counter_update: &self.counter_updates[i],
                 baseline_uncertainty_w: b.and_then(|b| {
                     // its age at the meter's start (cached) plus the meter's time since
                     let age = b.cache_age_s.unwrap_or(0.0) + (end.t_s - self.origin_s);

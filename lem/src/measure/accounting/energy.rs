@@ -1,7 +1,7 @@
 //! Energy over one window: the power trace around it, the counter's delta or the integrated
 //! trace, and the cross-check between the two.
 
-use super::input::DeviceWindow;
+use super::input::{DeviceWindow, Notes};
 use super::trace::PowerTrace;
 use super::uncertainty::Bounds;
 use crate::results::report::EnergyMethod;
@@ -35,7 +35,7 @@ pub(crate) fn raw_energy(
     trace: &PowerTrace<'_>,
     bounds: &Bounds,
     dev: &str,
-    warnings: &mut Vec<String>,
+    warnings: &mut Notes<'_>,
 ) -> RawEnergy {
     let integration = RawEnergy {
         raw_j: trace.integrated,
@@ -57,7 +57,7 @@ pub(crate) fn raw_energy(
             }
             None => String::new(),
         };
-        warnings.push(format!(
+        warnings.push(|| format!(
             "{dev}: stopped answering {when} ({why}); its energy for this window is unknown (lem does not extrapolate past the last reading){partial}"
         ));
         (None, None, false)
@@ -66,12 +66,12 @@ pub(crate) fn raw_energy(
         (r.raw_j, r.method, r.below_resolution)
     };
     if raw.is_none() && w.lost.is_none() {
-        warnings.push(format!(
+        warnings.push(|| format!(
             "{dev}: energy could not be measured (no energy counter and no power samples in the window)"
         ));
     }
     if method == Some(EnergyMethod::PowerIntegration) && trace.averaged {
-        warnings.push(format!(
+        warnings.push(|| format!(
             "{dev}: integrated power readings that the driver averages over 1 s; short windows are smoothed"
         ));
     }
@@ -116,7 +116,7 @@ fn from_counter(
     trace: &PowerTrace<'_>,
     bounds: &Bounds,
     dev: &str,
-    warnings: &mut Vec<String>,
+    warnings: &mut Notes<'_>,
 ) -> Option<RawEnergy> {
     let duration = w.duration_s();
     let period = w.counter_update.0;
@@ -134,7 +134,7 @@ fn from_counter(
                 (true, false) => "the window's start",
                 _ => "the window's end",
             };
-            warnings.push(format!(
+            warnings.push(|| format!(
                 "{dev}: the energy-counter read failed at {which}; used integrated power samples for this window"
             ));
             return None;
@@ -142,7 +142,7 @@ fn from_counter(
         _ => return None,
     };
     if counter < 0.0 {
-        warnings.push(format!(
+        warnings.push(|| format!(
             "{dev}: energy counter went backwards by {:.3} J (reset or driver reload); used integrated power samples for this window",
             -counter
         ));
@@ -159,28 +159,28 @@ fn from_counter(
     let below = period > 0.0 && duration < MIN_COUNTER_UPDATES * period;
     let dense = w.interval_s > 0.0 && 2.0 * w.interval_s <= period;
     if below && dense && trace.integrated.is_some() {
-        warnings.push(format!(
+        warnings.push(|| format!(
             "{dev}: below_resolution: the window spans fewer than {MIN_COUNTER_UPDATES} energy-counter updates (~{:.0} ms each); used integrated power samples, as for every window this short",
             period * 1e3
         ));
         return Some(integrated(true));
     }
     if counter == 0.0 && duration > 0.0 && !below {
-        warnings.push(format!(
+        warnings.push(|| format!(
             "{dev}: the energy counter did not move during a window of {:.1} s; used integrated power instead of reporting zero",
             duration
         ));
         return Some(integrated(false));
     }
     if let Some(i) = disagreement(w, trace, bounds, counter) {
-        warnings.push(format!(
+        warnings.push(|| format!(
             "{dev}: the energy counter ({counter:.1} J) disagrees with the integrated power samples ({i:.1} J) by {:.0} % over {duration:.1} s (a frozen or reset counter?); used the integrated samples",
             (counter - i).abs() / i * 100.0
         ));
         return Some(integrated(false));
     }
     if below {
-        warnings.push(format!(
+        warnings.push(|| format!(
             "{dev}: below_resolution: the window spans fewer than {MIN_COUNTER_UPDATES} energy-counter updates (~{:.0} ms each) and power is sampled too sparsely to do better; the counter's difference is right only on average over many windows: measure longer windows or more iterations per window",
             period * 1e3
         ));

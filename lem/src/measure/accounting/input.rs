@@ -27,7 +27,7 @@ pub(crate) struct DeviceWindow<'a> {
     /// The sampling interval, s.
     pub interval_s: f64,
     /// The counter's update period to bound staleness with, s, and where it came from.
-    pub counter_update: (f64, Option<String>),
+    pub counter_update: &'a (f64, Option<String>),
     /// The baseline's own uncertainty, W.
     pub baseline_uncertainty_w: Option<f64>,
     /// The device's power sensor (its own profile, or the user's override).
@@ -38,5 +38,28 @@ impl DeviceWindow<'_> {
     /// The window's length, s (never negative).
     pub(crate) fn duration_s(&self) -> f64 {
         (self.t1 - self.t0).max(0.0)
+    }
+}
+
+/// Where the accounting's warnings go: a report's list, or nowhere (a group's stretch, whose
+/// windows' own reports say what went wrong). A warning's text is only formatted when kept.
+#[derive(Debug)]
+pub(crate) struct Notes<'a>(Option<&'a mut Vec<String>>);
+
+impl<'a> Notes<'a> {
+    /// Warnings kept in `list`.
+    pub(crate) fn to(list: &'a mut Vec<String>) -> Self {
+        Self(Some(list))
+    }
+
+    /// Warnings dropped unformatted.
+    pub(crate) fn none() -> Self {
+        Self(None)
+    }
+
+    pub(crate) fn push(&mut self, text: impl FnOnce() -> String) {
+        if let Some(list) = self.0.as_mut() {
+            list.push(text());
+        }
     }
 }

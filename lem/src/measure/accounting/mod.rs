@@ -20,6 +20,7 @@ pub mod trace;
 pub mod uncertainty;
 
 pub(crate) use input::DeviceWindow;
+use input::Notes;
 
 use crate::device::PowerSource;
 use crate::results::report::{DeviceEnergy, DeviceReport, ThrottleEvent};
@@ -51,24 +52,42 @@ pub(crate) struct StretchEnergy {
     pub uncertainty_j: Option<f64>,
 }
 
-/// [`StretchEnergy`] of one device, from the samples at hand or the folded sums.
+/// Buffers a group's stretches build their power points in, kept from one stretch to the
+/// next so that accounting one allocates nothing once they have grown.
+#[derive(Debug, Default)]
+pub(crate) struct TraceBuffers {
+    points: Vec<fold::Point>,
+    near: Vec<fold::Point>,
+}
+
+/// [`StretchEnergy`] of one device, from the samples at hand or the folded sums; the
+/// points are built in `buffers`.
 pub(crate) fn stretch_energy(
     w: &DeviceWindow<'_>,
     folded: Option<stream::Folded>,
+    buffers: &mut TraceBuffers,
 ) -> StretchEnergy {
     let trace = match folded {
         Some(f) => trace::PowerTrace::streamed(w, f),
-        None => trace::PowerTrace::of(w),
+        None => trace::PowerTrace::points_only(
+            w,
+            std::mem::take(&mut buffers.points),
+            std::mem::take(&mut buffers.near),
+        ),
     };
-    let mut discarded = Vec::new();
+    let mut quiet = Notes::none();
     let bounds = uncertainty::Bounds::of(w, &trace);
-    let raw = energy::raw_energy(w, &trace, &bounds, "", &mut discarded);
-    let bound = uncertainty::window_bound(w, &trace, &bounds, raw.method);
-    StretchEnergy {
+    let raw = energy::raw_energy(w, &trace, &bounds, "", &mut quiet);
+    let out = StretchEnergy {
         raw_j: raw.raw_j,
-        adjusted_j: adjusted_energy(w, raw.raw_j, "", &mut discarded),
-        uncertainty_j: bound.uncertainty_j,
-    }
+        adjusted_j: adjusted_energy(w, raw.raw_j, "", &mut quiet),
+        uncertainty_j: uncertainty::bound_j(w, &bounds, raw.method),
+    };
+    let (mut points, mut near) = trace.into_points();
+    points.clear();
+    near.clear();
+    *buffers = TraceBuffers { points, near };
+    out
 }
 
 fn account_trace(
@@ -79,7 +98,7 @@ fn account_trace(
     let dev = format!("device {} ({})", info.index, info.name);
     let mut warnings = Vec::new();
     let bounds = uncertainty::Bounds::of(w, trace);
-    let raw = energy::raw_energy(w, trace, &bounds, &dev, &mut warnings);
+    let raw = energy::raw_energy(w, trace, &bounds, &dev, &mut Notes::to(&mut warnings));
     power_source_warning(w, trace, &dev, &mut warnings);
     let bound = uncertainty::window_bound(w, trace, &bounds, raw.method);
     if raw.raw_j.is_some() && bound.uncertainty_j.is_none() {
@@ -87,7 +106,7 @@ fn account_trace(
             "{dev}: no meaningful error bound: the window rests on one held power reading and nothing (no variation nearby, no power limit, no baseline) bounds how far the power moved since"
         ));
     }
-    let adjusted = adjusted_energy(w, raw.raw_j, &dev, &mut warnings);
+    let adjusted = adjusted_energy(w, raw.raw_j, &dev, &mut Notes::to(&mut warnings));
     if info.mig {
         warnings.push(format!(
             "{dev}: MIG mode: NVML reports the whole GPU's energy, not this slice's"
@@ -148,13 +167,13 @@ fn adjusted_energy(
     w: &DeviceWindow<'_>,
     raw_j: Option<f64>,
     dev: &str,
-    warnings: &mut Vec<String>,
+    warnings: &mut Notes<'_>,
 ) -> Option<f64> {
     let (r, b) = raw_j.zip(w.baseline_w)?;
     let idle = b * w.duration_s();
     let a = r - idle;
     if a < 0.0 {
-        warnings.push(format!(
+        warnings.push(|| format!(
             "{dev}: adjusted energy floored at 0 J: the window drew less ({r:.3} J) than the idle baseline predicts ({idle:.3} J)"
         ));
     }
@@ -288,7 +307,7 @@ mod tests {
             lost: None,
             counter_failed: (e.0.is_none(), e.1.is_none()),
             interval_s: 0.1,
-            counter_update: (0.1, Some("default".into())),
+            counter_update: Box::leak(Box::new((0.1, Some("default".into())))),
             baseline_uncertainty_w: None,
             sensor: &info.sensor,
         }

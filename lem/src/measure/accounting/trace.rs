@@ -2,6 +2,7 @@
 //! accounting.
 
 use super::input::DeviceWindow;
+use super::fold::Point;
 use super::stream::Folded;
 use crate::device::{PowerSource, Sample};
 use crate::results::stats::integrate;
@@ -29,8 +30,24 @@ pub(crate) struct PowerTrace<'a> {
 
 impl<'a> PowerTrace<'a> {
     pub(crate) fn of(w: &DeviceWindow<'a>) -> Self {
-        let inside: Vec<&Sample> = w.samples.iter().filter(|s| s.t_s >= w.t0).collect();
-        let mut points: Vec<(f64, f64)> = Vec::with_capacity(w.samples.len() + 2);
+        let mut trace = Self::points_only(
+            w,
+            Vec::with_capacity(w.samples.len() + 2),
+            Vec::with_capacity(w.samples.len() + 2),
+        );
+        trace.inside = w.samples.iter().filter(|s| s.t_s >= w.t0).collect();
+        trace
+    }
+
+    /// The trace without `inside` (what the energy and its bound read), its points built in
+    /// `points` and `near_points` (emptied first).
+    pub(crate) fn points_only(
+        w: &DeviceWindow<'a>,
+        mut points: Vec<(f64, f64)>,
+        mut near_points: Vec<(f64, f64)>,
+    ) -> Self {
+        points.clear();
+        near_points.clear();
         if let Some((r0, _)) = &w.edges {
             if let Some(p) = r0.power_w {
                 points.push((w.t0, p));
@@ -49,27 +66,33 @@ impl<'a> PowerTrace<'a> {
         }
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         let integrated = integrate(&points, w.t0, w.t1);
-        let mut near_points: Vec<(f64, f64)> = w
-            .samples
-            .iter()
-            .filter_map(|s| s.reading.power_w.map(|p| (s.t_s, p)))
-            .collect();
+        near_points.extend(
+            w.samples
+                .iter()
+                .filter_map(|s| s.reading.power_w.map(|p| (s.t_s, p))),
+        );
         if let Some((r0, r1)) = &w.edges {
             near_points.extend(r0.power_w.map(|p| (w.t0, p)));
             near_points.extend(r1.power_w.map(|p| (w.t1, p)));
         }
         near_points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let averaged = inside
+        let averaged = w
+            .samples
             .iter()
-            .any(|s| s.reading.power_source == Some(PowerSource::Averaged));
+            .any(|s| s.t_s >= w.t0 && s.reading.power_source == Some(PowerSource::Averaged));
         Self {
             points,
             near_points,
-            inside,
+            inside: Vec::new(),
             averaged,
             integrated,
             folded: None,
         }
+    }
+
+    /// The point buffers back, for the next trace to be built in.
+    pub(crate) fn into_points(self) -> (Vec<Point>, Vec<Point>) {
+        (self.points, self.near_points)
     }
 
     /// The trace of a window whose middle was folded: `w.samples` holds the samples kept raw

@@ -271,13 +271,8 @@ pub(crate) fn window_bound(
         inputs.sensor_source = Some(sensor.source.clone());
         inputs.part_time_j = Some(bounds.part_time_j);
     }
-    let uncertainty_j = match method {
-        // The counter's read at the start can only over-count (by up to a period of the
-        // power near it), the read at the end only under-count; hidden falls over-count,
-        // hidden rises under-count. The worst case is the larger side.
-        Some(EnergyMethod::EnergyCounter) => bounds.counter_total(w),
-        _ => uncertainty_j,
-    };
+    // the counter's reported total is its two sides' larger one (`counter_total`)
+    let uncertainty_j = uncertainty_j.and(bound_j(w, bounds, method));
     inputs.baseline_uncertainty_w = w.baseline_uncertainty_w;
     let adjusted_j = match (uncertainty_j, w.baseline_w) {
         (Some(u), Some(_)) => w.baseline_uncertainty_w.map(|b| u + b * w.duration_s()),
@@ -288,6 +283,23 @@ pub(crate) fn window_bound(
         method: um,
         inputs,
         adjusted_j,
+    }
+}
+
+/// The bound on the raw energy that goes with the energy `method` chose (what
+/// [`window_bound`] reports, without its inputs).
+pub(crate) fn bound_j(
+    w: &DeviceWindow<'_>,
+    bounds: &Bounds,
+    method: Option<EnergyMethod>,
+) -> Option<f64> {
+    match method {
+        // The counter's read at the start can only over-count (by up to a period of the
+        // power near it), the read at the end only under-count; hidden falls over-count,
+        // hidden rises under-count. The worst case is the larger side.
+        Some(EnergyMethod::EnergyCounter) => bounds.counter_total(w),
+        Some(_) => bounds.integration_j(),
+        None => None,
     }
 }
 

@@ -1,0 +1,178 @@
+//! A group's stretches, one after another: each boundary of a group (a window of it opening
+//! or closing) ends one stretch and starts the next at one device read.
+//!
+//! The stretches of a group are one stream in the sampler, cut at each boundary rather than
+//! closed and registered again: it keeps one id and one place among the open windows, its
+//! memory is reused from stretch to stretch, and its samples are read from the sampler's
+//! buffer under the same lock that cuts it. A stretch is accounted as any window is (counter
+//! or integrated trace, baseline, bound: `accounting::stretch_energy`), with its points built
+//! in buffers the group keeps. So a boundary costs a lookup in the open windows and work in
+//! the samples of the stretch, and allocates nothing once the group has run a while.
+
+use super::accounting::stream::{DeviceClose, WindowStream};
+use super::accounting::{stretch_energy, DeviceWindow, StretchEnergy, TraceBuffers};
+use super::meter::Meter;
+use super::share::Stretch;
+use super::window::{edge_time, DeviceEnd, DeviceStart};
+use crate::device::Sample;
+use crate::error::Error;
+use crate::results::report::BaselineMethod;
+
+/// A group's stretches: the one being measured and what the next reuses.
+#[derive(Debug)]
+pub(super) struct Stretches {
+    /// The stream's id among the sampler's open windows (one for every stretch).
+    id: u64,
+    /// The current stretch's start and each device's reads there; `None` before the group's
+    /// first boundary.
+    open: Option<(f64, Vec<DeviceStart>)>,
+    /// The stream of the stretch before, to be the next one's.
+    spare: Option<WindowStream>,
+    /// The samples of the stretch that ends, every device's; one device's.
+    samples: Vec<Sample>,
+    mine: Vec<Sample>,
+    buffers: TraceBuffers,
+}
+
+impl Stretches {
+    /// The stretches of a group whose stream is window `id`.
+    pub(super) fn new(id: u64) -> Self {
+        Self {
+            id,
+            open: None,
+            spare: None,
+            samples: Vec::new(),
+            mine: Vec::new(),
+            buffers: TraceBuffers::default(),
+        }
+    }
+}
+
+impl Meter {
+    /// A boundary at the readings `ends` (taken at about `t`; `starts` are the same readings
+    /// as a start): the stretch that ends there, if one was open, and the next one started.
+    pub(super) fn cut_stretch(
+        &self,
+        st: &mut Stretches,
+        starts: &[DeviceStart],
+        ends: &[DeviceEnd],
+        t: f64,
+    ) -> Option<Stretch> {
+        let t0 = starts.iter().map(|s| s.t_s).reduce(f64::min).unwrap_or(t);
+        let next = match st.spare.take() {
+            Some(mut w) => {
+                self.restart_stream(&mut w, t0, starts);
+                w
+            }
+            None => self.window_stream(st.id, t0, starts),
+        };
+        let shared = self.sampler.shared();
+        let Some((s0, mut before)) = st.open.take() else {
+            shared.register(next);
+            st.open = Some((t0, starts.to_vec()));
+            return None;
+        };
+        let t1 = edge_time(ends, t);
+        let ended = shared.cut(next, t1, &mut st.samples);
+        let stretch = ended.map(|mut old| {
+            let parts = self.stretch_parts(st, &mut old, &before, ends, t1);
+            st.spare = Some(old);
+            parts
+        });
+        before.clear();
+        before.extend_from_slice(starts);
+        st.open = Some((t0, before));
+        stretch.map(|(raw, adj, unc)| Stretch {
+            raw,
+            adj,
+            unc: raw.and(unc),
+            duration_s: (t1 - s0).max(0.0),
+        })
+    }
+
+    /// The stretch that ended at `t1` (`ends`), streamed as `old` from `starts`: its raw and
+    /// adjusted energy and the raw figure's bound over every device (unknown if any device's
+    /// is, or without devices).
+    fn stretch_parts(
+        &self,
+        st: &mut Stretches,
+        old: &mut WindowStream,
+        starts: &[DeviceStart],
+        ends: &[DeviceEnd],
+        t1: f64,
+    ) -> (Option<f64>, Option<f64>, Option<f64>) {
+        let shared = self.sampler.shared();
+        let Stretches {
+            samples,
+            mine,
+            buffers,
+            ..
+        } = st;
+        let sum = |acc: &mut Option<f64>, v: Option<f64>| {
+            *acc = acc.zip(v).map(|(a, b)| a + b);
+        };
+        let (mut raw, mut adj, mut unc) = if self.devices.is_empty() {
+            (None, None, None)
+        } else {
+            (Some(0.0), Some(0.0), Some(0.0))
+        };
+        for (i, (stream, d)) in old.devices.drain(..).zip(&self.devices).enumerate() {
+            let info = d.info();
+            let (Some(start), Some(end)) = (starts.get(i), ends.get(i)) else {
+                (raw, adj, unc) = (None, None, None);
+                continue;
+            };
+            mine.clear();
+            mine.extend_from_slice(stream.head());
+            mine.extend(samples.iter().filter(|s| s.device == info.index));
+            // lost as a window's device is: failing at the end after failing since earlier
+            let lost = end.failure.as_ref().and_then(|e| {
+                shared
+                    .down_since(i)
+                    .or_else(|| matches!(e, Error::DeviceLost { .. }).then(|| (t1, e.to_string())))
+            });
+            let b = self.baselines.get(i);
+            let w = DeviceWindow {
+                info,
+                t0: start.t_s,
+                t1: end.t_s,
+                e0: start.e0,
+                e1: end.e1,
+                temp0: None,
+                violations: None,
+                samples: mine,
+                edges: start.edge0.zip(end.edge),
+                lost,
+                interval_s: self.interval.as_secs_f64(),
+                counter_update: &self.counter_updates[i],
+                // a stretch reports no adjusted bound
+                baseline_uncertainty_w: None,
+                counter_failed: (start.e0_failed, info.energy_counter && end.e1.is_none()),
+                baseline_w: b.and_then(|b| b.power_w),
+                baseline_method: b.map_or(BaselineMethod::Unavailable, |b| b.method),
+                sensor: &self.sensors[i],
+            };
+            let head = stream.head().len();
+            let folded = (!stream.is_whole()).then(|| {
+                stream.finish(
+                    &mine[head..],
+                    DeviceClose {
+                        t1: end.t_s,
+                        edges: w.edges.is_some(),
+                        edge1: end.edge.as_ref(),
+                        lost_at: w.lost.as_ref().map(|l| l.0),
+                    },
+                )
+            });
+            let StretchEnergy {
+                raw_j,
+                adjusted_j,
+                uncertainty_j,
+            } = stretch_energy(&w, folded, buffers);
+            sum(&mut raw, raw_j);
+            sum(&mut adj, adjusted_j);
+            sum(&mut unc, uncertainty_j);
+        }
+        (raw, adj, unc)
+    }
+}
