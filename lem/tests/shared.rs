@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lem::device::{Scenario, SimDevice};
+use lem::device::{EnergySource, Reading, Scenario, SimDevice, Violations};
 use lem::{BaselineMode, EnergyReport, ManualClock, Meter, SharedDevice};
 
 struct Rig {
@@ -400,4 +400,105 @@ fn a_window_alone_in_its_group_shares_exactly_its_own_energy() {
             _ => assert!((1..7).contains(&counted), "{what}: {methods:?}"),
         }
     }
+}
+
+/// A simulated GPU that counts the calls made on it.
+#[derive(Debug)]
+struct Counted {
+    inner: SimDevice,
+    calls: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Counted {
+    fn count(&self) {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl EnergySource for Counted {
+    fn info(&self) -> &lem::device::DeviceInfo {
+        self.inner.info()
+    }
+    fn energy_j(&self) -> lem::Result<f64> {
+        self.count();
+        self.inner.energy_j()
+    }
+    fn read(&self) -> lem::Result<Reading> {
+        self.count();
+        self.inner.read()
+    }
+    fn power_reading(&self) -> lem::Result<Reading> {
+        self.count();
+        self.inner.power_reading()
+    }
+    fn temperature_c(&self) -> Option<f64> {
+        self.count();
+        self.inner.temperature_c()
+    }
+    fn violations(&self) -> Option<Violations> {
+        self.count();
+        self.inner.violations()
+    }
+}
+
+/// A shared window's boundaries are read once, for the window and the group's stretches
+/// together: opening and closing shared windows, alone or overlapping, calls the devices
+/// exactly as often as ordinary windows do.
+#[test]
+fn a_shared_window_reads_the_devices_exactly_as_often_as_an_ordinary_one() {
+    let clock = Arc::new(ManualClock::new());
+    let s = Scenario::from_json(
+        r#"{"idle_w": 100, "count": 2, "violation_counters": true}"#,
+        Path::new("t.json"),
+    )
+    .unwrap();
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let devices: Vec<SharedDevice> = SimDevice::open_all(&s, clock.clone(), 0)
+        .into_iter()
+        .map(|inner| {
+            Arc::new(Counted {
+                inner,
+                calls: calls.clone(),
+            }) as SharedDevice
+        })
+        .collect();
+    let meter = Meter::builder()
+        .devices(devices)
+        .clock(clock.clone())
+        .baseline_mode(BaselineMode::Off)
+        .build()
+        .unwrap();
+    let now = || calls.load(std::sync::atomic::Ordering::Relaxed);
+    let tick = || clock.advance_s(0.01);
+    // no sampler runs on a manual clock: every call below is a window's
+    let before = now();
+    let ordinary: Vec<_> = (0..20).map(|_| meter.start("o").unwrap()).collect();
+    tick();
+    for w in ordinary {
+        w.finish().unwrap();
+        tick();
+    }
+    let ordinary_calls = now() - before;
+    assert!(ordinary_calls > 0);
+    let g = meter.group("requests");
+    let before = now();
+    let shared: Vec<_> = (0..20).map(|_| g.start("s").unwrap()).collect();
+    tick();
+    for w in shared {
+        w.add_weight(3.0).unwrap();
+        w.finish().unwrap();
+        tick();
+    }
+    assert_eq!(now() - before, ordinary_calls);
+    // and alone, one after another (gaps between them)
+    let before = now();
+    for _ in 0..20 {
+        let w = g.start("s").unwrap();
+        tick();
+        w.finish().unwrap();
+        tick();
+    }
+    assert_eq!(now() - before, ordinary_calls);
+    assert_eq!(g.summary().windows, 40);
 }

@@ -237,7 +237,7 @@ impl Meter {
         // window: its stretches tile exactly its lifetime
         let (ends, failed) = self.read_ends();
         let t = edge_time(&ends, self.clock.now().as_secs_f64());
-        let starts = self.starts_from(&ends);
+        let starts = self.starts_from(&ends, true);
         let window = self.window_at(&starts, t, name.into(), failed);
         self.sampler.shared().processes().open(
             window.id,
@@ -273,7 +273,7 @@ impl Meter {
             let mut st = w.group.lock();
             let (ends, failed) = self.read_ends();
             let t = edge_time(&ends, self.clock.now().as_secs_f64());
-            let starts = self.starts_from(&ends);
+            let starts = self.starts_from(&ends, false);
             self.boundary_at(&mut st, &starts, &ends, t);
             (st.ledger.leave(w.slot), ends, failed, t)
         };
@@ -302,7 +302,7 @@ impl Meter {
         let mut st = inner.lock();
         let (ends, _) = self.read_ends();
         let t = edge_time(&ends, self.clock.now().as_secs_f64());
-        let starts = self.starts_from(&ends);
+        let starts = self.starts_from(&ends, false);
         self.boundary_at(&mut st, &starts, &ends, t);
         st.ledger.leave(slot)
     }
@@ -316,8 +316,10 @@ impl Meter {
         }
     }
 
-    /// Each device's start at the readings `ends` that closed what came before.
-    pub(super) fn starts_from(&self, ends: &[DeviceEnd]) -> Vec<DeviceStart> {
+    /// Each device's start at the readings `ends` that closed what came before, with its
+    /// temperature read when a window (not only a group's stretch, which reports none)
+    /// starts there.
+    pub(super) fn starts_from(&self, ends: &[DeviceEnd], temperature: bool) -> Vec<DeviceStart> {
         self.devices
             .iter()
             .zip(ends)
@@ -325,7 +327,7 @@ impl Meter {
                 t_s: e.t_s,
                 e0: e.e1,
                 e0_failed: d.info().energy_counter && e.e1.is_none(),
-                temp0: d.temperature_c(),
+                temp0: if temperature { d.temperature_c() } else { None },
                 viol0: e.violations,
                 edge0: e.edge,
             })
@@ -334,7 +336,7 @@ impl Meter {
 
     /// A window starting at the readings `ends` that closed the one before it.
     pub(super) fn window_from(&self, ends: &[DeviceEnd], t: f64, name: String) -> OpenWindow {
-        let starts = self.starts_from(ends);
+        let starts = self.starts_from(ends, true);
         self.window_at(&starts, t, Cow::Owned(name), 0)
     }
 

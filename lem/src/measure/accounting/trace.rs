@@ -1,8 +1,8 @@
 //! The power readings of one device around one window, gathered once for every part of the
 //! accounting.
 
-use super::input::DeviceWindow;
 use super::fold::Point;
+use super::input::DeviceWindow;
 use super::stream::Folded;
 use crate::device::{PowerSource, Sample};
 use crate::results::stats::integrate;
