@@ -502,3 +502,67 @@ fn a_shared_window_reads_the_devices_exactly_as_often_as_an_ordinary_one() {
     assert_eq!(now() - before, ordinary_calls);
     assert_eq!(g.summary().windows, 40);
 }
+
+/// Power that wanders around the idle baseline (90 and 110 W, 100 W idle) draws no energy
+/// above it on the whole; cut into 35 ms stretches, about half of them read below the
+/// baseline and half above. The group's adjusted union is the stretches' adjusted energy
+/// summed and floored once: at most one 0.1 s cycle's imbalance (0.5 J). Each window's
+/// adjusted share is floored once too, as an ordinary window's adjusted energy is, so the
+/// shares keep only the bias of windows as short as these (about 1 %); floored per stretch
+/// they came to about 5 % of the raw energy, and the union to about 70 J.
+#[test]
+fn power_wandering_around_the_baseline_adds_no_active_energy_to_the_shares() {
+    let segments: Vec<String> = (0..2000)
+        .map(|i| {
+            let p = if i % 2 == 0 { 110 } else { 90 };
+            format!(
+                r#"{{"start_s": {:.2}, "end_s": {:.2}, "power_w": {p}}}"#,
+                1.0 + f64::from(i) * 0.05,
+                1.0 + f64::from(i + 1) * 0.05
+            )
+        })
+        .collect();
+    let json = format!(r#"{{"idle_w": 100, "segments": [{}]}}"#, segments.join(","));
+    for weighted in [false, true] {
+        let r = rig(&json, BaselineMode::Force);
+        let g = r.meter.group("requests");
+        r.to(1.0);
+        // overlapping windows opening and closing every 0.035 s: about one boundary per
+        // 50 ms power segment, at every phase of it
+        let mut open = std::collections::VecDeque::new();
+        let mut reports = Vec::new();
+        let mut t = 1.0;
+        for _ in 0..400 {
+            t += 0.035;
+            r.to(t);
+            let w = g.start("w").unwrap();
+            if weighted {
+                w.add_weight(1.0 + f64::from(reports.len() as u32 % 3))
+                    .unwrap();
+            }
+            open.push_back(w);
+            if open.len() > 4 {
+                reports.push(open.pop_front().unwrap().finish().unwrap());
+            }
+        }
+        r.to(t + 0.035);
+        reports.extend(open.into_iter().map(|w| w.finish().unwrap()));
+        let sum = g.summary();
+        let union = sum.union_j.unwrap();
+        let adjusted: f64 = reports
+            .iter()
+            .map(|r| r.energy.shared.as_ref().unwrap().shared_adjusted_j.unwrap())
+            .sum();
+        assert!(union > 1000.0, "{sum:?}");
+        assert!(
+            adjusted < 0.02 * union,
+            "weighted {weighted}: {adjusted} J of {union} J"
+        );
+        assert!(
+            sum.union_adjusted_j.unwrap() <= 0.5 + 1e-6,
+            "weighted {weighted}: {sum:?}"
+        );
+        // the raw shares still add up
+        assert!(close(sum.shares_sum_j.unwrap(), union, 1e-9));
+    }
+}

@@ -169,7 +169,10 @@ impl Ledger {
         let known = |i: usize| self.cum.unknown[i] == m.at_open.unknown[i];
         Share {
             raw: known(0).then_some(d.raw),
-            adj: known(1).then_some(d.adj),
+            // the stretches' adjusted energy is summed unfloored (a stretch below the
+            // baseline offsets one above it); a window's total is floored once, as an
+            // ordinary window's is
+            adj: known(1).then_some(d.adj.max(0.0)),
             unc: (known(0) && known(2)).then_some(d.unc),
             weight: m.weight,
         }
@@ -217,7 +220,7 @@ impl Ledger {
             union_uncertainty_j: union_j
                 .filter(|_| !self.union_unknown[2])
                 .map(|_| self.union.unc),
-            union_adjusted_j: (!self.union_unknown[1]).then_some(self.union.adj),
+            union_adjusted_j: (!self.union_unknown[1]).then_some(self.union.adj.max(0.0)),
             shares_sum_j,
             shares_sum_relative_error: union_j
                 .zip(shares_sum_j)
@@ -260,24 +263,25 @@ fn divide(total: Amounts, adjusted_known: bool, weighted: bool) -> (Amounts, Amo
             },
         );
     }
-    let idle = total.raw - total.adj;
+    // only energy above the baseline is divided by weight; a stretch below it (adjusted
+    // energy < 0, kept unfloored so that the sums are not biased upwards) is idle energy,
+    // its shortfall divided equally with it
+    let active = total.adj.max(0.0);
+    let idle = total.raw - active;
     let (unc_idle, unc_active) = if total.raw > 0.0 {
-        (
-            total.unc * idle / total.raw,
-            total.unc * total.adj / total.raw,
-        )
+        (total.unc * idle / total.raw, total.unc * active / total.raw)
     } else {
         (total.unc, 0.0)
     };
     (
         Amounts {
             raw: idle,
-            adj: 0.0,
+            adj: total.adj.min(0.0),
             unc: unc_idle,
         },
         Amounts {
-            raw: total.adj,
-            adj: total.adj,
+            raw: active,
+            adj: active,
             unc: unc_active,
         },
     )

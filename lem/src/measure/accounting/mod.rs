@@ -42,9 +42,9 @@ pub(crate) fn account_folded(
     account_trace(w, &trace::PowerTrace::streamed(w, folded))
 }
 
-/// What a group's stretch needs of one device: its raw and adjusted energy and the raw
-/// figure's bound, chosen and bounded as [`account`] does, without the readings'
-/// statistics, throttle time or the warnings' text.
+/// What a group's stretch needs of one device: its raw energy and the raw figure's bound,
+/// chosen and bounded as [`account`] does, and its adjusted energy (not floored at 0 J),
+/// without the readings' statistics, throttle time or the warnings' text.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct StretchEnergy {
     pub raw_j: Option<f64>,
@@ -80,7 +80,11 @@ pub(crate) fn stretch_energy(
     let raw = energy::raw_energy(w, &trace, &bounds, "", &mut quiet);
     let out = StretchEnergy {
         raw_j: raw.raw_j,
-        adjusted_j: adjusted_energy(w, raw.raw_j, "", &mut quiet),
+        // unfloored: a group sums its stretches' and floors each window's total once
+        adjusted_j: raw
+            .raw_j
+            .zip(w.baseline_w)
+            .map(|(r, b)| r - b * w.duration_s()),
         uncertainty_j: uncertainty::bound_j(w, &bounds, raw.method),
     };
     let (mut points, mut near) = trace.into_points();
