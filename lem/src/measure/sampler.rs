@@ -228,13 +228,13 @@ impl Shared {
             .unwrap_or(usize::MAX)
     }
 
-    /// Open window `w`: the samples it reads start with each device's last one before
-    /// `w.t0 - w.lookback_s` (at most [`LOOKBACK_S`]).
     /// Hold back what a window that starts at `t0` will need while its devices are read.
     pub(crate) fn opening(&self, id: u64, t0: f64) {
         lock(&self.buf).opening.push((id, t0));
     }
 
+    /// Open window `w`: the samples it reads start with each device's last one before
+    /// `w.t0 - w.lookback_s` (at most [`LOOKBACK_S`]).
     pub(crate) fn register(&self, mut w: WindowStream) {
         let mut b = lock(&self.buf);
         b.opening.retain(|(i, _)| *i != w.id);

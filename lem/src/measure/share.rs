@@ -169,9 +169,9 @@ impl Ledger {
         let known = |i: usize| self.cum.unknown[i] == m.at_open.unknown[i];
         Share {
             raw: known(0).then_some(d.raw),
-            // the stretches' adjusted energy is summed unfloored (a stretch below the
-            // baseline offsets one above it); a window's total is floored once, as an
-            // ordinary window's is
+            // the stretches' adjusted energy (over every device) is summed unfloored (a
+            // stretch below the baseline offsets one above it) and the window's total
+            // floored once
             adj: known(1).then_some(d.adj.max(0.0)),
             unc: (known(0) && known(2)).then_some(d.unc),
             weight: m.weight,
@@ -247,8 +247,11 @@ impl Ledger {
 
 /// A stretch's energy as (what each open window gets, to be divided by their number; what
 /// is divided by weight). Without weights all of it is divided equally. With weights, the
-/// active part (adjusted) goes by weight and the idle part (raw − adjusted) equally, and
-/// the bound follows the energy; without a baseline the whole raw energy goes by weight.
+/// active part of the raw energy (the adjusted energy where positive) goes by weight and the
+/// idle part (raw − active) equally, and the bound follows the raw energy; the adjusted
+/// energy goes by weight whatever its sign (a stretch below the baseline offsets, in the
+/// same windows, the noise above it in the next). Without a baseline the whole raw energy
+/// goes by weight.
 fn divide(total: Amounts, adjusted_known: bool, weighted: bool) -> (Amounts, Amounts) {
     if !weighted {
         return (total, Amounts::default());
@@ -263,9 +266,8 @@ fn divide(total: Amounts, adjusted_known: bool, weighted: bool) -> (Amounts, Amo
             },
         );
     }
-    // only energy above the baseline is divided by weight; a stretch below it (adjusted
-    // energy < 0, kept unfloored so that the sums are not biased upwards) is idle energy,
-    // its shortfall divided equally with it
+    // only raw energy above the baseline is divided by weight; a stretch below it (adjusted
+    // energy < 0, kept unfloored so that the sums are not biased upwards) is idle energy
     let active = total.adj.max(0.0);
     let idle = total.raw - active;
     let (unc_idle, unc_active) = if total.raw > 0.0 {
@@ -276,12 +278,12 @@ fn divide(total: Amounts, adjusted_known: bool, weighted: bool) -> (Amounts, Amo
     (
         Amounts {
             raw: idle,
-            adj: total.adj.min(0.0),
+            adj: 0.0,
             unc: unc_idle,
         },
         Amounts {
             raw: active,
-            adj: active,
+            adj: total.adj,
             unc: unc_active,
         },
     )
@@ -339,6 +341,42 @@ mod tests {
         let g = l.summary("g");
         assert_eq!(g.split, "weight");
         assert_eq!(g.per_weight_j, Some(25.0));
+    }
+
+    #[test]
+    fn adjusted_energy_below_the_baseline_offsets_the_noise_above_it() {
+        // equal split: a stretch 10 J above the baseline, then one 10 J below it
+        let mut l = Ledger::default();
+        let a = l.join();
+        let b = l.join();
+        l.stretch(st(100.0, 10.0));
+        l.stretch(st(80.0, -10.0));
+        let (sa, sb) = (l.leave(a).unwrap(), l.leave(b).unwrap());
+        assert_eq!((sa.adj, sb.adj), (Some(0.0), Some(0.0)));
+        assert_eq!(sa.raw, Some(90.0));
+        assert_eq!(l.summary("g").union_adjusted_j, Some(0.0));
+        // by weight: only a reports weight; the stretch below the baseline is idle raw
+        // energy, and its shortfall goes with the weight, as the excess did
+        let mut l = Ledger::default();
+        let a = l.join();
+        let b = l.join();
+        l.add_weight(a, 1.0);
+        l.stretch(st(100.0, 10.0));
+        l.add_weight(a, 1.0);
+        l.stretch(st(80.0, -10.0));
+        let (sa, sb) = (l.leave(a).unwrap(), l.leave(b).unwrap());
+        assert_eq!((sa.adj, sb.adj), (Some(0.0), Some(0.0)));
+        // raw: 45 + 10 and 40 (idle halves, the active 10 J by weight); b 45 + 40
+        assert_eq!(sa.raw, Some(95.0));
+        assert_eq!(sb.raw, Some(85.0));
+        let g = l.summary("g");
+        assert_eq!(g.shares_sum_j, g.union_j);
+        assert_eq!(g.union_adjusted_j, Some(0.0));
+        // a window's total below the baseline is floored once, at its end
+        let mut l = Ledger::default();
+        let a = l.join();
+        l.stretch(st(50.0, -5.0));
+        assert_eq!(l.leave(a).unwrap().adj, Some(0.0));
     }
 
     #[test]

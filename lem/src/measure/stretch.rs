@@ -7,7 +7,9 @@
 //! buffer under the same lock that cuts it. A stretch is accounted as any window is (counter
 //! or integrated trace, baseline, bound: `accounting::stretch_energy`), with its points built
 //! in buffers the group keeps. So a boundary costs a lookup in the open windows and work in
-//! the samples of the stretch, and allocates nothing once the group has run a while.
+//! the samples of the stretch, and a stretch whose samples are all still in the buffer (the
+//! last few seconds) allocates nothing once the group has run a while; a longer one, folded
+//! as its samples left the buffer, is accounted from its folds as a window is.
 
 use super::accounting::stream::{DeviceClose, WindowStream};
 use super::accounting::{stretch_energy, DeviceWindow, StretchEnergy, TraceBuffers};
@@ -23,9 +25,11 @@ use crate::results::report::BaselineMethod;
 pub(super) struct Stretches {
     /// The stream's id among the sampler's open windows (one for every stretch).
     id: u64,
-    /// The current stretch's start and each device's reads there; `None` before the group's
-    /// first boundary.
-    open: Option<(f64, Vec<DeviceStart>)>,
+    /// The stream was registered (at the group's first boundary).
+    registered: bool,
+    /// The current stretch's start and each device's reads there.
+    t0: f64,
+    starts: Vec<DeviceStart>,
     /// The stream of the stretch before, to be the next one's.
     spare: Option<WindowStream>,
     /// The samples of the stretch that ends, every device's; one device's.
@@ -39,7 +43,9 @@ impl Stretches {
     pub(super) fn new(id: u64) -> Self {
         Self {
             id,
-            open: None,
+            registered: false,
+            t0: 0.0,
+            starts: Vec::new(),
             spare: None,
             samples: Vec::new(),
             mine: Vec::new(),
@@ -67,47 +73,64 @@ impl Meter {
             None => self.window_stream(st.id, t0, starts),
         };
         let shared = self.sampler.shared();
-        let Some((s0, mut before)) = st.open.take() else {
+        let registered = std::mem::replace(&mut st.registered, true);
+        let stretch = if registered {
+            let t1 = edge_time(ends, t);
+            let duration_s = (t1 - st.t0).max(0.0);
+            let Stretches {
+                samples,
+                mine,
+                buffers,
+                starts: before,
+                spare,
+                ..
+            } = st;
+            Some(match shared.cut(next, t1, samples) {
+                Some(mut old) => {
+                    let (raw, adj, unc) =
+                        self.stretch_parts(samples, mine, buffers, &mut old, before, ends, t1);
+                    *spare = Some(old);
+                    Stretch {
+                        raw,
+                        adj,
+                        unc: raw.and(unc),
+                        duration_s,
+                    }
+                }
+                // the group's stream was not among the open windows (it is now): what it
+                // measured is unknown, and said so in the shares
+                None => Stretch {
+                    raw: None,
+                    adj: None,
+                    unc: None,
+                    duration_s,
+                },
+            })
+        } else {
             shared.register(next);
-            st.open = Some((t0, starts.to_vec()));
-            return None;
+            None
         };
-        let t1 = edge_time(ends, t);
-        let ended = shared.cut(next, t1, &mut st.samples);
-        let stretch = ended.map(|mut old| {
-            let parts = self.stretch_parts(st, &mut old, &before, ends, t1);
-            st.spare = Some(old);
-            parts
-        });
-        before.clear();
-        before.extend_from_slice(starts);
-        st.open = Some((t0, before));
-        stretch.map(|(raw, adj, unc)| Stretch {
-            raw,
-            adj,
-            unc: raw.and(unc),
-            duration_s: (t1 - s0).max(0.0),
-        })
+        st.t0 = t0;
+        st.starts.clear();
+        st.starts.extend_from_slice(starts);
+        stretch
     }
 
     /// The stretch that ended at `t1` (`ends`), streamed as `old` from `starts`: its raw and
     /// adjusted energy and the raw figure's bound over every device (unknown if any device's
     /// is, or without devices).
+    #[allow(clippy::too_many_arguments)]
     fn stretch_parts(
         &self,
-        st: &mut Stretches,
+        samples: &[Sample],
+        mine: &mut Vec<Sample>,
+        buffers: &mut TraceBuffers,
         old: &mut WindowStream,
         starts: &[DeviceStart],
         ends: &[DeviceEnd],
         t1: f64,
     ) -> (Option<f64>, Option<f64>, Option<f64>) {
         let shared = self.sampler.shared();
-        let Stretches {
-            samples,
-            mine,
-            buffers,
-            ..
-        } = st;
         let sum = |acc: &mut Option<f64>, v: Option<f64>| {
             *acc = acc.zip(v).map(|(a, b)| a + b);
         };

@@ -43,7 +43,9 @@ pub struct GroupSummary {
     pub union_j: Option<f64>,
     /// A bound on `union_j`'s error: the stretches' bounds summed, J.
     pub union_uncertainty_j: Option<f64>,
-    /// Adjusted (idle baseline subtracted) energy over the union, J.
+    /// Adjusted (idle baseline subtracted) energy over the union, J: the stretches' summed
+    /// over every device, floored once at 0 J. The windows' adjusted shares, each floored
+    /// once, add up to at least this.
     pub union_adjusted_j: Option<f64>,
     /// The windows' shares added up, J: equal to `union_j` up to rounding.
     pub shares_sum_j: Option<f64>,
