@@ -11,14 +11,12 @@
 //! last few seconds) allocates nothing once the group has run a while; a longer one, folded
 //! as its samples left the buffer, is accounted from its folds as a window is.
 
-use super::accounting::stream::{DeviceClose, WindowStream};
-use super::accounting::{stretch_energy, DeviceWindow, StretchEnergy, TraceBuffers};
+use super::accounting::stream::WindowStream;
+use super::accounting::{stretch_energy, StretchEnergy, TraceBuffers};
 use super::meter::Meter;
 use super::share::Stretch;
 use super::window::{edge_time, DeviceEnd, DeviceStart};
 use crate::device::Sample;
-use crate::error::Error;
-use crate::results::report::BaselineMethod;
 
 /// A group's stretches: the one being measured and what the next reuses.
 #[derive(Debug)]
@@ -130,7 +128,6 @@ impl Meter {
         ends: &[DeviceEnd],
         t1: f64,
     ) -> (Option<f64>, Option<f64>, Option<f64>) {
-        let shared = self.sampler.shared();
         let sum = |acc: &mut Option<f64>, v: Option<f64>| {
             *acc = acc.zip(v).map(|(a, b)| a + b);
         };
@@ -139,59 +136,19 @@ impl Meter {
         } else {
             (Some(0.0), Some(0.0), Some(0.0))
         };
-        for (i, (stream, d)) in old.devices.drain(..).zip(&self.devices).enumerate() {
-            let info = d.info();
+        let n = self.devices.len();
+        for (i, stream) in old.devices.drain(..).take(n).enumerate() {
             let (Some(start), Some(end)) = (starts.get(i), ends.get(i)) else {
                 (raw, adj, unc) = (None, None, None);
                 continue;
             };
-            mine.clear();
-            mine.extend_from_slice(stream.head());
-            mine.extend(samples.iter().filter(|s| s.device == info.index));
-            // lost as a window's device is: failing at the end after failing since earlier
-            let lost = end.failure.as_ref().and_then(|e| {
-                shared
-                    .down_since(i)
-                    .or_else(|| matches!(e, Error::DeviceLost { .. }).then(|| (t1, e.to_string())))
-            });
-            let b = self.baselines.get(i);
-            let w = DeviceWindow {
-                info,
-                t0: start.t_s,
-                t1: end.t_s,
-                e0: start.e0,
-                e1: end.e1,
-                temp0: None,
-                violations: None,
-                samples: mine,
-                edges: start.edge0.zip(end.edge),
-                lost,
-                interval_s: self.interval.as_secs_f64(),
-                counter_update: &self.counter_updates[i],
-                // a stretch reports no adjusted bound
-                baseline_uncertainty_w: None,
-                counter_failed: (start.e0_failed, info.energy_counter && end.e1.is_none()),
-                baseline_w: b.and_then(|b| b.power_w),
-                baseline_method: b.map_or(BaselineMethod::Unavailable, |b| b.method),
-                sensor: &self.sensors[i],
-            };
-            let head = stream.head().len();
-            let folded = (!stream.is_whole()).then(|| {
-                stream.finish(
-                    &mine[head..],
-                    DeviceClose {
-                        t1: end.t_s,
-                        edges: w.edges.is_some(),
-                        edge1: end.edge.as_ref(),
-                        lost_at: w.lost.as_ref().map(|l| l.0),
-                    },
-                )
-            });
             let StretchEnergy {
                 raw_j,
                 adjusted_j,
                 uncertainty_j,
-            } = stretch_energy(&w, folded, buffers);
+            } = self.device_window(i, start, end, t1, Some(stream), samples, mine, |w, f| {
+                stretch_energy(w, f, buffers)
+            });
             sum(&mut raw, raw_j);
             sum(&mut adj, adjusted_j);
             sum(&mut unc, uncertainty_j);

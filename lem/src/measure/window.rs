@@ -343,73 +343,88 @@ impl Meter {
         closed: Option<Closed>,
         mut f: impl FnMut(&DeviceWindow<'_>, Option<Folded>) -> R,
     ) -> Vec<R> {
-        let shared = self.sampler.shared();
         let mut out = Vec::with_capacity(self.devices.len());
         let (samples, mut streams) = match closed {
             Some(c) => (c.samples, c.stream.devices.into_iter().map(Some).collect()),
             None => (Vec::new(), Vec::new()),
         };
-        for (i, d) in self.devices.iter().enumerate() {
-            let info = d.info();
+        let mut mine = Vec::new();
+        for (i, (start, end)) in scope.starts.iter().zip(ends).enumerate() {
             let stream: Option<DeviceStream> = streams.get_mut(i).and_then(Option::take);
-            // the samples at hand raw: the window's head, then those still in the buffer
-            let head = stream.as_ref().map_or(&[][..], |s| s.head());
-            let mine: Vec<Sample> = head
-                .iter()
-                .chain(samples.iter().filter(|s| s.device == info.index))
-                .copied()
-                .collect();
-            let st = scope.starts[i];
-            let end = &ends[i];
-            // A device that fails at the window's end is lost for this window if the sampler
-            // has seen it failing since some earlier time, or it says it is lost; a single
-            // failed read with good samples around it is transient (integration covers it).
-            let lost = end.failure.as_ref().and_then(|e| {
-                shared
-                    .down_since(i)
-                    .or_else(|| matches!(e, Error::DeviceLost { .. }).then(|| (t1, e.to_string())))
-            });
-            let b = self.baselines.get(i);
-            let w = DeviceWindow {
-                info,
-                // this device's own span: from its counter read at the start to the one at the
-                // end (energy, duration and baseline subtraction all cover it)
-                t0: st.t_s,
-                t1: end.t_s,
-                e0: st.e0,
-                e1: end.e1,
-                temp0: st.temp0,
-                violations: st.viol0.zip(end.violations),
-                samples: &mine,
-                edges: st.edge0.zip(end.edge),
-                lost,
-                interval_s: self.interval.as_secs_f64(),
-                counter_update: &self.counter_updates[i],
-                baseline_uncertainty_w: b.and_then(|b| {
-                    // its age at the meter's start (cached) plus the meter's time since
-                    let age = b.cache_age_s.unwrap_or(0.0) + (end.t_s - self.origin_s);
-                    b.uncertainty_w(self.counter_updates[i].0, age)
-                }),
-                counter_failed: (st.e0_failed, info.energy_counter && end.e1.is_none()),
-                baseline_w: b.and_then(|b| b.power_w),
-                baseline_method: b.map_or(BaselineMethod::Unavailable, |b| b.method),
-                sensor: &self.sensors[i],
-            };
-            let folded = stream.filter(|s| !s.is_whole()).map(|stream| {
-                let tail = &mine[stream.head().len()..];
-                stream.finish(
-                    tail,
-                    DeviceClose {
-                        t1: end.t_s,
-                        edges: w.edges.is_some(),
-                        edge1: end.edge.as_ref(),
-                        lost_at: w.lost.as_ref().map(|l| l.0),
-                    },
-                )
-            });
-            out.push(f(&w, folded));
+            out.push(self.device_window(i, start, end, t1, stream, &samples, &mut mine, &mut f));
         }
         out
+    }
+
+    /// Device `i`'s part of a window (or of a group's stretch) from its reads `start` to its
+    /// reads `end` (the window ending at `t1`), handed to `f` as the accounting sees it: its
+    /// samples at hand raw (`stream`'s head, then this device's of `samples`, gathered in
+    /// `mine`), whether it was lost, and what `stream` folded when the window outgrew them.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn device_window<R>(
+        &self,
+        i: usize,
+        start: &DeviceStart,
+        end: &DeviceEnd,
+        t1: f64,
+        stream: Option<DeviceStream>,
+        samples: &[Sample],
+        mine: &mut Vec<Sample>,
+        f: impl FnOnce(&DeviceWindow<'_>, Option<Folded>) -> R,
+    ) -> R {
+        let info = self.devices[i].info();
+        // the samples at hand raw: the window's head, then those still in the buffer
+        mine.clear();
+        mine.extend_from_slice(stream.as_ref().map_or(&[][..], |s| s.head()));
+        mine.extend(samples.iter().filter(|s| s.device == info.index));
+        // A device that fails at the window's end is lost for this window if the sampler
+        // has seen it failing since some earlier time, or it says it is lost; a single
+        // failed read with good samples around it is transient (integration covers it).
+        let lost = end.failure.as_ref().and_then(|e| {
+            self.sampler
+                .shared()
+                .down_since(i)
+                .or_else(|| matches!(e, Error::DeviceLost { .. }).then(|| (t1, e.to_string())))
+        });
+        let b = self.baselines.get(i);
+        let w = DeviceWindow {
+            info,
+            // this device's own span: from its counter read at the start to the one at the
+            // end (energy, duration and baseline subtraction all cover it)
+            t0: start.t_s,
+            t1: end.t_s,
+            e0: start.e0,
+            e1: end.e1,
+            temp0: start.temp0,
+            violations: start.viol0.zip(end.violations),
+            samples: mine,
+            edges: start.edge0.zip(end.edge),
+            lost,
+            interval_s: self.interval.as_secs_f64(),
+            counter_update: &self.counter_updates[i],
+            baseline_uncertainty_w: b.and_then(|b| {
+                // its age at the meter's start (cached) plus the meter's time since
+                let age = b.cache_age_s.unwrap_or(0.0) + (end.t_s - self.origin_s);
+                b.uncertainty_w(self.counter_updates[i].0, age)
+            }),
+            counter_failed: (start.e0_failed, info.energy_counter && end.e1.is_none()),
+            baseline_w: b.and_then(|b| b.power_w),
+            baseline_method: b.map_or(BaselineMethod::Unavailable, |b| b.method),
+            sensor: &self.sensors[i],
+        };
+        let folded = stream.filter(|s| !s.is_whole()).map(|stream| {
+            let tail = &mine[stream.head().len()..];
+            stream.finish(
+                tail,
+                DeviceClose {
+                    t1: end.t_s,
+                    edges: w.edges.is_some(),
+                    edge1: end.edge.as_ref(),
+                    lost_at: w.lost.as_ref().map(|l| l.0),
+                },
+            )
+        });
+        f(&w, folded)
     }
 
     /// The window's energy over all devices: totals (unknown if any part is), the method
