@@ -27,15 +27,7 @@ pub fn baseline_measure(
     } else {
         BaselineMode::Auto
     });
-    let pb = ui.progress(1000, "measuring the idle baseline (keep the GPU idle)");
-    let meter = b
-        .on_baseline_progress(move |f| {
-            pb.set_position((f * 1000.0) as u64);
-            if f >= 1.0 {
-                pb.finish_and_clear();
-            }
-        })
-        .build()?;
+    let meter = ui.with_baseline_progress(b).build()?;
     for n in meter.notices() {
         ui.warn(n);
     }

@@ -33,15 +33,7 @@ pub fn monitor(ui: &Ui, a: &MonitorArgs) -> Result<u8, Failure> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = GpuMetrics::register(&mut registry);
     let server = MetricsServer::start(&a.listen, Arc::new(registry))?;
-    let pb = ui.progress(1000, "measuring the idle baseline (keep the GPU idle)");
-    let meter = builder
-        .on_baseline_progress(move |f| {
-            pb.set_position((f * 1000.0) as u64);
-            if f >= 1.0 {
-                pb.finish_and_clear();
-            }
-        })
-        .build()?;
+    let meter = ui.with_baseline_progress(builder).build()?;
     for n in meter.notices() {
         ui.warn(n);
     }

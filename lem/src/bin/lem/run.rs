@@ -72,14 +72,7 @@ fn check_writable(dir: &Path) -> Result<(), Failure> {
 }
 
 fn builder(ui: &Ui, a: &RunArgs) -> Result<MeterBuilder, Failure> {
-    let b = a.meter.builder()?;
-    let pb = ui.progress(1000, "measuring the idle baseline (keep the GPU idle)");
-    Ok(b.on_baseline_progress(move |f| {
-        pb.set_position((f * 1000.0) as u64);
-        if f >= 1.0 {
-            pb.finish_and_clear();
-        }
-    }))
+    Ok(ui.with_baseline_progress(a.meter.builder()?))
 }
 
 struct Outcome {

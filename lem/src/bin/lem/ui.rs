@@ -45,6 +45,17 @@ impl Ui {
         Ok(())
     }
 
+    /// `b`, drawing the idle baseline's measurement as a progress bar.
+    pub fn with_baseline_progress(&self, b: lem::MeterBuilder) -> lem::MeterBuilder {
+        let pb = self.progress(1000, "measuring the idle baseline (keep the GPU idle)");
+        b.on_baseline_progress(move |f| {
+            pb.set_position((f * 1000.0) as u64);
+            if f >= 1.0 {
+                pb.finish_and_clear();
+            }
+        })
+    }
+
     /// A progress bar of `len` steps, drawn only when stderr is a terminal and not quiet.
     pub fn progress(&self, len: u64, msg: &str) -> ProgressBar {
         if self.quiet || !std::io::stderr().is_terminal() {
