@@ -237,7 +237,7 @@ impl Meter {
         // window: its stretches tile exactly its lifetime
         let (ends, failed) = self.read_ends();
         let t = edge_time(&ends, self.clock.now().as_secs_f64());
-        let starts = self.starts_from(&ends, true);
+        let starts = self.starts_from(&ends);
         let window = self.window_at(&starts, t, name.into(), failed);
         self.sampler.shared().processes().open(
             window.id,
@@ -245,7 +245,7 @@ impl Meter {
             vec![std::process::id()],
             self.devices.len(),
         );
-        self.boundary_at(&mut st, &starts, &ends, t);
+        self.boundary_at(&mut st, Some(&starts), &ends, t);
         let slot = st.ledger.join();
         Ok(SharedWindow {
             window,
@@ -273,8 +273,7 @@ impl Meter {
             let mut st = w.group.lock();
             let (ends, failed) = self.read_ends();
             let t = edge_time(&ends, self.clock.now().as_secs_f64());
-            let starts = self.starts_from(&ends, false);
-            self.boundary_at(&mut st, &starts, &ends, t);
+            self.boundary_at(&mut st, None, &ends, t);
             (st.ledger.leave(w.slot), ends, failed, t)
         };
         let mut report = self.finish_with_ends(&w.window, t, ends, failed);
@@ -302,41 +301,54 @@ impl Meter {
         let mut st = inner.lock();
         let (ends, _) = self.read_ends();
         let t = edge_time(&ends, self.clock.now().as_secs_f64());
-        let starts = self.starts_from(&ends, false);
-        self.boundary_at(&mut st, &starts, &ends, t);
+        self.boundary_at(&mut st, None, &ends, t);
         st.ledger.leave(slot)
     }
 
     /// A boundary of the group at the readings `ends` (taken at about `t`; `starts` are
     /// the same readings as a start; failed reads count in the windows' reports): they end
     /// the current stretch (divided among the windows open in it) and start the next.
-    fn boundary_at(&self, st: &mut GroupState, starts: &[DeviceStart], ends: &[DeviceEnd], t: f64) {
+    fn boundary_at(
+        &self,
+        st: &mut GroupState,
+        starts: Option<&[DeviceStart]>,
+        ends: &[DeviceEnd],
+        t: f64,
+    ) {
         if let Some(s) = self.cut_stretch(&mut st.stretches, starts, ends, t) {
             st.ledger.stretch(s);
         }
     }
 
-    /// Each device's start at the readings `ends` that closed what came before, with its
-    /// temperature read when a window (not only a group's stretch, which reports none)
-    /// starts there.
-    pub(super) fn starts_from(&self, ends: &[DeviceEnd], temperature: bool) -> Vec<DeviceStart> {
-        self.devices
-            .iter()
-            .zip(ends)
-            .map(|(d, e)| DeviceStart {
-                t_s: e.t_s,
-                e0: e.e1,
-                e0_failed: d.info().energy_counter && e.e1.is_none(),
-                temp0: if temperature { d.temperature_c() } else { None },
-                viol0: e.violations,
-                edge0: e.edge,
-            })
-            .collect()
+    /// Each device's start, for a window, at the readings `ends` that closed what came
+    /// before (and its temperature, read now).
+    pub(super) fn starts_from(&self, ends: &[DeviceEnd]) -> Vec<DeviceStart> {
+        let mut starts = Vec::with_capacity(ends.len());
+        self.starts_into(ends, true, &mut starts);
+        starts
+    }
+
+    /// Each device's start at the readings `ends`, appended to `out`, with its temperature
+    /// read when a window (not only a group's stretch, which reports none) starts there.
+    pub(super) fn starts_into(
+        &self,
+        ends: &[DeviceEnd],
+        temperature: bool,
+        out: &mut Vec<DeviceStart>,
+    ) {
+        out.extend(self.devices.iter().zip(ends).map(|(d, e)| DeviceStart {
+            t_s: e.t_s,
+            e0: e.e1,
+            e0_failed: d.info().energy_counter && e.e1.is_none(),
+            temp0: if temperature { d.temperature_c() } else { None },
+            viol0: e.violations,
+            edge0: e.edge,
+        }));
     }
 
     /// A window starting at the readings `ends` that closed the one before it.
     pub(super) fn window_from(&self, ends: &[DeviceEnd], t: f64, name: String) -> OpenWindow {
-        let starts = self.starts_from(ends, true);
+        let starts = self.starts_from(ends);
         self.window_at(&starts, t, Cow::Owned(name), 0)
     }
 

@@ -28,6 +28,8 @@ pub(super) struct Stretches {
     /// The current stretch's start and each device's reads there.
     t0: f64,
     starts: Vec<DeviceStart>,
+    /// Where the next stretch's starts are built (the memory of the one before).
+    next: Vec<DeviceStart>,
     /// The stream of the stretch before, to be the next one's.
     spare: Option<WindowStream>,
     /// The samples of the stretch that ends, every device's; one device's.
@@ -44,6 +46,7 @@ impl Stretches {
             registered: false,
             t0: 0.0,
             starts: Vec::new(),
+            next: Vec::new(),
             spare: None,
             samples: Vec::new(),
             mine: Vec::new(),
@@ -53,15 +56,23 @@ impl Stretches {
 }
 
 impl Meter {
-    /// A boundary at the readings `ends` (taken at about `t`; `starts` are the same readings
-    /// as a start): the stretch that ends there, if one was open, and the next one started.
+    /// A boundary at the readings `ends` (taken at about `t`; `starts`, where a window starts
+    /// there too, are the same readings as its start): the stretch that ends there, if one
+    /// was open, and the next one started.
     pub(super) fn cut_stretch(
         &self,
         st: &mut Stretches,
-        starts: &[DeviceStart],
+        starts: Option<&[DeviceStart]>,
         ends: &[DeviceEnd],
         t: f64,
     ) -> Option<Stretch> {
+        let mut next_starts = std::mem::take(&mut st.next);
+        next_starts.clear();
+        match starts {
+            Some(s) => next_starts.extend_from_slice(s),
+            None => self.starts_into(ends, false, &mut next_starts),
+        }
+        let starts = &next_starts[..];
         let t0 = starts.iter().map(|s| s.t_s).reduce(f64::min).unwrap_or(t);
         let next = match st.spare.take() {
             Some(mut w) => {
@@ -109,8 +120,7 @@ impl Meter {
             None
         };
         st.t0 = t0;
-        st.starts.clear();
-        st.starts.extend_from_slice(starts);
+        st.next = std::mem::replace(&mut st.starts, next_starts);
         stretch
     }
 
